@@ -1,0 +1,316 @@
+//! The model file: ONE `.safetensors` file with every network of a pipeline (tensor names are
+//! module paths such as `velocity.blocks.0.qkv.weight`) and a JSON document under the
+//! metadata key `lediflow` holding the format version, the full config and provenance.
+//!
+//! Loading trusts nothing: the header is parsed by the safetensors crate (which checks sizes
+//! and offsets), the JSON config is range-checked before any tensor is allocated, and the
+//! tensor set must match the networks the config describes exactly: names, dtype, shapes.
+//! Writing goes to a temporary file in the same directory that is synced and then renamed over
+//! the target, so a crash never leaves a half-written model.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::Networks;
+
+/// Version of the file layout this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Metadata key holding the JSON [`ModelMeta`].
+pub const METADATA_KEY: &str = "lediflow";
+
+/// Named f32 tensors: path -> (shape, values).
+pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Everything in a model file besides the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format_version: u32,
+    pub config: ModelConfig,
+    pub provenance: Provenance,
+}
+
+/// Where a model came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// lediflow version that wrote the file.
+    pub library_version: String,
+    /// Seconds since the Unix epoch when the file was written.
+    pub created_unix: u64,
+    /// Free-form training record (data set, steps, batch, final losses, command line).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+impl ModelMeta {
+    pub fn new(config: ModelConfig, training: serde_json::Value) -> Self {
+        let created_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Self {
+            format_version: FORMAT_VERSION,
+            config,
+            provenance: Provenance { library_version: env!("CARGO_PKG_VERSION").to_string(), created_unix, training },
+        }
+    }
+}
+
+/// Collects (dotted module path -> (shape, f32 values)) for every float parameter.
+struct Collector {
+    path: Vec<String>,
+    out: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    with_values: bool,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collector {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let values = if self.with_values {
+            t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 conversion of a float tensor")
+        } else {
+            Vec::new()
+        };
+        self.out.insert(self.path.join("."), (shape, values));
+    }
+}
+
+/// The parameter names and shapes of a module, in a stable order.
+pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Vec<usize>> {
+    let mut c = Collector { path: Vec::new(), out: BTreeMap::new(), with_values: false };
+    module.visit(&mut c);
+    c.out.into_iter().map(|(k, (s, _))| (k, s)).collect()
+}
+
+/// Every float parameter of a module with its values.
+pub fn parameter_values<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut c = Collector { path: Vec::new(), out: BTreeMap::new(), with_values: true };
+    module.visit(&mut c);
+    c.out
+}
+
+/// Replaces every float parameter by the tensor of the same path from `source`.
+struct Loader<'a> {
+    path: Vec<String>,
+    source: &'a NamedTensors,
+}
+
+impl<B: Backend> ModuleMapper<B> for Loader<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, old, mapper) = param.consume();
+        let name = self.path.join(".");
+        // Names and shapes were checked against the same module before mapping.
+        let (shape, values) = &self.source[&name];
+        let device = old.device();
+        let mut t = Tensor::<B, D>::from_data(TensorData::new(values.clone(), shape.clone()), &device);
+        if old.is_require_grad() {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// Serialises named f32 tensors plus metadata into safetensors bytes.
+pub fn to_safetensors_bytes(
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, (shape, v))| (k.clone(), shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, shape, b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| Error::Internal(format!("tensor view {k}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, &Some(metadata)).map_err(|e| Error::Internal(format!("serialize: {e}")))
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name =
+        path.file_name().ok_or_else(|| Error::InvalidArgument(format!("not a file path: {}", path.display())))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Encodes networks and metadata as model-file bytes.
+pub fn to_bytes<B: Backend>(nets: &Networks<B>, meta: &ModelMeta) -> Result<Vec<u8>> {
+    meta.config.validate()?;
+    let json = serde_json::to_string(meta).map_err(|e| Error::Internal(format!("metadata json: {e}")))?;
+    let metadata = HashMap::from([(METADATA_KEY.to_string(), json)]);
+    to_safetensors_bytes(&parameter_values(nets), metadata)
+}
+
+/// Saves networks and metadata to `path` atomically.
+pub fn save<B: Backend>(path: &Path, nets: &Networks<B>, meta: &ModelMeta) -> Result<()> {
+    write_atomic(path, &to_bytes(nets, meta)?)
+}
+
+/// Parses and checks the metadata of model-file bytes without touching the tensors.
+pub fn read_meta(bytes: &[u8]) -> Result<ModelMeta> {
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::Format(format!("not a valid safetensors file: {e}")))?;
+    let json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| Error::Format(format!("no '{METADATA_KEY}' metadata: not a lediflow model file")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Error::Format(format!("metadata is not valid JSON: {e}")))?;
+    let version = value
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| Error::Format("metadata has no format_version".into()))?;
+    if version > FORMAT_VERSION as u64 {
+        return Err(Error::Format(format!(
+            "model file format version {version} is newer than this library supports ({FORMAT_VERSION}); upgrade lediflow"
+        )));
+    }
+    if version == 0 {
+        return Err(Error::Format("model file format version 0 is not valid".into()));
+    }
+    let meta: ModelMeta =
+        serde_json::from_value(value).map_err(|e| Error::Format(format!("metadata does not match the schema: {e}")))?;
+    meta.config.validate()?;
+    Ok(meta)
+}
+
+/// Reads the tensors of `bytes` and checks them against what `nets` expects.
+fn read_tensors(bytes: &[u8], expected: &BTreeMap<String, Vec<usize>>) -> Result<NamedTensors> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| Error::Format(format!("not a valid safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.iter() {
+        let Some(shape) = expected.get(name) else {
+            return Err(Error::Format(format!("unexpected tensor '{name}' (not part of this model's networks)")));
+        };
+        if view.shape() != shape.as_slice() {
+            return Err(Error::Format(format!(
+                "tensor '{name}' has shape {:?}, the config requires {:?}",
+                view.shape(),
+                shape
+            )));
+        }
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            other => {
+                return Err(Error::Format(format!(
+                    "tensor '{name}' has dtype {other:?}; only F32 and F16 are supported"
+                )));
+            }
+        };
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Format(format!("tensor '{name}' holds a non-finite value at element {i}")));
+        }
+        out.insert(name.to_string(), (shape.clone(), values));
+    }
+    if let Some(missing) = expected.keys().find(|k| !out.contains_key(*k)) {
+        return Err(Error::Format(format!("missing tensor '{missing}'")));
+    }
+    Ok(out)
+}
+
+/// IEEE half to f32 (for fp16 model files).
+fn half_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: normalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Loads networks and metadata from model-file bytes onto `device`.
+pub fn from_bytes<B: Backend>(bytes: &[u8], device: &B::Device) -> Result<(Networks<B>, ModelMeta)> {
+    let meta = read_meta(bytes)?;
+    let nets = Networks::<B>::new(&meta.config, device);
+    let expected = parameter_shapes(&nets);
+    let tensors = read_tensors(bytes, &expected)?;
+    let nets = load_into(nets, &tensors);
+    Ok((nets, meta))
+}
+
+/// Loads a model file from `path`.
+pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(Networks<B>, ModelMeta)> {
+    let bytes = std::fs::read(path)?;
+    from_bytes(&bytes, device)
+}
+
+/// Maps already-validated tensors into a module.
+pub fn load_into<B: Backend, M: Module<B>>(module: M, tensors: &NamedTensors) -> M {
+    module.map(&mut Loader { path: Vec::new(), source: tensors })
+}
+
+/// Validates `tensors` against `module`'s parameters and loads them (used for training state).
+pub fn load_checked<B: Backend, M: Module<B>>(module: M, bytes: &[u8]) -> Result<M> {
+    let expected = parameter_shapes(&module);
+    let tensors = read_tensors(bytes, &expected)?;
+    Ok(load_into(module, &tensors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_conversion() {
+        assert_eq!(half_to_f32(0x3c00), 1.0);
+        assert_eq!(half_to_f32(0xc000), -2.0);
+        assert_eq!(half_to_f32(0x0000), 0.0);
+        assert_eq!(half_to_f32(0x7bff), 65504.0);
+        assert_eq!(half_to_f32(0x0001), 5.960_464_5e-8);
+    }
+}

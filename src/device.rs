@@ -1,0 +1,80 @@
+//! Device selection. CUDA is compiled in only with the `cuda` feature, and even then it is
+//! probed (libcuda loadable, at least one device) before burn touches it: burn's CUDA runtime
+//! panics on first use when the driver is missing, and a host process must get an error instead.
+
+use crate::error::{Error, Result};
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+/// Whether this build was compiled with CUDA support.
+pub const fn cuda_compiled() -> bool {
+    cfg!(feature = "cuda")
+}
+
+/// Number of CUDA devices the driver reports, or why none can be used.
+pub fn cuda_device_count() -> Result<usize> {
+    if !cuda_compiled() {
+        return Err(Error::Unsupported(
+            "this build of lediflow has no CUDA support (build with --features cuda)".into(),
+        ));
+    }
+    probe_driver()
+}
+
+fn probe_driver() -> Result<usize> {
+    // SAFETY: dlopen/dlsym with valid C strings; the function pointer types match the CUDA
+    // driver API (CUresult cuInit(unsigned), CUresult cuDeviceGetCount(int*)).
+    unsafe {
+        let mut handle = std::ptr::null_mut();
+        for name in [c"libcuda.so.1", c"libcuda.so"] {
+            handle = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if !handle.is_null() {
+                break;
+            }
+        }
+        if handle.is_null() {
+            return Err(Error::Unsupported(
+                "CUDA requested but the NVIDIA driver (libcuda.so.1) is not installed".into(),
+            ));
+        }
+        let init = libc::dlsym(handle, c"cuInit".as_ptr());
+        let count = libc::dlsym(handle, c"cuDeviceGetCount".as_ptr());
+        if init.is_null() || count.is_null() {
+            libc::dlclose(handle);
+            return Err(Error::Unsupported("libcuda.so.1 lacks cuInit/cuDeviceGetCount".into()));
+        }
+        let init: extern "C" fn(u32) -> i32 = std::mem::transmute(init);
+        let count: extern "C" fn(*mut i32) -> i32 = std::mem::transmute(count);
+        let rc = init(0);
+        if rc != 0 {
+            libc::dlclose(handle);
+            return Err(Error::Unsupported(format!(
+                "CUDA driver failed to initialise (cuInit error {rc}): no usable GPU"
+            )));
+        }
+        let mut n = 0i32;
+        let rc = count(&mut n);
+        // The driver stays loaded: burn's CUDA runtime will load it again anyway.
+        if rc != 0 || n <= 0 {
+            return Err(Error::Unsupported(format!("CUDA driver reports no devices (error {rc}, count {n})")));
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cuda_probe_never_panics() {
+        // Without a GPU (CI) this is an Unsupported error; with one, a positive count.
+        match super::cuda_device_count() {
+            Ok(n) => assert!(n > 0),
+            Err(e) => assert!(matches!(e, crate::Error::Unsupported(_)), "{e}"),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Latent flow model theta_L: a time-conditioned residual MLP velocity field on R^latent_dim.
+
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use super::{TIME_FREQ_DIM, layer_norm, time_embedding};
+use crate::config::ModelConfig;
+
+#[derive(Module, Debug)]
+pub struct ResBlock<B: Backend> {
+    fc1: Linear<B>,
+    time: Linear<B>,
+    fc2: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct LatentFlowNet<B: Backend> {
+    input: Linear<B>,
+    time1: Linear<B>,
+    time2: Linear<B>,
+    blocks: Vec<ResBlock<B>>,
+    output: Linear<B>,
+}
+
+impl<B: Backend> LatentFlowNet<B> {
+    pub fn new(cfg: &ModelConfig, device: &B::Device) -> Self {
+        let d = cfg.aux.latent_dim;
+        let h = cfg.latent.hidden;
+        let lin = |i, o| LinearConfig::new(i, o).init(device);
+        let zero = |i, o| LinearConfig::new(i, o).with_initializer(Initializer::Zeros).init(device);
+        Self {
+            input: lin(d, h),
+            time1: lin(TIME_FREQ_DIM, h),
+            time2: lin(h, h),
+            blocks: (0..cfg.latent.blocks)
+                .map(|_| ResBlock { fc1: lin(h, h), time: lin(h, h), fc2: zero(h, h) })
+                .collect(),
+            output: zero(h, d),
+        }
+    }
+
+    /// Velocity at (z_t, t): z [B, latent_dim], t [B] -> [B, latent_dim].
+    pub fn forward(&self, z: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
+        let temb = self.time2.forward(silu(self.time1.forward(time_embedding(t, TIME_FREQ_DIM))));
+        let temb = silu(temb);
+        let mut h = self.input.forward(z);
+        for blk in &self.blocks {
+            let a = blk.fc1.forward(layer_norm(h.clone(), 1e-5)) + blk.time.forward(temb.clone());
+            h = h + blk.fc2.forward(silu(a));
+        }
+        self.output.forward(silu(layer_norm(h, 1e-5)))
+    }
+}

@@ -1,0 +1,482 @@
+//! The generation pipeline on any burn backend: sample, sample latents, generate from latents,
+//! encode, decode the prior, interpolate and inpaint (METHOD.md). Images are [N, C, H, W]
+//! tensors in [-1, 1]; see [`crate::image`] for 8-bit conversion.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::checkpoint::{self, ModelMeta};
+use crate::config::{ModelConfig, PriorKind};
+use crate::error::{Error, Result, invalid};
+use crate::flow::{Solver, VelocityField};
+use crate::model::{LatentFlowNet, Networks, VelocityNet};
+use crate::rng::{Purpose, Rng, normal_rows};
+
+/// Progress callback: (step done, total steps) -> keep going? Returning false cancels the call.
+pub type ProgressFn = Arc<dyn Fn(usize, usize) -> bool + Send + Sync>;
+
+/// Largest batch one call accepts: beyond it a typo (or a negative number cast to unsigned)
+/// would try to allocate far more memory than any machine has.
+pub const MAX_COUNT: usize = 1 << 16;
+/// Largest step count one call accepts.
+pub const MAX_STEPS: usize = 10_000;
+
+/// Parameters of one generation call.
+#[derive(Clone)]
+pub struct SampleOptions {
+    /// Seed of every random draw in the call.
+    pub seed: u64,
+    /// Image-flow solver steps (NFE = steps * solver.evals_per_step()).
+    pub steps: usize,
+    pub solver: Solver,
+    /// s in x0 = mu_P + s * sigma_P * eps. 0 starts from the prior mean. Ignored by Gaussian-prior models.
+    pub prior_scale: f32,
+    /// Latent-flow solver steps (cheap: an MLP on latent_dim numbers).
+    pub latent_steps: usize,
+    pub latent_solver: Solver,
+    /// Candidate latents drawn by inpainting besides the encoder's guess (best-of-K).
+    pub inpaint_candidates: usize,
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            steps: 4,
+            solver: Solver::Midpoint,
+            prior_scale: 1.0,
+            latent_steps: 16,
+            latent_solver: Solver::Midpoint,
+            inpaint_candidates: 16,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SampleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleOptions")
+            .field("seed", &self.seed)
+            .field("steps", &self.steps)
+            .field("solver", &self.solver)
+            .field("prior_scale", &self.prior_scale)
+            .field("latent_steps", &self.latent_steps)
+            .field("latent_solver", &self.latent_solver)
+            .field("inpaint_candidates", &self.inpaint_candidates)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl SampleOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return invalid(format!("steps must be in 1..={MAX_STEPS}, got {}", self.steps));
+        }
+        if self.latent_steps == 0 || self.latent_steps > MAX_STEPS {
+            return invalid(format!("latent_steps must be in 1..={MAX_STEPS}, got {}", self.latent_steps));
+        }
+        if !self.prior_scale.is_finite() || !(0.0..=100.0).contains(&self.prior_scale) {
+            return invalid(format!("prior_scale must be finite and in [0, 100], got {}", self.prior_scale));
+        }
+        if self.inpaint_candidates > 4096 {
+            return invalid(format!("inpaint_candidates must be <= 4096, got {}", self.inpaint_candidates));
+        }
+        Ok(())
+    }
+}
+
+/// How to walk between two given latents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interpolation {
+    Linear,
+    Spherical,
+}
+
+/// What a loaded model is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub channels: usize,
+    pub width: usize,
+    pub height: usize,
+    /// 0 for Gaussian-prior models (they have no latent space).
+    pub latent_dim: usize,
+    pub prior: PriorKind,
+    pub format_version: u32,
+    pub parameters: usize,
+}
+
+struct ImageField<'a, B: Backend>(&'a VelocityNet<B>);
+
+impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
+    fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
+        let n = x.dims()[0];
+        let tt = Tensor::<B, 1>::full([n], t, &x.device());
+        self.0.forward(x, tt)
+    }
+}
+
+struct LatentField<'a, B: Backend>(&'a LatentFlowNet<B>);
+
+impl<B: Backend> VelocityField<B, 2> for LatentField<'_, B> {
+    fn velocity(&self, z: Tensor<B, 2>, t: f32) -> Tensor<B, 2> {
+        let n = z.dims()[0];
+        let tt = Tensor::<B, 1>::full([n], t, &z.device());
+        self.0.forward(z, tt)
+    }
+}
+
+/// Spherical interpolation between two vectors, falling back to linear when nearly parallel.
+pub fn slerp(a: &[f32], b: &[f32], lambda: f32) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = if na > 0.0 && nb > 0.0 { (dot / (na * nb)).clamp(-1.0, 1.0) } else { 1.0 };
+    let omega = cos.acos();
+    let l = lambda as f64;
+    let (wa, wb) = if omega.sin().abs() < 1e-6 {
+        (1.0 - l, l)
+    } else {
+        (((1.0 - l) * omega).sin() / omega.sin(), (l * omega).sin() / omega.sin())
+    };
+    a.iter().zip(b).map(|(x, y)| (wa * *x as f64 + wb * *y as f64) as f32).collect()
+}
+
+fn lambdas(frames: usize) -> impl Iterator<Item = f32> {
+    (0..frames).map(move |i| if frames == 1 { 0.0 } else { i as f32 / (frames - 1) as f32 })
+}
+
+/// A loaded LeDiFlow (or Gaussian-baseline) pipeline on backend `B`.
+#[derive(Debug)]
+pub struct Pipeline<B: Backend> {
+    nets: Networks<B>,
+    meta: ModelMeta,
+    device: B::Device,
+}
+
+impl<B: Backend> Pipeline<B> {
+    pub fn new(nets: Networks<B>, meta: ModelMeta, device: B::Device) -> Self {
+        Self { nets, meta, device }
+    }
+
+    pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        let (nets, meta) = checkpoint::load(path.as_ref(), device)?;
+        Ok(Self::new(nets, meta, device.clone()))
+    }
+
+    pub fn from_bytes(bytes: &[u8], device: &B::Device) -> Result<Self> {
+        let (nets, meta) = checkpoint::from_bytes(bytes, device)?;
+        Ok(Self::new(nets, meta, device.clone()))
+    }
+
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save(path.as_ref(), &self.nets, &self.meta)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.meta.config
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    pub fn networks(&self) -> &Networks<B> {
+        &self.nets
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let c = &self.meta.config;
+        ModelInfo {
+            channels: c.image.channels,
+            width: c.image.size,
+            height: c.image.size,
+            latent_dim: if c.prior == PriorKind::Learned { c.aux.latent_dim } else { 0 },
+            prior: c.prior,
+            format_version: self.meta.format_version,
+            parameters: self.nets.num_params(),
+        }
+    }
+
+    fn learned(&self, what: &str) -> Result<(&crate::model::AuxDecoder<B>, &LatentFlowNet<B>)> {
+        match (&self.nets.decoder, &self.nets.latent) {
+            (Some(d), Some(l)) => Ok((d, l)),
+            _ => Err(Error::Unsupported(format!("{what} needs a learned-prior model; this one has a Gaussian prior"))),
+        }
+    }
+
+    fn check_count(count: usize) -> Result<()> {
+        if count == 0 || count > MAX_COUNT {
+            return invalid(format!("count must be in 1..={MAX_COUNT}, got {count}"));
+        }
+        Ok(())
+    }
+
+    fn check_images(&self, images: &Tensor<B, 4>) -> Result<()> {
+        let [n, c, h, w] = images.dims();
+        let s = self.meta.config.image;
+        if c != s.channels || h != s.size || w != s.size {
+            return invalid(format!("images are {c}x{h}x{w}, the model needs {}x{}x{}", s.channels, s.size, s.size));
+        }
+        Self::check_count(n)
+    }
+
+    fn check_latents(&self, z: &Tensor<B, 2>) -> Result<()> {
+        let [n, d] = z.dims();
+        let want = self.meta.config.aux.latent_dim;
+        if d != want {
+            return invalid(format!("latents have dimension {d}, the model needs {want}"));
+        }
+        Self::check_count(n)?;
+        let finite: bool = z.clone().is_finite().all().into_scalar().to_bool();
+        if !finite {
+            return invalid("latents contain NaN or infinity");
+        }
+        Ok(())
+    }
+
+    fn image_shape(&self, n: usize) -> [usize; 4] {
+        let s = self.meta.config.image;
+        [n, s.channels, s.size, s.size]
+    }
+
+    /// Draws `count` latents: w ~ N(0, I) from (seed, i), carried through theta_L from t=0 to 1.
+    pub fn sample_latents(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 2>> {
+        opts.validate()?;
+        Self::check_count(count)?;
+        let (_, latent) = self.learned("sample_latents")?;
+        let d = self.meta.config.aux.latent_dim;
+        let w = normal_rows::<B, 2>(opts.seed, 0, Purpose::LatentNoise, [count, d], &self.device);
+        self.latents_from_noise(latent, w, opts)
+    }
+
+    fn latents_from_noise(
+        &self,
+        latent: &LatentFlowNet<B>,
+        w: Tensor<B, 2>,
+        opts: &SampleOptions,
+    ) -> Result<Tensor<B, 2>> {
+        let sol = opts.latent_solver.solve(&LatentField(latent), w, opts.latent_steps, &mut |_, _, _, z| Ok(z))?;
+        Ok(sol.x)
+    }
+
+    /// The learned prior N(mu_P(z), exp(logvar_P(z))) for latents z: (mu_P, logvar_P).
+    pub fn decode_prior(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let (decoder, _) = self.learned("decode_prior")?;
+        self.check_latents(&z)?;
+        Ok(decoder.forward(z))
+    }
+
+    /// Encodes images to latents (the posterior mean mu_E).
+    pub fn encode(&self, images: Tensor<B, 4>) -> Result<Tensor<B, 2>> {
+        self.check_images(&images)?;
+        let enc = self.nets.encoder.as_ref().ok_or_else(|| {
+            Error::Unsupported("encode needs a learned-prior model; this one has a Gaussian prior".into())
+        })?;
+        Ok(enc.forward(images).0)
+    }
+
+    /// Prior draw x0 for latents z with the given standard-normal eps.
+    fn prior_draw(&self, z: Tensor<B, 2>, eps: Tensor<B, 4>, scale: f32) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let (mu, logvar) = self.decode_prior(z)?;
+        let x0 = mu.clone() + (logvar * 0.5).exp() * eps * scale;
+        Ok((x0, mu))
+    }
+
+    /// Integrates the image flow from x0, reporting progress and honouring cancellation.
+    fn solve_images(
+        &self,
+        x0: Tensor<B, 4>,
+        opts: &SampleOptions,
+        mut project: impl FnMut(f32, Tensor<B, 4>) -> Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>> {
+        let progress = opts.progress.clone();
+        let mut hook = |step: usize, total: usize, t: f32, x: Tensor<B, 4>| {
+            let x = project(t, x);
+            if let Some(p) = &progress
+                && !p(step, total)
+            {
+                return Err(Error::Cancelled);
+            }
+            Ok(x)
+        };
+        let sol = opts.solver.solve(&ImageField(&self.nets.velocity), x0, opts.steps, &mut hook)?;
+        Ok(sol.x.clamp(-1.0, 1.0))
+    }
+
+    /// Generates one image per latent row: x0 ~ learned prior of z (eps from (seed, i)), then the flow.
+    pub fn generate(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        self.check_latents(&z)?;
+        let n = z.dims()[0];
+        let eps = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, self.image_shape(n), &self.device);
+        let (x0, _) = self.prior_draw(z, eps, opts.prior_scale)?;
+        self.solve_images(x0, opts, |_, x| x)
+    }
+
+    /// Samples `count` images. Image i depends only on (seed, i), not on count.
+    pub fn sample(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        Self::check_count(count)?;
+        match self.meta.config.prior {
+            PriorKind::Learned => {
+                let z = self.sample_latents(count, opts)?;
+                self.generate(z, opts)
+            }
+            PriorKind::Gaussian => {
+                let x0 = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, self.image_shape(count), &self.device);
+                self.solve_images(x0, opts, |_, x| x)
+            }
+        }
+    }
+
+    /// Frames between two given latents (each [latent_dim] or [1, latent_dim]); every frame
+    /// uses the same prior noise (from (seed, 0)), so frame 0 and the last frame equal
+    /// `generate` of the two endpoints.
+    pub fn interpolate_latents(
+        &self,
+        z_from: Tensor<B, 2>,
+        z_to: Tensor<B, 2>,
+        frames: usize,
+        mode: Interpolation,
+        opts: &SampleOptions,
+    ) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        Self::check_count(frames)?;
+        self.learned("interpolate_latents")?;
+        for z in [&z_from, &z_to] {
+            if z.dims()[0] != 1 {
+                return invalid("interpolation endpoints must be single latents [1, latent_dim]");
+            }
+            self.check_latents(z)?;
+        }
+        let a = z_from.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Internal(format!("{e:?}")))?;
+        let b = z_to.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Internal(format!("{e:?}")))?;
+        let d = a.len();
+        let mut rows = Vec::with_capacity(frames * d);
+        for l in lambdas(frames) {
+            match mode {
+                Interpolation::Linear => rows.extend(a.iter().zip(&b).map(|(x, y)| x + (y - x) * l)),
+                Interpolation::Spherical => rows.extend(slerp(&a, &b, l)),
+            }
+        }
+        let z = Tensor::<B, 2>::from_data(TensorData::new(rows, [frames, d]), &self.device);
+        self.generate_shared_noise(z, opts)
+    }
+
+    fn shared_eps(&self, frames: usize, seed: u64) -> Tensor<B, 4> {
+        let one = normal_rows::<B, 4>(seed, 0, Purpose::PriorNoise, self.image_shape(1), &self.device);
+        one.repeat_dim(0, frames)
+    }
+
+    fn generate_shared_noise(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        let n = z.dims()[0];
+        let (x0, _) = self.prior_draw(z, self.shared_eps(n, opts.seed), opts.prior_scale)?;
+        self.solve_images(x0, opts, |_, x| x)
+    }
+
+    /// Frames between the latent-noise draws of two seeds: w is slerped, each frame's w is
+    /// carried through theta_L, and all frames share the prior noise of `opts.seed`. For a
+    /// Gaussian-prior model the two seeds' image noises are slerped directly.
+    pub fn interpolate_seeds(
+        &self,
+        seed_from: u64,
+        seed_to: u64,
+        frames: usize,
+        opts: &SampleOptions,
+    ) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        Self::check_count(frames)?;
+        let (purpose, shape) = match self.meta.config.prior {
+            PriorKind::Learned => (Purpose::LatentNoise, vec![self.meta.config.aux.latent_dim]),
+            PriorKind::Gaussian => (Purpose::PriorNoise, self.image_shape(1)[1..].to_vec()),
+        };
+        let per: usize = shape.iter().product();
+        let wa = Rng::stream(seed_from, 0, purpose).normal_vec(per);
+        let wb = Rng::stream(seed_to, 0, purpose).normal_vec(per);
+        let rows: Vec<f32> = lambdas(frames).flat_map(|l| slerp(&wa, &wb, l)).collect();
+        match self.meta.config.prior {
+            PriorKind::Learned => {
+                let (_, latent) = self.learned("interpolate_seeds")?;
+                let w = Tensor::<B, 2>::from_data(TensorData::new(rows, [frames, per]), &self.device);
+                let z = self.latents_from_noise(latent, w, opts)?;
+                self.generate_shared_noise(z, opts)
+            }
+            PriorKind::Gaussian => {
+                let x0 = Tensor::<B, 4>::from_data(TensorData::new(rows, self.image_shape(frames)), &self.device);
+                self.solve_images(x0, opts, |_, x| x)
+            }
+        }
+    }
+
+    /// Fills the pixels where `masks` is 0 and returns the pixels where it is 1 unchanged.
+    ///
+    /// images [N, C, H, W] in [-1, 1]; masks [N, 1, H, W] (1 = keep, 0 = fill). The latent is
+    /// chosen best-of-K: the encoding of the image with its hole filled by the mean known colour,
+    /// plus `inpaint_candidates` draws from theta_L, scored by the prior mean's error on the known
+    /// pixels. The flow then runs from the prior draw, and after every step the known pixels are
+    /// put back on their straight path (1 - t) x0 + t y, which reaches y exactly at t = 1.
+    pub fn inpaint(&self, images: Tensor<B, 4>, masks: Tensor<B, 4>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        self.check_images(&images)?;
+        let [n, c, h, w] = images.dims();
+        if masks.dims() != [n, 1, h, w] {
+            return invalid(format!("masks must be [{n}, 1, {h}, {w}], got {:?}", masks.dims()));
+        }
+        let keep = masks.greater_elem(0.5);
+        let keep_c = keep.clone().expand([n, c, h, w]);
+        let m = keep_c.clone().float();
+        let eps = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, [n, c, h, w], &self.device);
+        let x0 = match self.meta.config.prior {
+            PriorKind::Gaussian => eps,
+            PriorKind::Learned => {
+                let z = self.inpaint_latents(&images, &m, opts)?;
+                self.prior_draw(z, eps, opts.prior_scale)?.0
+            }
+        };
+        let y = images.clone();
+        let x0_known = x0.clone();
+        let out = self.solve_images(x0, opts, |t, x| {
+            let on_path = x0_known.clone() * (1.0 - t) + y.clone() * t;
+            x.mask_where(keep_c.clone(), on_path)
+        })?;
+        // Exact known pixels regardless of float rounding along the path.
+        Ok(out.mask_where(keep_c, images))
+    }
+
+    fn inpaint_latents(&self, images: &Tensor<B, 4>, m: &Tensor<B, 4>, opts: &SampleOptions) -> Result<Tensor<B, 2>> {
+        let (decoder, latent) = self.learned("inpaint")?;
+        let [n, c, h, w] = images.dims();
+        let d = self.meta.config.aux.latent_dim;
+        // Fill the hole with the mean colour of the known pixels so the encoder sees a plausible image.
+        let known = m.clone().sum_dim(2).sum_dim(3).clamp_min(1.0);
+        let mean = (images.clone() * m.clone()).sum_dim(2).sum_dim(3) / known;
+        let filled = images.clone() * m.clone() + mean.expand([n, c, h, w]) * (m.clone().neg() + 1.0);
+        let encoded = self.encode(filled)?;
+        let k = opts.inpaint_candidates;
+        if k == 0 {
+            return Ok(encoded);
+        }
+        // Candidates for image i: its encoding, then k latents from theta_L (streams (seed, i*k + j)).
+        let noise = normal_rows::<B, 2>(opts.seed, 0, Purpose::InpaintCandidates, [n * k, d], &self.device);
+        let drawn = self.latents_from_noise(latent, noise, opts)?.reshape([n, k, d]);
+        let cands = Tensor::cat(vec![encoded.unsqueeze_dim(1), drawn], 1); // [n, k+1, d]
+        let flat = cands.clone().reshape([n * (k + 1), d]);
+        let (mu, _) = decoder.forward(flat);
+        let mu = mu.reshape([n, k + 1, c, h, w]);
+        let y = images.clone().unsqueeze_dim::<5>(1);
+        let mm = m.clone().unsqueeze_dim::<5>(1);
+        let err = ((mu - y) * mm).powi_scalar(2).sum_dim(2).sum_dim(3).sum_dim(4).reshape([n, k + 1]);
+        let best = err.argmin(1); // [n, 1]
+        let idx = best.reshape([n, 1, 1]).expand([n, 1, d]);
+        Ok(cands.gather(1, idx).reshape([n, d]))
+    }
+}

@@ -1,0 +1,359 @@
+//! Training of the three LeDiFlow stages and the Gaussian-prior baseline (METHOD.md).
+//!
+//! Order: the auxiliary model first; then, with it frozen, the latent flow model and the image
+//! FM model (independent of each other). The baseline trains only the image FM model from
+//! x0 ~ N(0, I) with the same network and budget. Every random draw comes from a stage-owned
+//! [`Rng`], so a run is reproducible from its seed.
+
+pub mod optim;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, TensorData};
+use serde::{Deserialize, Serialize};
+
+pub use optim::{OptimConfig, Trainable};
+
+use crate::config::{ModelConfig, PriorKind};
+use crate::flow::path_point;
+use crate::loss::{PriorLoss, aux_loss, fm_loss};
+use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks, VelocityNet};
+use crate::rng::Rng;
+
+/// Which latent the latent flow model learns to produce.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatentTarget {
+    /// The posterior mean mu_E(y) (default: a sharper target).
+    Mean,
+    /// A posterior sample mu_E + sigma_E * eps.
+    Sample,
+}
+
+/// How flow time t is drawn during FM training.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TimeSampling {
+    Uniform,
+    /// t = sigmoid(m + s * n), n ~ N(0, 1) (SD3's logit-normal).
+    LogitNormal {
+        mean: f32,
+        std: f32,
+    },
+}
+
+impl TimeSampling {
+    fn draw(self, rng: &mut Rng, n: usize) -> Vec<f32> {
+        match self {
+            TimeSampling::Uniform => (0..n).map(|_| rng.uniform() as f32).collect(),
+            TimeSampling::LogitNormal { mean, std } => {
+                rng.normal_vec(n).into_iter().map(|e| 1.0 / (1.0 + (-(mean + std * e)).exp())).collect()
+            }
+        }
+    }
+}
+
+/// Training hyperparameters (everything but the network shapes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub prior_loss: PriorLoss,
+    pub beta_kl: f32,
+    /// s used to draw x0 from the learned prior while training the image model.
+    pub prior_noise_scale: f32,
+    pub latent_target: LatentTarget,
+    pub time_sampling: TimeSampling,
+    pub aux: OptimConfig,
+    pub latent: OptimConfig,
+    pub fm: OptimConfig,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            prior_loss: PriorLoss::Vgl,
+            beta_kl: 0.05,
+            prior_noise_scale: 1.0,
+            latent_target: LatentTarget::Mean,
+            time_sampling: TimeSampling::Uniform,
+            aux: OptimConfig { lr: 1e-3, ..OptimConfig::default() },
+            latent: OptimConfig { lr: 1e-3, ..OptimConfig::default() },
+            fm: OptimConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The auxiliary model trained as one unit.
+#[derive(Module, Debug)]
+pub struct AuxModel<B: Backend> {
+    pub encoder: AuxEncoder<B>,
+    pub decoder: AuxDecoder<B>,
+}
+
+fn normal<B: Backend, const D: usize>(rng: &mut Rng, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(rng.normal_vec(n), shape), device)
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+    t.into_scalar().elem()
+}
+
+/// Losses of one auxiliary step.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct AuxLosses {
+    pub total: f32,
+    pub mse: f32,
+    pub kl: f32,
+}
+
+/// Stage 1: auxiliary encoder/decoder with VGL (or beta-NLL) + KL.
+pub struct AuxStage<B: AutodiffBackend> {
+    pub net: Trainable<B, AuxModel<B>>,
+    pub rng: Rng,
+    pub prior_loss: PriorLoss,
+    pub beta_kl: f32,
+}
+
+impl<B: AutodiffBackend> AuxStage<B> {
+    pub fn new(cfg: &ModelConfig, train: &TrainConfig, device: &B::Device) -> Self {
+        let model = AuxModel { encoder: AuxEncoder::new(cfg, device), decoder: AuxDecoder::new(cfg, device) };
+        Self {
+            net: Trainable::new(model, train.aux.clone()),
+            rng: Rng::stream(train.seed, 1, crate::rng::Purpose::Training),
+            prior_loss: train.prior_loss,
+            beta_kl: train.beta_kl,
+        }
+    }
+
+    pub fn step(&mut self, y: Tensor<B, 4>) -> AuxLosses {
+        let m = self.net.model();
+        let (mu_e, logvar_e) = m.encoder.forward(y.clone());
+        let eps = normal::<B, 2>(&mut self.rng, mu_e.dims(), &y.device());
+        let z = mu_e.clone() + (logvar_e.clone() * 0.5).exp() * eps;
+        let (mu_p, logvar_p) = m.decoder.forward(z);
+        let parts = aux_loss(y, mu_p, logvar_p, mu_e, logvar_e, self.prior_loss, self.beta_kl);
+        let out = AuxLosses { total: scalar(parts.total.clone()), mse: scalar(parts.mse), kl: scalar(parts.kl) };
+        self.net.apply(parts.total);
+        out
+    }
+}
+
+/// Stage 2: latent flow model, FM from w ~ N(0, I) to z from the frozen encoder.
+pub struct LatentStage<B: AutodiffBackend> {
+    pub net: Trainable<B, LatentFlowNet<B>>,
+    pub encoder: AuxEncoder<B::InnerBackend>,
+    pub rng: Rng,
+    pub target: LatentTarget,
+    pub time_sampling: TimeSampling,
+}
+
+impl<B: AutodiffBackend> LatentStage<B> {
+    pub fn new(
+        cfg: &ModelConfig,
+        train: &TrainConfig,
+        encoder: AuxEncoder<B::InnerBackend>,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            net: Trainable::new(LatentFlowNet::new(cfg, device), train.latent.clone()),
+            encoder,
+            rng: Rng::stream(train.seed, 2, crate::rng::Purpose::Training),
+            target: train.latent_target,
+            time_sampling: train.time_sampling,
+        }
+    }
+
+    pub fn step(&mut self, y: Tensor<B, 4>) -> f32 {
+        let device = y.device();
+        let (mu, logvar) = self.encoder.forward(y.inner());
+        let n = mu.dims()[0];
+        let d = mu.dims()[1];
+        let z = match self.target {
+            LatentTarget::Mean => mu,
+            LatentTarget::Sample => {
+                let eps = normal::<B::InnerBackend, 2>(&mut self.rng, [n, d], &mu.device());
+                mu + (logvar * 0.5).exp() * eps
+            }
+        };
+        let z = Tensor::<B, 2>::from_inner(z);
+        let w = normal::<B, 2>(&mut self.rng, [n, d], &device);
+        let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
+        let tc = t.clone().reshape([n, 1]);
+        let zt = w.clone() + (z.clone() - w.clone()) * tc;
+        let loss = fm_loss(self.net.model().forward(zt, t), z - w);
+        let v = scalar(loss.clone());
+        self.net.apply(loss);
+        v
+    }
+}
+
+/// Where the image FM model's x0 comes from while training.
+pub enum FmPrior<B: Backend> {
+    /// LeDiFlow: x0 = mu_P(z) + s * sigma_P(z) * eps with z ~ q(z | y) (frozen aux model).
+    Learned { encoder: Box<AuxEncoder<B>>, decoder: Box<AuxDecoder<B>>, noise_scale: f32 },
+    /// Baseline: x0 ~ N(0, I).
+    Gaussian,
+}
+
+/// Stage 3: image velocity network, FM from the prior draw x0 to the image y.
+pub struct FmStage<B: AutodiffBackend> {
+    pub net: Trainable<B, VelocityNet<B>>,
+    pub prior: FmPrior<B::InnerBackend>,
+    pub rng: Rng,
+    pub time_sampling: TimeSampling,
+}
+
+impl<B: AutodiffBackend> FmStage<B> {
+    pub fn new(cfg: &ModelConfig, train: &TrainConfig, prior: FmPrior<B::InnerBackend>, device: &B::Device) -> Self {
+        Self {
+            net: Trainable::new(VelocityNet::new(cfg, device), train.fm.clone()),
+            prior,
+            rng: Rng::stream(train.seed, 3, crate::rng::Purpose::Training),
+            time_sampling: train.time_sampling,
+        }
+    }
+
+    /// The prior draw x0 paired with each image of the batch.
+    pub fn draw_x0(&mut self, y: &Tensor<B, 4>) -> Tensor<B, 4> {
+        let shape = y.dims();
+        match &self.prior {
+            FmPrior::Gaussian => normal::<B, 4>(&mut self.rng, shape, &y.device()),
+            FmPrior::Learned { encoder, decoder, noise_scale } => {
+                let (mu_e, logvar_e) = encoder.forward(y.clone().inner());
+                let e1 = normal::<B::InnerBackend, 2>(&mut self.rng, mu_e.dims(), &mu_e.device());
+                let z = mu_e + (logvar_e * 0.5).exp() * e1;
+                let (mu_p, logvar_p) = decoder.forward(z);
+                let e2 = normal::<B::InnerBackend, 4>(&mut self.rng, shape, &mu_p.device());
+                Tensor::from_inner(mu_p + (logvar_p * 0.5).exp() * e2 * *noise_scale)
+            }
+        }
+    }
+
+    pub fn step(&mut self, y: Tensor<B, 4>) -> f32 {
+        let device = y.device();
+        let n = y.dims()[0];
+        let x0 = self.draw_x0(&y);
+        let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
+        let xt = path_point(x0.clone(), y.clone(), t.clone());
+        let loss = fm_loss(self.net.model().forward(xt, t), y - x0);
+        let v = scalar(loss.clone());
+        self.net.apply(loss);
+        v
+    }
+}
+
+/// Draws batches from an in-memory set of images: shuffled epochs, reproducible from the rng.
+pub struct Batcher {
+    order: Vec<usize>,
+    pos: usize,
+    rng: Rng,
+}
+
+impl Batcher {
+    pub fn new(len: usize, seed: u64) -> Self {
+        let mut b =
+            Self { order: (0..len).collect(), pos: len, rng: Rng::stream(seed, 0, crate::rng::Purpose::Training) };
+        b.pos = b.order.len();
+        b
+    }
+
+    /// Indices of the next batch (wraps into a fresh shuffle at the end of an epoch).
+    pub fn next_indices(&mut self, batch: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(batch);
+        while out.len() < batch {
+            if self.pos >= self.order.len() {
+                for i in (1..self.order.len()).rev() {
+                    let j = self.rng.below(i + 1);
+                    self.order.swap(i, j);
+                }
+                self.pos = 0;
+            }
+            out.push(self.order[self.pos]);
+            self.pos += 1;
+        }
+        out
+    }
+
+    pub fn next<B: Backend>(&mut self, data: &Tensor<B, 4>, batch: usize) -> Tensor<B, 4> {
+        let idx: Vec<i64> = self.next_indices(batch).into_iter().map(|i| i as i64).collect();
+        let idx = Tensor::<B, 1, Int>::from_ints(idx.as_slice(), &data.device());
+        data.clone().select(0, idx)
+    }
+}
+
+/// Loss curves of an in-memory training run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainHistory {
+    pub aux: Vec<AuxLosses>,
+    pub latent: Vec<f32>,
+    pub fm: Vec<f32>,
+}
+
+/// Step counts of an in-memory training run.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct StageSteps {
+    pub aux: usize,
+    pub latent: usize,
+    pub fm: usize,
+}
+
+/// Trains every network of `cfg` on `images` ([N, C, H, W] in [-1, 1]) in memory and returns
+/// the EMA networks. This is the whole method end to end; the CLI adds data loading,
+/// checkpoints and resume around the same stage types.
+pub fn train_in_memory<B: AutodiffBackend>(
+    cfg: &ModelConfig,
+    train: &TrainConfig,
+    images: Tensor<B, 4>,
+    steps: StageSteps,
+    device: &B::Device,
+) -> (Networks<B::InnerBackend>, TrainHistory) {
+    B::seed(device, train.seed);
+    let n = images.dims()[0];
+    let bs = train.batch_size;
+    let mut hist = TrainHistory::default();
+    match cfg.prior {
+        PriorKind::Gaussian => {
+            let mut fm = FmStage::<B>::new(cfg, train, FmPrior::Gaussian, device);
+            let mut batches = Batcher::new(n, train.seed ^ 3);
+            for _ in 0..steps.fm {
+                hist.fm.push(fm.step(batches.next(&images, bs)));
+            }
+            let nets = Networks { encoder: None, decoder: None, latent: None, velocity: fm.net.ema().clone() };
+            (nets, hist)
+        }
+        PriorKind::Learned => {
+            let mut aux = AuxStage::<B>::new(cfg, train, device);
+            let mut batches = Batcher::new(n, train.seed ^ 1);
+            for _ in 0..steps.aux {
+                hist.aux.push(aux.step(batches.next(&images, bs)));
+            }
+            let frozen = aux.net.ema().clone();
+            let mut latent = LatentStage::<B>::new(cfg, train, frozen.encoder.clone(), device);
+            let mut batches = Batcher::new(n, train.seed ^ 2);
+            for _ in 0..steps.latent {
+                hist.latent.push(latent.step(batches.next(&images, bs)));
+            }
+            let prior = FmPrior::Learned {
+                encoder: Box::new(frozen.encoder.clone()),
+                decoder: Box::new(frozen.decoder.clone()),
+                noise_scale: train.prior_noise_scale,
+            };
+            let mut fm = FmStage::<B>::new(cfg, train, prior, device);
+            let mut batches = Batcher::new(n, train.seed ^ 3);
+            for _ in 0..steps.fm {
+                hist.fm.push(fm.step(batches.next(&images, bs)));
+            }
+            let nets = Networks {
+                encoder: Some(frozen.encoder),
+                decoder: Some(frozen.decoder),
+                latent: Some(latent.net.ema().clone()),
+                velocity: fm.net.ema().clone(),
+            };
+            (nets, hist)
+        }
+    }
+}

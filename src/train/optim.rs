@@ -1,0 +1,185 @@
+//! Optimisation plumbing shared by every training stage: Adam, global-norm gradient clipping
+//! and an exponential moving average of the weights (what sampling uses).
+
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+
+/// Squared L2 norm of all gradients of a module (computed on the device, read back once).
+struct GradNorm<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// Multiplies every gradient by `scale`.
+struct GradScale<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    scale: f32,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads.register::<B::InnerBackend, D>(param.id, g * self.scale);
+        }
+    }
+}
+
+/// Clips the global gradient norm to `max_norm` (0 disables) and returns the norm before clipping.
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f32,
+) -> f32 {
+    let mut v = GradNorm::<B> { grads, sum: None };
+    module.visit(&mut v);
+    let norm = v.sum.map(|s| s.into_scalar().elem::<f32>().sqrt()).unwrap_or(0.0);
+    if max_norm > 0.0 && norm > max_norm && norm.is_finite() {
+        let mut s = GradScale::<B> { grads, scale: max_norm / norm, _b: std::marker::PhantomData };
+        module.visit(&mut s);
+    }
+    norm
+}
+
+/// Flattened copies of every float parameter, keyed by module path.
+struct Snapshot<B: Backend> {
+    path: Vec<String>,
+    out: HashMap<String, Tensor<B, 1>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Snapshot<B> {
+    fn enter_module(&mut self, name: &str, _c: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _c: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let t = param.val();
+        let n = t.shape().num_elements();
+        self.out.insert(self.path.join("."), t.reshape([n]));
+    }
+}
+
+/// ema <- decay * ema + (1 - decay) * current, parameter by parameter.
+struct EmaUpdate<B: Backend> {
+    path: Vec<String>,
+    current: HashMap<String, Tensor<B, 1>>,
+    decay: f32,
+}
+
+impl<B: Backend> ModuleMapper<B> for EmaUpdate<B> {
+    fn enter_module(&mut self, name: &str, _c: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _c: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, ema, mapper) = param.consume();
+        let key = self.path.join(".");
+        let new = match self.current.remove(&key) {
+            Some(cur) => ema.clone() * self.decay + cur.reshape(ema.dims()) * (1.0 - self.decay),
+            None => ema,
+        };
+        Param::from_mapped_value(id, new, mapper)
+    }
+}
+
+/// Hyperparameters of one stage's optimiser.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimConfig {
+    pub lr: f64,
+    /// Linear warm-up from 0 over this many steps.
+    pub warmup_steps: usize,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f32,
+    /// EMA decay of the sampling weights (0 = EMA equals the live weights).
+    pub ema_decay: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self { lr: 3e-4, warmup_steps: 200, grad_clip: 1.0, ema_decay: 0.999 }
+    }
+}
+
+/// One network under training: live weights, Adam state, EMA weights and the step count.
+pub struct Trainable<B: AutodiffBackend, M: AutodiffModule<B>> {
+    // Options only so that `apply` can move the modules through burn's by-value APIs; they
+    // are always Some outside `apply`.
+    model: Option<M>,
+    ema: Option<M::InnerModule>,
+    pub optim: OptimizerAdaptor<Adam, M, B>,
+    pub step: usize,
+    pub config: OptimConfig,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainable<B, M> {
+    pub fn new(model: M, config: OptimConfig) -> Self {
+        let ema = model.valid();
+        let optim = AdamConfig::new().with_epsilon(1e-8).init::<B, M>();
+        Self { model: Some(model), ema: Some(ema), optim, step: 0, config }
+    }
+
+    /// The live (training) weights.
+    pub fn model(&self) -> &M {
+        self.model.as_ref().expect("model present outside apply")
+    }
+
+    /// The EMA weights, for sampling and saving.
+    pub fn ema(&self) -> &M::InnerModule {
+        self.ema.as_ref().expect("ema present outside apply")
+    }
+
+    pub fn set_ema(&mut self, ema: M::InnerModule) {
+        self.ema = Some(ema);
+    }
+
+    pub fn set_model(&mut self, model: M) {
+        self.model = Some(model);
+    }
+
+    pub fn lr(&self) -> f64 {
+        let w = self.config.warmup_steps;
+        if w == 0 || self.step >= w { self.config.lr } else { self.config.lr * (self.step + 1) as f64 / w as f64 }
+    }
+
+    /// Backpropagates `loss`, clips, takes one Adam step and updates the EMA. Returns the
+    /// gradient norm before clipping.
+    pub fn apply(&mut self, loss: Tensor<B, 1>) -> f32 {
+        let model = self.model.take().expect("model present");
+        let grads = loss.backward();
+        let mut grads = GradientsParams::from_grads(grads, &model);
+        let norm = clip_global_norm(&model, &mut grads, self.config.grad_clip);
+        let lr = self.lr();
+        let model = self.optim.step(lr, model, grads);
+        self.step += 1;
+        // Warm start: early on the EMA tracks the weights closely instead of the random init.
+        let decay = self.config.ema_decay.min((1.0 + self.step as f32) / (10.0 + self.step as f32));
+        let mut snap = Snapshot { path: Vec::new(), out: HashMap::new() };
+        model.valid().visit(&mut snap);
+        let ema = self.ema.take().expect("ema present");
+        self.ema = Some(ema.map(&mut EmaUpdate { path: Vec::new(), current: snap.out, decay }));
+        self.model = Some(model);
+        norm
+    }
+}
