@@ -11,6 +11,24 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// burn's CUDA backend (kernels compiled at run time through NVRTC; the driver is loaded
+/// dynamically, so the build needs neither a GPU nor the CUDA toolkit).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+/// CUDA backend with automatic differentiation, for training on a GPU.
+#[cfg(feature = "cuda")]
+pub type CudaTrainBackend = burn::backend::Autodiff<CudaBackend>;
+
+/// The CUDA device `index`, after checking that the driver is present and has that device.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice> {
+    let n = cuda_device_count()?;
+    if index >= n {
+        return Err(Error::Unsupported(format!("CUDA device {index} requested, the driver reports {n}")));
+    }
+    Ok(burn::backend::cuda::CudaDevice::new(index))
+}
+
 /// Whether this build was compiled with CUDA support.
 pub const fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")

@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod flow;
@@ -30,3 +31,8 @@ pub use pipeline::{Interpolation, ModelInfo, Pipeline, SampleOptions};
 pub type CpuBackend = burn::backend::Flex;
 /// The CPU backend with automatic differentiation, for training.
 pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
+
+/// Compiles the README's Rust examples as doc tests, so the front door cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -174,3 +174,20 @@ fn bad_arguments_are_errors() {
     assert!(matches!(g.sample_latents(1, &opts(0)), Err(Error::Unsupported(_))));
     assert!(matches!(g.encode(Tensor::zeros([1, 3, 16, 16], &dev)), Err(Error::Unsupported(_))));
 }
+
+#[test]
+fn a_pipeline_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<lediflow::Pipeline<B>>();
+    let p = Arc::new(random_pipeline(3, 16, PriorKind::Learned, 9));
+    let expected = to_vec(p.sample(2, &opts(4)).unwrap());
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || to_vec(p.sample(2, &opts(4)).unwrap()))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), expected);
+    }
+}

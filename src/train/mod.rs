@@ -6,13 +6,14 @@
 //! [`Rng`], so a run is reproducible from its seed.
 
 pub mod optim;
+pub mod run;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, TensorData};
 use serde::{Deserialize, Serialize};
 
-pub use optim::{OptimConfig, Trainable};
+pub use optim::{OptimConfig, SeededInit, Trainable};
 
 use crate::config::{ModelConfig, PriorKind};
 use crate::flow::path_point;
@@ -121,6 +122,7 @@ pub struct AuxStage<B: AutodiffBackend> {
 impl<B: AutodiffBackend> AuxStage<B> {
     pub fn new(cfg: &ModelConfig, train: &TrainConfig, device: &B::Device) -> Self {
         let model = AuxModel { encoder: AuxEncoder::new(cfg, device), decoder: AuxDecoder::new(cfg, device) };
+        let model = SeededInit::apply(model, train.seed ^ 0xA0);
         Self {
             net: Trainable::new(model, train.aux.clone()),
             rng: Rng::stream(train.seed, 1, crate::rng::Purpose::Training),
@@ -159,7 +161,10 @@ impl<B: AutodiffBackend> LatentStage<B> {
         device: &B::Device,
     ) -> Self {
         Self {
-            net: Trainable::new(LatentFlowNet::new(cfg, device), train.latent.clone()),
+            net: Trainable::new(
+                SeededInit::apply(LatentFlowNet::new(cfg, device), train.seed ^ 0xB0),
+                train.latent.clone(),
+            ),
             encoder,
             rng: Rng::stream(train.seed, 2, crate::rng::Purpose::Training),
             target: train.latent_target,
@@ -210,7 +215,7 @@ pub struct FmStage<B: AutodiffBackend> {
 impl<B: AutodiffBackend> FmStage<B> {
     pub fn new(cfg: &ModelConfig, train: &TrainConfig, prior: FmPrior<B::InnerBackend>, device: &B::Device) -> Self {
         Self {
-            net: Trainable::new(VelocityNet::new(cfg, device), train.fm.clone()),
+            net: Trainable::new(SeededInit::apply(VelocityNet::new(cfg, device), train.seed ^ 0xC0), train.fm.clone()),
             prior,
             rng: Rng::stream(train.seed, 3, crate::rng::Purpose::Training),
             time_sampling: train.time_sampling,
@@ -294,7 +299,7 @@ pub struct TrainHistory {
 }
 
 /// Step counts of an in-memory training run.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageSteps {
     pub aux: usize,
     pub latent: usize,
@@ -311,7 +316,6 @@ pub fn train_in_memory<B: AutodiffBackend>(
     steps: StageSteps,
     device: &B::Device,
 ) -> (Networks<B::InnerBackend>, TrainHistory) {
-    B::seed(device, train.seed);
     let n = images.dims()[0];
     let bs = train.batch_size;
     let mut hist = TrainHistory::default();

@@ -183,3 +183,62 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainable<B, M> {
         norm
     }
 }
+
+/// Re-initialises every parameter from our own seeded streams (one per parameter path), with
+/// burn's default distribution for Linear/Conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+/// Parameters that start at exactly zero (adaLN-Zero modulation, zero output layers) stay zero.
+///
+/// burn's own initialisers draw from one process-wide RNG, so two trainings in one process
+/// (parallel tests, a host application) would disturb each other; this makes a run depend only
+/// on its seed.
+pub struct SeededInit {
+    path: Vec<String>,
+    seed: u64,
+    last_fan_in: usize,
+}
+
+impl SeededInit {
+    pub fn apply<B: Backend, M: burn::module::Module<B>>(module: M, seed: u64) -> M {
+        module.map(&mut SeededInit { path: Vec::new(), seed, last_fan_in: 1 })
+    }
+}
+
+fn path_hash(s: &str) -> u64 {
+    // FNV-1a: stable across platforms and Rust versions (unlike DefaultHasher).
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl<B: Backend> ModuleMapper<B> for SeededInit {
+    fn enter_module(&mut self, name: &str, _c: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _c: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, t, mapper) = param.consume();
+        let shape = t.dims();
+        let fan_in = match D {
+            1 => self.last_fan_in,
+            2 => shape[0],
+            _ => shape[1..].iter().product(),
+        };
+        if D > 1 {
+            self.last_fan_in = fan_in.max(1);
+        }
+        let all_zero: bool = t.clone().equal_elem(0.0).all().into_scalar().to_bool();
+        if all_zero {
+            return Param::from_mapped_value(id, t, mapper);
+        }
+        let n: usize = shape.iter().product();
+        let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+        let mut rng =
+            crate::rng::Rng::stream(self.seed, path_hash(&self.path.join(".")), crate::rng::Purpose::Training);
+        let v: Vec<f32> = (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();
+        let mut new = Tensor::<B, D>::from_data(burn::tensor::TensorData::new(v, shape), &t.device());
+        if t.is_require_grad() {
+            new = new.require_grad();
+        }
+        Param::from_mapped_value(id, new, mapper)
+    }
+}

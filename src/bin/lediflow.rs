@@ -1,0 +1,403 @@
+//! The `lediflow` command-line tool: train models, sample from them, inspect model files and
+//! look at training data.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use lediflow::data::{self, Dataset};
+use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage};
+use lediflow::train::{StageSteps, TrainConfig};
+use lediflow::{CpuBackend, CpuTrainBackend, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
+
+#[derive(Parser)]
+#[command(name = "lediflow", version, about = "LeDiFlow image generation: train, sample, inspect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a LeDiFlow model (auxiliary, latent flow, image FM) or its Gaussian-prior baseline.
+    Train(TrainArgs),
+    /// Sample images from a model file into a PNG grid and/or individual PNGs.
+    Sample(SampleArgs),
+    /// Print a model file's metadata.
+    Info {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Load a data set the way `train` does and write a contact sheet of it.
+    Data {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Where to write the contact sheet (PNG).
+        #[arg(long)]
+        sheet: PathBuf,
+        /// Show at most this many images.
+        #[arg(long, default_value_t = 1024)]
+        max: usize,
+        #[arg(long, default_value_t = 32)]
+        columns: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// A folder of PNG/JPEG images (searched recursively).
+    #[arg(long, conflicts_with = "dcss")]
+    data: Option<PathBuf>,
+    /// Use the Dungeon Crawl Stone Soup tile atlases (apt-get install crawl-tiles-data).
+    #[arg(long)]
+    dcss: bool,
+    /// Folder of the DCSS atlases.
+    #[arg(long, default_value = data::DCSS_TILE_DIR)]
+    dcss_dir: PathBuf,
+    /// Channels: 1 (grey), 3 (RGB) or 4 (RGBA).
+    #[arg(long, default_value_t = 4)]
+    channels: usize,
+    /// Image size: 16, 32 or 64 (DCSS tiles are 32).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Hold out every N-th image for validation (0 = none).
+    #[arg(long, default_value_t = 10)]
+    val_every: usize,
+}
+
+impl DataArgs {
+    fn load(&self) -> lediflow::Result<(Dataset, serde_json::Value)> {
+        let ds = if self.dcss {
+            if self.size != 32 {
+                return Err(lediflow::Error::InvalidArgument("DCSS tiles are 32x32: use --size 32".into()));
+            }
+            data::load_dcss(&self.dcss_dir, self.channels)?
+        } else if let Some(dir) = &self.data {
+            data::load_folder(dir, self.size, self.channels)?
+        } else {
+            return Err(lediflow::Error::InvalidArgument("give --data <folder> or --dcss".into()));
+        };
+        let desc = serde_json::json!({
+            "source": if self.dcss { format!("dcss:{}", self.dcss_dir.display()) } else { format!("{}", self.data.as_ref().unwrap().display()) },
+            "images": ds.len(),
+            "size": self.size,
+            "channels": self.channels,
+            "validation": format!("every {}th image held out", self.val_every),
+        });
+        Ok((ds, desc))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PriorArg {
+    Learned,
+    Gaussian,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Network size preset: tiny, small, base.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// learned = LeDiFlow; gaussian = the baseline (same FM network and budget, x0 ~ N(0, I)).
+    #[arg(long, value_enum, default_value = "learned")]
+    prior: PriorArg,
+    /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
+    /// (keys under `train.` address the training config, the rest the model config).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 20_000)]
+    steps_aux: usize,
+    #[arg(long, default_value_t = 20_000)]
+    steps_latent: usize,
+    #[arg(long, default_value_t = 60_000)]
+    steps_fm: usize,
+    /// Random horizontal flips.
+    #[arg(long)]
+    hflip: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_every: usize,
+    /// Folder for checkpoints and losses.csv.
+    #[arg(long)]
+    run_dir: PathBuf,
+    /// The model file to write at the end.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the run folder's last checkpoint (same command line).
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    #[arg(long, default_value = "midpoint")]
+    solver: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    prior_scale: f32,
+    /// PNG grid of all samples (alpha kept).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Folder for one PNG per sample.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Grid columns.
+    #[arg(long, default_value_t = 8)]
+    columns: usize,
+    /// Show transparency in the grid as a grey checkerboard.
+    #[arg(long)]
+    checker: bool,
+}
+
+fn set_path(v: &mut serde_json::Value, key: &str, raw: &str) -> Result<(), String> {
+    let mut cur = v;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, p) in parts.iter().enumerate() {
+        let obj =
+            cur.as_object_mut().ok_or_else(|| format!("--set {key}: '{}' is not a section", parts[..i].join(".")))?;
+        if !obj.contains_key(*p) {
+            let known: Vec<&String> = obj.keys().collect();
+            return Err(format!("--set {key}: unknown key '{p}' (known here: {known:?})"));
+        }
+        cur = obj.get_mut(*p).unwrap();
+    }
+    *cur = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<(), String> {
+    let prior = match args.prior {
+        PriorArg::Learned => PriorKind::Learned,
+        PriorArg::Gaussian => PriorKind::Gaussian,
+    };
+    let model =
+        ModelConfig::preset(&args.preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?;
+    let train = TrainConfig { batch_size: args.batch, seed: args.seed, ..TrainConfig::default() };
+    let mut mv = serde_json::to_value(&model).unwrap();
+    let mut tv = serde_json::to_value(&train).unwrap();
+    for o in &args.overrides {
+        let (k, v) = o.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{o}'"))?;
+        match k.strip_prefix("train.") {
+            Some(tk) => set_path(&mut tv, tk, v)?,
+            None => set_path(&mut mv, k, v)?,
+        }
+    }
+    let model: ModelConfig = serde_json::from_value(mv).map_err(|e| format!("model config: {e}"))?;
+    let train: TrainConfig = serde_json::from_value(tv).map_err(|e| format!("training config: {e}"))?;
+    model.validate().map_err(|e| e.to_string())?;
+    let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
+    let (train_set, val_set) = all.split(args.data.val_every);
+    eprintln!("data: {} images ({} for training, {} held out)", all.len(), train_set.len(), val_set.len());
+    let spec = RunSpec {
+        model,
+        train,
+        steps: StageSteps { aux: args.steps_aux, latent: args.steps_latent, fm: args.steps_fm },
+        hflip: args.hflip,
+        checkpoint_every: args.checkpoint_every,
+        data: desc,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    ctrlc::set_handler(move || {
+        if s2.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving a checkpoint, then stopping (again to exit at once)");
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>6} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .unwrap(),
+    );
+    let b1 = bar.clone();
+    let b2 = bar.clone();
+    let batch = spec.train.batch_size;
+    // Without a terminal (a background run with a log file) the bar is hidden: print lines.
+    let plain = !std::io::stderr().is_terminal();
+    let totals = spec.steps;
+    let control = RunControl {
+        stop: Some(stop),
+        stop_after: None,
+        on_stage: Some(Box::new(move |stage: Stage, done, total| {
+            b1.reset();
+            b1.set_prefix(stage.name());
+            b1.set_length(total as u64);
+            b1.set_position(done as u64);
+        })),
+        on_step: Some(Box::new(move |l, t| {
+            b2.inc(1);
+            if plain && l.step % 50 == 0 {
+                let total = match l.stage {
+                    Stage::Aux => totals.aux,
+                    Stage::Latent => totals.latent,
+                    Stage::Fm => totals.fm,
+                };
+                eprintln!(
+                    "{} step {}/{} loss {:.5} mse {:.5} | {:.1} steps/s | elapsed {:.0}s | stage ETA {:.0}s",
+                    l.stage.name(),
+                    l.step,
+                    total,
+                    l.loss,
+                    l.mse,
+                    b2.per_sec(),
+                    t,
+                    (total - l.step) as f64 / b2.per_sec().max(1e-9)
+                );
+            }
+            if l.step % 10 == 0 {
+                let rate = b2.per_sec() * batch as f64;
+                if l.stage == Stage::Aux {
+                    b2.set_message(format!("loss {:.4} mse {:.4} | {rate:.0} img/s", l.loss, l.mse));
+                } else {
+                    b2.set_message(format!("loss {:.4} | {rate:.0} img/s", l.loss));
+                }
+            }
+        })),
+    };
+    let out = lediflow::train::run::run::<CpuTrainBackend>(
+        &spec,
+        &train_set,
+        &args.run_dir,
+        &args.out,
+        args.resume,
+        control,
+        &Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    bar.finish();
+    match out {
+        RunOutcome::Finished { model, seconds } => {
+            eprintln!("wrote {} after {:.0} s of training", model.display(), seconds);
+            Ok(())
+        }
+        RunOutcome::Interrupted { stage, step } => {
+            eprintln!("stopped in stage {} at step {step}; continue with the same command plus --resume", stage.name());
+            std::process::exit(130);
+        }
+    }
+}
+
+fn sample(a: SampleArgs) -> Result<(), String> {
+    if a.out.is_none() && a.out_dir.is_none() {
+        return Err("give --out <grid.png> and/or --out-dir <folder>".into());
+    }
+    let p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let opts = SampleOptions {
+        seed: a.seed,
+        steps: a.steps,
+        solver: Solver::parse(&a.solver).map_err(|e| e.to_string())?,
+        prior_scale: a.prior_scale,
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let images = p.sample(a.count, &opts).map_err(|e| e.to_string())?;
+    let info = p.info();
+    let mut ds = Dataset::new(info.width, info.channels);
+    ds.pixels = lediflow::image::to_u8(images).map_err(|e| e.to_string())?;
+    ds.sources = (0..a.count).map(|i| format!("sample {i}")).collect();
+    eprintln!(
+        "{} images, {} {} steps ({} NFE), {:.2} s",
+        a.count,
+        a.steps,
+        opts.solver,
+        a.steps * opts.solver.evals_per_step(),
+        t.elapsed().as_secs_f64()
+    );
+    if let Some(out) = &a.out {
+        data::write_grid(out, &ds, a.columns, a.checker).map_err(|e| e.to_string())?;
+        eprintln!("wrote {}", out.display());
+    }
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for i in 0..ds.len() {
+            let mut one = Dataset::new(ds.size, ds.channels);
+            one.pixels = ds.image(i).to_vec();
+            one.sources = vec![String::new()];
+            let path = dir.join(format!("sample_{i:04}.png"));
+            write_single(&path, &one).map_err(|e| e.to_string())?;
+        }
+        eprintln!("wrote {} PNGs to {}", ds.len(), dir.display());
+    }
+    Ok(())
+}
+
+fn write_single(path: &Path, one: &Dataset) -> lediflow::Result<()> {
+    let s = one.size as u32;
+    let img = image::RgbaImage::from_fn(s, s, |x, y| {
+        let p = (y * s + x) as usize * one.channels;
+        let px = &one.pixels[p..p + one.channels];
+        image::Rgba(match one.channels {
+            4 => [px[0], px[1], px[2], px[3]],
+            3 => [px[0], px[1], px[2], 255],
+            _ => [px[0], px[0], px[0], 255],
+        })
+    });
+    data::save_png(path, &img)
+}
+
+fn info(model: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let meta = lediflow::checkpoint::read_meta(&bytes).map_err(|e| e.to_string())?;
+    let p = Pipeline::<CpuBackend>::from_bytes(&bytes, &Default::default()).map_err(|e| e.to_string())?;
+    let i = p.info();
+    println!("file:           {}", model.display());
+    println!("format version: {}", meta.format_version);
+    println!("prior:          {}", i.prior.as_str());
+    println!("image:          {}x{}, {} channels", i.width, i.height, i.channels);
+    println!("latent dim:     {}", i.latent_dim);
+    println!("parameters:     {}", i.parameters);
+    println!("written by:     lediflow {}", meta.provenance.library_version);
+    println!("metadata:\n{}", serde_json::to_string_pretty(&meta).unwrap());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Sample(a) => sample(a),
+        Command::Info { model } => info(&model),
+        Command::Data { data: d, sheet, max, columns } => (|| {
+            let (ds, _) = d.load().map_err(|e| e.to_string())?;
+            let (tr, va) = ds.split(d.val_every);
+            eprintln!("{} images ({} training, {} validation)", ds.len(), tr.len(), va.len());
+            let mut shown = Dataset::new(ds.size, ds.channels);
+            let n = ds.len().min(max);
+            // Spread the sheet over the whole set.
+            for k in 0..n {
+                let i = k * ds.len() / n;
+                shown.pixels.extend_from_slice(ds.image(i));
+                shown.sources.push(ds.sources[i].clone());
+            }
+            data::write_grid(&sheet, &shown, columns, true).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", sheet.display());
+            Ok(())
+        })(),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

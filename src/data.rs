@@ -1,0 +1,379 @@
+//! Training data: folders of PNG/JPEG images and the Dungeon Crawl Stone Soup tile atlases
+//! (Debian's `crawl-tiles-data`), as 8-bit interleaved images of one size and channel count.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{DynamicImage, GenericImageView, RgbaImage};
+
+use crate::error::{Error, Result, invalid};
+
+/// Where Debian's `crawl-tiles-data` puts the atlases.
+pub const DCSS_TILE_DIR: &str = "/usr/share/crawl/dat/tiles";
+/// The in-game sprite atlases (GUI, logo and title art are left out).
+pub const DCSS_ATLASES: &[&str] = &["main.png", "player.png", "floor.png", "wall.png", "feat.png"];
+
+/// Images of one geometry, 8-bit, interleaved, row-major, back to back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub size: usize,
+    pub channels: usize,
+    pub pixels: Vec<u8>,
+    /// Where each image came from (file, and cell or sprite position for atlases).
+    pub sources: Vec<String>,
+}
+
+impl Dataset {
+    pub fn new(size: usize, channels: usize) -> Self {
+        Self { size, channels, pixels: Vec::new(), sources: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    pub fn image_bytes(&self) -> usize {
+        self.size * self.size * self.channels
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_bytes();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Appends an RGBA image of the dataset's size, converted to its channel count.
+    pub fn push_rgba(&mut self, img: &RgbaImage, source: String) {
+        debug_assert_eq!((img.width() as usize, img.height() as usize), (self.size, self.size));
+        for p in img.pixels() {
+            let [r, g, b, a] = p.0;
+            match self.channels {
+                4 => self.pixels.extend_from_slice(&[r, g, b, a]),
+                3 => self.pixels.extend_from_slice(&[r, g, b]),
+                _ => self.pixels.push(luma(r, g, b)),
+            }
+        }
+        self.sources.push(source);
+    }
+
+    /// Drops exact duplicate images (atlases repeat tiles), keeping the first of each.
+    pub fn dedup(&mut self) -> usize {
+        let n = self.image_bytes();
+        let mut seen = HashSet::new();
+        let mut pixels = Vec::with_capacity(self.pixels.len());
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for (i, src) in self.sources.iter().enumerate() {
+            let img = &self.pixels[i * n..(i + 1) * n];
+            if seen.insert(img.to_vec()) {
+                pixels.extend_from_slice(img);
+                sources.push(src.clone());
+            }
+        }
+        let removed = self.sources.len() - sources.len();
+        self.pixels = pixels;
+        self.sources = sources;
+        removed
+    }
+
+    /// Deterministic split: every `every`-th image (index % every == every - 1) is held out for
+    /// validation. Run after `dedup`, the two parts share no image.
+    pub fn split(&self, every: usize) -> (Dataset, Dataset) {
+        let mut train = Dataset::new(self.size, self.channels);
+        let mut val = Dataset::new(self.size, self.channels);
+        for i in 0..self.len() {
+            let part = if every > 0 && i % every == every - 1 { &mut val } else { &mut train };
+            part.pixels.extend_from_slice(self.image(i));
+            part.sources.push(self.sources[i].clone());
+        }
+        (train, val)
+    }
+}
+
+/// ITU-R BT.601 luma.
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8
+}
+
+fn is_image_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        Some("png" | "jpg" | "jpeg")
+    )
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_files(&p, out)?;
+        } else if is_image_file(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Centre-crops to a square and resizes to `size` (nearest for integer upscales of pixel art,
+/// a triangle filter otherwise).
+pub fn fit_square(img: &DynamicImage, size: u32) -> RgbaImage {
+    let (w, h) = img.dimensions();
+    let side = w.min(h);
+    let cropped = img.crop_imm((w - side) / 2, (h - side) / 2, side, side).to_rgba8();
+    if side == size {
+        return cropped;
+    }
+    let filter = if size > side && size.is_multiple_of(side) { FilterType::Nearest } else { FilterType::Triangle };
+    image::imageops::resize(&cropped, size, size, filter)
+}
+
+/// Every PNG/JPEG under `dir` (recursively, in path order), centre-cropped and resized.
+pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> {
+    check_geometry(size, channels)?;
+    if !dir.is_dir() {
+        return invalid(format!("{} is not a folder", dir.display()));
+    }
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    if files.is_empty() {
+        return invalid(format!("no PNG or JPEG images under {}", dir.display()));
+    }
+    let mut ds = Dataset::new(size, channels);
+    for f in files {
+        let img =
+            image::open(&f).map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", f.display())))?;
+        ds.push_rgba(&fit_square(&img, size as u32), f.display().to_string());
+    }
+    Ok(ds)
+}
+
+fn check_geometry(size: usize, channels: usize) -> Result<()> {
+    if ![1, 3, 4].contains(&channels) || ![16, 32, 64].contains(&size) {
+        return invalid(format!("unsupported geometry {size}x{size}x{channels} (sizes 16/32/64, channels 1/3/4)"));
+    }
+    Ok(())
+}
+
+/// Alpha above this counts as part of a sprite.
+const ALPHA_ON: u8 = 16;
+/// Cells with fewer opaque pixels than this fraction are (almost) empty and dropped.
+const MIN_COVERAGE: f32 = 0.04;
+
+/// 8-connected components of opaque pixels: per pixel a component id (u32::MAX = transparent)
+/// and per component its bounding box (x0, y0, x1, y1), inclusive.
+fn components(img: &RgbaImage) -> (Vec<u32>, Vec<[u32; 4]>) {
+    let (w, h) = img.dimensions();
+    let mut label = vec![u32::MAX; (w * h) as usize];
+    let mut boxes = Vec::new();
+    let mut stack = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) as usize;
+            if label[i] != u32::MAX || img.get_pixel(x, y).0[3] <= ALPHA_ON {
+                continue;
+            }
+            let id = boxes.len() as u32;
+            let mut bb = [x, y, x, y];
+            label[i] = id;
+            stack.push((x, y));
+            while let Some((cx, cy)) = stack.pop() {
+                bb = [bb[0].min(cx), bb[1].min(cy), bb[2].max(cx), bb[3].max(cy)];
+                for dy in -1i32..=1 {
+                    for dx in -1i32..=1 {
+                        let (nx, ny) = (cx as i32 + dx, cy as i32 + dy);
+                        if nx < 0 || ny < 0 || nx >= w as i32 || ny >= h as i32 {
+                            continue;
+                        }
+                        let j = (ny as u32 * w + nx as u32) as usize;
+                        if label[j] == u32::MAX && img.get_pixel(nx as u32, ny as u32).0[3] > ALPHA_ON {
+                            label[j] = id;
+                            stack.push((nx as u32, ny as u32));
+                        }
+                    }
+                }
+            }
+            boxes.push(bb);
+        }
+    }
+    (label, boxes)
+}
+
+fn coverage(img: &RgbaImage) -> f32 {
+    let on = img.pixels().filter(|p| p.0[3] > ALPHA_ON).count();
+    on as f32 / (img.width() * img.height()) as f32
+}
+
+/// Slices an atlas into `cell`-pixel tiles, handling packed regions.
+///
+/// Most of an atlas is a grid of `cell`-sized tiles: either opaque tiles touching each other
+/// (floors, walls: components much larger than a cell) or sprites that sit inside their cell.
+/// Some regions (the lower part of player.png, say) pack smaller sprites off the grid; cutting
+/// those on the grid would halve them. A cell is taken from the grid when no small component
+/// (bounding box within one cell) crosses its border. Small components that do cross a border
+/// are sprites off the grid: each is cut out by its bounding box (components whose boxes touch
+/// are merged while the union still fits a cell) and centred on a transparent cell. Anything
+/// larger than a cell that is not grid tiling is left out, as are (almost) empty cells.
+pub fn slice_atlas(img: &RgbaImage, cell: u32) -> Vec<(RgbaImage, String)> {
+    let (w, h) = img.dimensions();
+    let (label, boxes) = components(img);
+    let fits = |b: &[u32; 4]| b[2] - b[0] < cell && b[3] - b[1] < cell;
+    let crosses_grid = |b: &[u32; 4]| b[0] / cell != b[2] / cell || b[1] / cell != b[3] / cell;
+    let mut out = Vec::new();
+    let mut off_grid: Vec<usize> = Vec::new();
+    let mut taken = vec![false; boxes.len()];
+    for cy in 0..h / cell {
+        for cx in 0..w / cell {
+            let label = &label;
+            let cell_labels = || {
+                (cy * cell..(cy + 1) * cell)
+                    .flat_map(move |y| (cx * cell..(cx + 1) * cell).map(move |x| label[(y * w + x) as usize]))
+                    .filter(|&l| l != u32::MAX)
+            };
+            let clean = cell_labels().all(|l| !(fits(&boxes[l as usize]) && crosses_grid(&boxes[l as usize])));
+            if clean {
+                let tile = image::imageops::crop_imm(img, cx * cell, cy * cell, cell, cell).to_image();
+                if coverage(&tile) >= MIN_COVERAGE {
+                    out.push((tile, format!("cell {cx},{cy}")));
+                }
+            } else {
+                // A packed cell: every sprite-sized component in it is cut out on its own.
+                for l in cell_labels() {
+                    if fits(&boxes[l as usize]) && !taken[l as usize] {
+                        taken[l as usize] = true;
+                        off_grid.push(l as usize);
+                    }
+                }
+            }
+        }
+    }
+    // Off-grid sprites: merge touching boxes while the union still fits one cell.
+    let mut groups: Vec<[u32; 4]> = off_grid.iter().map(|&i| boxes[i]).collect();
+    let touch =
+        |a: &[u32; 4], b: &[u32; 4]| a[0] <= b[2] + 1 && b[0] <= a[2] + 1 && a[1] <= b[3] + 1 && b[1] <= a[3] + 1;
+    // Passes of pairwise merging until nothing changes; each pass may merge many pairs.
+    loop {
+        let mut changed = false;
+        let mut i = 0;
+        while i < groups.len() {
+            let mut j = i + 1;
+            while j < groups.len() {
+                let (a, b) = (groups[i], groups[j]);
+                let u = [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])];
+                if touch(&a, &b) && fits(&u) {
+                    groups[i] = u;
+                    groups.swap_remove(j);
+                    changed = true;
+                } else {
+                    j += 1;
+                }
+            }
+            i += 1;
+        }
+        if !changed {
+            break;
+        }
+    }
+    groups.sort_by_key(|b| (b[1], b[0]));
+    for b in groups {
+        let (bw, bh) = (b[2] - b[0] + 1, b[3] - b[1] + 1);
+        let mut tile = RgbaImage::new(cell, cell);
+        let (ox, oy) = ((cell - bw) / 2, (cell - bh) / 2);
+        for y in 0..bh {
+            for x in 0..bw {
+                let (sx, sy) = (b[0] + x, b[1] + y);
+                // Only pixels of components inside this box: a neighbour's pixels poking into
+                // the box stay out.
+                let l = label[(sy * w + sx) as usize];
+                if l != u32::MAX && {
+                    let lb = &boxes[l as usize];
+                    lb[0] >= b[0] && lb[1] >= b[1] && lb[2] <= b[2] && lb[3] <= b[3]
+                } {
+                    tile.put_pixel(ox + x, oy + y, *img.get_pixel(sx, sy));
+                }
+            }
+        }
+        if coverage(&tile) >= MIN_COVERAGE {
+            out.push((tile, format!("sprite at {},{} ({bw}x{bh})", b[0], b[1])));
+        }
+    }
+    out
+}
+
+/// The DCSS tiles from `dir` (normally [`DCSS_TILE_DIR`]) as `channels`-channel 32x32 images,
+/// exact duplicates removed, in a fixed order.
+pub fn load_dcss(dir: &Path, channels: usize) -> Result<Dataset> {
+    check_geometry(32, channels)?;
+    let mut ds = Dataset::new(32, channels);
+    for name in DCSS_ATLASES {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} not found: install the Debian package crawl-tiles-data (apt-get install crawl-tiles-data)",
+                path.display()
+            )));
+        }
+        let img = image::open(&path)
+            .map_err(|e| Error::InvalidArgument(format!("cannot read atlas {}: {e}", path.display())))?
+            .to_rgba8();
+        for (tile, pos) in slice_atlas(&img, 32) {
+            ds.push_rgba(&tile, format!("{name} {pos}"));
+        }
+    }
+    ds.dedup();
+    if ds.is_empty() {
+        return invalid(format!("no tiles found in {}", dir.display()));
+    }
+    Ok(ds)
+}
+
+/// Writes images as one PNG grid (`cols` per row, 1-pixel transparent gaps); alpha is kept.
+/// With `checker`, transparent areas show a grey checkerboard (for looking at sprites).
+pub fn write_grid(path: &Path, ds: &Dataset, cols: usize, checker: bool) -> Result<()> {
+    if ds.is_empty() {
+        return invalid("no images to write");
+    }
+    let s = ds.size as u32;
+    let cols = cols.clamp(1, ds.len()) as u32;
+    let rows = (ds.len() as u32).div_ceil(cols);
+    let mut grid = RgbaImage::new(cols * (s + 1) + 1, rows * (s + 1) + 1);
+    for i in 0..ds.len() {
+        let (gx, gy) = (1 + (i as u32 % cols) * (s + 1), 1 + (i as u32 / cols) * (s + 1));
+        let img = ds.image(i);
+        for y in 0..s {
+            for x in 0..s {
+                let p = (y * s + x) as usize * ds.channels;
+                let mut px = match ds.channels {
+                    4 => [img[p], img[p + 1], img[p + 2], img[p + 3]],
+                    3 => [img[p], img[p + 1], img[p + 2], 255],
+                    _ => [img[p], img[p], img[p], 255],
+                };
+                if checker {
+                    let bg = if ((x / 4) + (y / 4)) % 2 == 0 { 200.0 } else { 150.0 };
+                    let a = px[3] as f32 / 255.0;
+                    for v in px.iter_mut().take(3) {
+                        *v = (*v as f32 * a + bg * (1.0 - a)).round() as u8;
+                    }
+                    px[3] = 255;
+                }
+                grid.put_pixel(gx + x, gy + y, image::Rgba(px));
+            }
+        }
+    }
+    save_png(path, &grid)
+}
+
+/// Saves a PNG atomically (temp file + rename).
+pub fn save_png(path: &Path, img: &RgbaImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgba8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| Error::Internal(format!("PNG encoding: {e}")))?;
+    crate::checkpoint::write_atomic(path, &bytes)
+}

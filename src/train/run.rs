@@ -1,0 +1,551 @@
+//! A full, resumable training run: the stages in order, periodic atomic checkpoints holding
+//! everything needed to continue bit-exactly (live and EMA weights, Adam state, step, RNG and
+//! batch-order state), a CSV loss log, and the final model file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::TensorData;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::{AuxModel, AuxStage, FmPrior, FmStage, LatentStage, StageSteps, TrainConfig, Trainable};
+use crate::checkpoint::{self, ModelMeta, write_atomic};
+use crate::config::{ModelConfig, PriorKind};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks};
+use crate::rng::{Purpose, Rng};
+
+/// The three stages, in training order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Aux,
+    Latent,
+    Fm,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Aux => "aux",
+            Stage::Latent => "latent",
+            Stage::Fm => "fm",
+        }
+    }
+}
+
+/// Everything that defines a run. Stored in every checkpoint; `--resume` refuses a different one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub steps: StageSteps,
+    /// Random horizontal flips of training images.
+    pub hflip: bool,
+    /// Steps between checkpoints (0 = only at stage ends and on interruption).
+    pub checkpoint_every: usize,
+    /// Free-form description of the data (for the model file's provenance).
+    pub data: serde_json::Value,
+}
+
+impl RunSpec {
+    pub fn stages(&self) -> Vec<(Stage, usize)> {
+        match self.model.prior {
+            PriorKind::Learned => {
+                vec![(Stage::Aux, self.steps.aux), (Stage::Latent, self.steps.latent), (Stage::Fm, self.steps.fm)]
+            }
+            PriorKind::Gaussian => vec![(Stage::Fm, self.steps.fm)],
+        }
+    }
+}
+
+/// Batches from an in-memory [`Dataset`]: shuffled epochs and optional flips, all from one rng
+/// whose state is part of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataBatcher {
+    order: Vec<usize>,
+    pos: usize,
+    rng: [u64; 4],
+    hflip: bool,
+}
+
+impl DataBatcher {
+    pub fn new(len: usize, seed: u64, hflip: bool) -> Self {
+        Self { order: (0..len).collect(), pos: len, rng: Rng::stream(seed, 0, Purpose::Training).state(), hflip }
+    }
+
+    pub fn next<B: Backend>(&mut self, data: &Dataset, batch: usize, device: &B::Device) -> Tensor<B, 4> {
+        let mut rng = Rng::from_state(self.rng);
+        let (s, c) = (data.size, data.channels);
+        let plane = s * s;
+        let mut out = vec![0f32; batch * c * plane];
+        for b in 0..batch {
+            if self.pos >= self.order.len() {
+                for i in (1..self.order.len()).rev() {
+                    let j = rng.below(i + 1);
+                    self.order.swap(i, j);
+                }
+                self.pos = 0;
+            }
+            let img = data.image(self.order[self.pos]);
+            self.pos += 1;
+            let flip = self.hflip && rng.below(2) == 1;
+            let dst = &mut out[b * c * plane..(b + 1) * c * plane];
+            for y in 0..s {
+                for x in 0..s {
+                    let sx = if flip { s - 1 - x } else { x };
+                    for ch in 0..c {
+                        dst[ch * plane + y * s + x] = img[(y * s + sx) * c + ch] as f32 / 127.5 - 1.0;
+                    }
+                }
+            }
+        }
+        self.rng = rng.state();
+        Tensor::from_data(TensorData::new(out, [batch, c, s, s]), device)
+    }
+}
+
+/// What a checkpoint's state.json holds besides the tensors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    spec: RunSpec,
+    stage: Stage,
+    /// Steps done in `stage`.
+    step: usize,
+    stage_rng: [u64; 4],
+    batcher: DataBatcher,
+    elapsed_s: f64,
+}
+
+/// One logged step.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub stage: Stage,
+    pub step: usize,
+    pub loss: f32,
+    /// Auxiliary stage only: reconstruction MSE and KL.
+    pub mse: f32,
+    pub kl: f32,
+}
+
+/// Called after every step with the step's losses and the run's elapsed seconds.
+pub type StepCallback = Box<dyn FnMut(&StepLog, f64)>;
+/// Called when a stage starts: (stage, steps already done, total steps).
+pub type StageCallback = Box<dyn FnMut(Stage, usize, usize)>;
+
+/// Hooks a caller (the CLI, a test) can give a run.
+#[derive(Default)]
+pub struct RunControl {
+    /// Set (e.g. by a Ctrl-C handler) to checkpoint and stop at the next step.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Stop (with a checkpoint) after this many steps in this invocation: simulates an interruption.
+    pub stop_after: Option<usize>,
+    /// Called after every step.
+    pub on_step: Option<StepCallback>,
+    /// Called when a stage starts: (stage, steps already done, total steps).
+    pub on_stage: Option<StageCallback>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunOutcome {
+    /// All stages done; the model file is written.
+    Finished { model: PathBuf, seconds: f64 },
+    /// Stopped early with a checkpoint; `--resume` continues.
+    Interrupted { stage: Stage, step: usize },
+}
+
+type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
+
+fn record_bytes<B: Backend, M: Module<B>>(m: &M) -> Result<Vec<u8>> {
+    Rec::default().record(m.clone().into_record(), ()).map_err(|e| Error::Internal(format!("record: {e}")))
+}
+
+fn load_module<B: Backend, M: Module<B>>(m: M, bytes: Vec<u8>, device: &B::Device) -> Result<M> {
+    let rec = Rec::default().load(bytes, device).map_err(|e| Error::Format(format!("checkpoint record: {e}")))?;
+    Ok(m.load_record(rec))
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    std::fs::read(dir.join(name))
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.join(name).display()))))
+}
+
+/// The checkpoint folder to resume from: `ckpt`, else a complete `ckpt.new` (a crash between
+/// the two renames), else `ckpt.old`.
+fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    ["ckpt", "ckpt.new", "ckpt.old"].iter().map(|n| run_dir.join(n)).find(|d| d.join("state.json").is_file())
+}
+
+/// Writes a checkpoint folder and swaps it in; state.json is written last, so a folder
+/// without it is incomplete and never used.
+fn write_checkpoint(run_dir: &Path, files: &[(&str, Vec<u8>)], state: &RunState) -> Result<()> {
+    let new = run_dir.join("ckpt.new");
+    let cur = run_dir.join("ckpt");
+    let old = run_dir.join("ckpt.old");
+    let _ = std::fs::remove_dir_all(&new);
+    std::fs::create_dir_all(&new)?;
+    for (name, bytes) in files {
+        write_atomic(&new.join(name), bytes)?;
+    }
+    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(&new.join("state.json"), &json)?;
+    let _ = std::fs::remove_dir_all(&old);
+    if cur.exists() {
+        std::fs::rename(&cur, &old)?;
+    }
+    std::fs::rename(&new, &cur)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    /// Opens the CSV log; on resume, drops rows past the checkpoint so no step appears twice.
+    fn open(path: &Path, keep_until: Option<(Stage, usize)>, order: &[Stage]) -> Result<Self> {
+        let header = "stage,step,loss,mse,kl,elapsed_s";
+        let mut kept = vec![header.to_string()];
+        if let (Some((stage, step)), Ok(text)) = (keep_until, std::fs::read_to_string(path)) {
+            let rank = |s: &str| order.iter().position(|x| x.name() == s);
+            let limit = rank(stage.name()).unwrap_or(0);
+            for line in text.lines().skip(1) {
+                let mut parts = line.split(',');
+                let (Some(s), Some(n)) = (parts.next(), parts.next().and_then(|n| n.parse::<usize>().ok())) else {
+                    continue;
+                };
+                match rank(s) {
+                    Some(r) if r < limit || (r == limit && n <= step) => kept.push(line.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let mut file = std::fs::File::create(path)?;
+        writeln!(file, "{}", kept.join("\n"))?;
+        Ok(Self { file })
+    }
+
+    fn row(&mut self, l: &StepLog, elapsed: f64) -> Result<()> {
+        writeln!(self.file, "{},{},{},{},{},{:.3}", l.stage.name(), l.step, l.loss, l.mse, l.kl, elapsed)?;
+        Ok(())
+    }
+}
+
+/// Finished-stage outputs needed by later stages and the model file.
+struct Done<B: Backend> {
+    aux: Option<AuxModel<B>>,
+    latent: Option<LatentFlowNet<B>>,
+}
+
+/// The stage being trained.
+enum Active<B: AutodiffBackend> {
+    Aux(AuxStage<B>),
+    Latent(LatentStage<B>),
+    Fm(FmStage<B>),
+}
+
+impl<B: AutodiffBackend> Active<B> {
+    fn step(&mut self, stage: Stage, y: Tensor<B, 4>) -> StepLog {
+        match self {
+            Active::Aux(st) => {
+                let l = st.step(y);
+                StepLog { stage, step: 0, loss: l.total, mse: l.mse, kl: l.kl }
+            }
+            Active::Latent(st) => StepLog { stage, step: 0, loss: st.step(y), mse: 0.0, kl: 0.0 },
+            Active::Fm(st) => StepLog { stage, step: 0, loss: st.step(y), mse: 0.0, kl: 0.0 },
+        }
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        match self {
+            Active::Aux(st) => &mut st.rng,
+            Active::Latent(st) => &mut st.rng,
+            Active::Fm(st) => &mut st.rng,
+        }
+    }
+
+    fn restore(&mut self, dir: &Path, device: &B::Device) -> Result<()> {
+        match self {
+            Active::Aux(st) => restore(&mut st.net, dir, device),
+            Active::Latent(st) => restore(&mut st.net, dir, device),
+            Active::Fm(st) => restore(&mut st.net, dir, device),
+        }
+    }
+
+    fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        match self {
+            Active::Aux(st) => net_files(&st.net),
+            Active::Latent(st) => net_files(&st.net),
+            Active::Fm(st) => net_files(&st.net),
+        }
+    }
+}
+
+/// Runs (or resumes) training on `data` into `run_dir`, writing the model to `output` at the end.
+pub fn run<B: AutodiffBackend>(
+    spec: &RunSpec,
+    data: &Dataset,
+    run_dir: &Path,
+    output: &Path,
+    resume: bool,
+    mut control: RunControl,
+    device: &B::Device,
+) -> Result<RunOutcome> {
+    spec.model.validate()?;
+    if data.is_empty() {
+        return Err(Error::InvalidArgument("the training set is empty".into()));
+    }
+    if (data.size, data.channels) != (spec.model.image.size, spec.model.image.channels) {
+        return Err(Error::InvalidArgument(format!(
+            "data is {0}x{0}x{1}, the model wants {2}x{2}x{3}",
+            data.size, data.channels, spec.model.image.size, spec.model.image.channels
+        )));
+    }
+    if spec.train.batch_size == 0 {
+        return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+    }
+    std::fs::create_dir_all(run_dir)?;
+    let stages = spec.stages();
+    let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
+
+    let resumed: Option<(RunState, PathBuf)> = if resume {
+        let dir = find_checkpoint(run_dir)
+            .ok_or_else(|| Error::InvalidArgument(format!("--resume: no checkpoint in {}", run_dir.display())))?;
+        let state: RunState = serde_json::from_slice(&read(&dir, "state.json")?)
+            .map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))?;
+        if state.spec != *spec {
+            return Err(Error::InvalidArgument(
+                "--resume: the checkpoint was made with different settings (model, training, steps or data); \
+                 use the same command line, or a new --run-dir"
+                    .into(),
+            ));
+        }
+        Some((state, dir))
+    } else {
+        None
+    };
+    let mut log = Log::open(&run_dir.join("losses.csv"), resumed.as_ref().map(|(s, _)| (s.stage, s.step)), &order)?;
+    let start_elapsed = resumed.as_ref().map(|(s, _)| s.elapsed_s).unwrap_or(0.0);
+    let clock = Instant::now();
+
+    let idev = device.clone();
+    let mut done = Done::<B::InnerBackend> { aux: None, latent: None };
+    let first_stage = resumed.as_ref().map(|(s, _)| s.stage).unwrap_or(order[0]);
+    // Finished stages of a resumed run come back from their saved EMA weights.
+    if let Some((_, dir)) = &resumed {
+        for st in order.iter().take_while(|s| **s != first_stage) {
+            match st {
+                Stage::Aux => {
+                    let m = AuxModel {
+                        encoder: AuxEncoder::new(&spec.model, &idev),
+                        decoder: AuxDecoder::new(&spec.model, &idev),
+                    };
+                    done.aux = Some(load_module(m, read(dir, "aux.done.mpk")?, &idev)?);
+                }
+                Stage::Latent => {
+                    let m = LatentFlowNet::new(&spec.model, &idev);
+                    done.latent = Some(load_module(m, read(dir, "latent.done.mpk")?, &idev)?);
+                }
+                Stage::Fm => {}
+            }
+        }
+    }
+    let mut final_losses = serde_json::Map::new();
+    let mut steps_this_call = 0usize;
+    let mut resumed = resumed;
+    for (stage, total) in stages.iter().copied().skip_while(|(s, _)| *s != first_stage) {
+        let from = resumed.take().filter(|(s, _)| s.stage == stage);
+        let frozen_aux = || done.aux.clone().ok_or_else(|| Error::Internal("aux stage missing".into()));
+        let mut active = match stage {
+            Stage::Aux => Active::Aux(AuxStage::<B>::new(&spec.model, &spec.train, device)),
+            Stage::Latent => {
+                Active::Latent(LatentStage::<B>::new(&spec.model, &spec.train, frozen_aux()?.encoder, device))
+            }
+            Stage::Fm => {
+                let prior = match spec.model.prior {
+                    PriorKind::Gaussian => FmPrior::Gaussian,
+                    PriorKind::Learned => {
+                        let a = frozen_aux()?;
+                        FmPrior::Learned {
+                            encoder: Box::new(a.encoder),
+                            decoder: Box::new(a.decoder),
+                            noise_scale: spec.train.prior_noise_scale,
+                        }
+                    }
+                };
+                Active::Fm(FmStage::<B>::new(&spec.model, &spec.train, prior, device))
+            }
+        };
+        let mut ctx = StageCtx::new(spec, stage, total, &from, data.len());
+        // A checkpoint at step 0 marks a stage boundary: the stage starts fresh.
+        if let Some((state, dir)) = from.as_ref().filter(|(s, _)| s.step > 0) {
+            active.restore(dir, device)?;
+            *active.rng() = Rng::from_state(state.stage_rng);
+        }
+        if let Some(f) = control.on_stage.as_mut() {
+            f(stage, ctx.step, total);
+        }
+        let save = |active: &mut Active<B>, ctx: &StageCtx, done: &Done<B::InnerBackend>| -> Result<()> {
+            let mut files = active.files()?;
+            if let Some(a) = &done.aux {
+                files.push(("aux.done.mpk", record_bytes(a)?));
+            }
+            if let Some(l) = &done.latent {
+                files.push(("latent.done.mpk", record_bytes(l)?));
+            }
+            let state = RunState {
+                spec: ctx.spec.clone(),
+                stage: ctx.stage,
+                step: ctx.step,
+                stage_rng: active.rng().state(),
+                batcher: ctx.batcher.clone(),
+                elapsed_s: start_elapsed + clock.elapsed().as_secs_f64(),
+            };
+            write_checkpoint(run_dir, &files, &state)
+        };
+        while ctx.step < total {
+            let stop_requested = control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+                || control.stop_after.is_some_and(|n| steps_this_call >= n);
+            if stop_requested {
+                save(&mut active, &ctx, &done)?;
+                return Ok(RunOutcome::Interrupted { stage, step: ctx.step });
+            }
+            let y = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
+            let mut l = active.step(stage, y);
+            ctx.step += 1;
+            steps_this_call += 1;
+            l.step = ctx.step;
+            if !l.loss.is_finite() {
+                return Err(Error::Internal(format!(
+                    "{} loss became {} at step {}: lower the learning rate and --resume from the last checkpoint",
+                    stage.name(),
+                    l.loss,
+                    ctx.step
+                )));
+            }
+            ctx.recent.push(l.loss);
+            if ctx.recent.len() > 100 {
+                ctx.recent.remove(0);
+            }
+            let t = start_elapsed + clock.elapsed().as_secs_f64();
+            log.row(&l, t)?;
+            if let Some(f) = control.on_step.as_mut() {
+                f(&l, t);
+            }
+            let every = spec.checkpoint_every;
+            if every > 0 && ctx.step.is_multiple_of(every) && ctx.step < total {
+                save(&mut active, &ctx, &done)?;
+            }
+        }
+        final_losses.insert(stage.name().into(), ctx.mean_recent().into());
+        match active {
+            Active::Aux(st) => done.aux = Some(st.net.ema().clone()),
+            Active::Latent(st) => done.latent = Some(st.net.ema().clone()),
+            Active::Fm(st) => {
+                let nets = Networks {
+                    encoder: done.aux.as_ref().map(|a| a.encoder.clone()),
+                    decoder: done.aux.as_ref().map(|a| a.decoder.clone()),
+                    latent: done.latent.clone(),
+                    velocity: st.net.ema().clone(),
+                };
+                let seconds = start_elapsed + clock.elapsed().as_secs_f64();
+                let training = serde_json::json!({
+                    "run": spec,
+                    "wall_seconds": seconds,
+                    "final_losses_mean_of_last_100_steps": final_losses,
+                });
+                checkpoint::save(output, &nets, &ModelMeta::new(spec.model.clone(), training))?;
+                return Ok(RunOutcome::Finished { model: output.to_path_buf(), seconds });
+            }
+        }
+        // Stage boundary: checkpoint so a resume never redoes a finished stage.
+        if let Some(next) = order.iter().skip_while(|s| **s != stage).nth(1) {
+            let next_ctx = StageCtx::new(spec, *next, 0, &None, data.len());
+            let files: Vec<(&str, Vec<u8>)> = [
+                done.aux.as_ref().map(|a| record_bytes(a).map(|b| ("aux.done.mpk", b))),
+                done.latent.as_ref().map(|l| record_bytes(l).map(|b| ("latent.done.mpk", b))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Result<_>>()?;
+            let state = RunState {
+                spec: spec.clone(),
+                stage: *next,
+                step: 0,
+                stage_rng: [0; 4],
+                batcher: next_ctx.batcher,
+                elapsed_s: start_elapsed + clock.elapsed().as_secs_f64(),
+            };
+            write_checkpoint(run_dir, &files, &state)?;
+        }
+    }
+    Err(Error::Internal("no stage ran".into()))
+}
+
+fn net_files<B: AutodiffBackend, M: AutodiffModule<B>>(net: &Trainable<B, M>) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(vec![
+        ("live.mpk", record_bytes(net.model())?),
+        ("ema.mpk", record_bytes(net.ema())?),
+        ("optim.mpk", Rec::default().record(net.optim.to_record(), ()).map_err(|e| Error::Internal(e.to_string()))?),
+    ])
+}
+
+/// Per-stage bookkeeping.
+struct StageCtx {
+    stage: Stage,
+    step: usize,
+    batcher: DataBatcher,
+    spec: RunSpec,
+    recent: Vec<f32>,
+}
+
+impl StageCtx {
+    fn new(spec: &RunSpec, stage: Stage, _total: usize, from: &Option<(RunState, PathBuf)>, n: usize) -> Self {
+        let salt: u64 = match stage {
+            Stage::Aux => 1,
+            Stage::Latent => 2,
+            Stage::Fm => 3,
+        };
+        let (step, batcher) = match from {
+            Some((s, _)) => (s.step, s.batcher.clone()),
+            None => (0, DataBatcher::new(n, spec.train.seed ^ (salt << 32), spec.hflip)),
+        };
+        Self { stage, step, batcher, spec: spec.clone(), recent: Vec::new() }
+    }
+
+    fn mean_recent(&self) -> f32 {
+        self.recent.iter().sum::<f32>() / self.recent.len().max(1) as f32
+    }
+}
+
+/// Restores a stage's live weights, EMA and Adam state from a checkpoint folder.
+fn restore<B: AutodiffBackend, M: AutodiffModule<B>>(
+    net: &mut Trainable<B, M>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<()> {
+    let model = load_module(net.model().clone(), read(dir, "live.mpk")?, device)?;
+    let idev = device.clone();
+    let ema = load_module(net.ema().clone(), read(dir, "ema.mpk")?, &idev)?;
+    let optim_rec = Rec::default()
+        .load(read(dir, "optim.mpk")?, device)
+        .map_err(|e| Error::Format(format!("checkpoint optimizer record: {e}")))?;
+    net.optim = net.optim.clone().load_record(optim_rec);
+    net.set_model(model);
+    net.set_ema(ema);
+    let state: RunState =
+        serde_json::from_slice(&read(dir, "state.json")?).map_err(|e| Error::Format(e.to_string()))?;
+    net.step = state.step;
+    Ok(())
+}

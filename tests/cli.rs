@@ -1,0 +1,72 @@
+//! The `lediflow` binary end to end on a tiny model: train from a folder, sample a grid and
+//! single PNGs, print info, and fail clearly on bad input.
+
+use std::process::Command;
+
+fn lediflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lediflow"))
+}
+
+#[test]
+fn train_sample_info_round_trip() {
+    let dir = std::env::temp_dir().join(format!("lediflow-cli-{}", std::process::id()));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..6u8 {
+        let img = image::RgbaImage::from_fn(16, 16, |x, y| image::Rgba([i * 40, (x * 16) as u8, (y * 16) as u8, 255]));
+        img.save(data.join(format!("{i}.png"))).unwrap();
+    }
+    let model = dir.join("m.safetensors");
+    let out = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--size", "16", "--channels", "4", "--preset", "tiny", "--batch", "4"])
+        .args(["--steps-aux", "3", "--steps-latent", "3", "--steps-fm", "3", "--val-every", "3"])
+        .args(["--set", "dit.depth=1", "--set", "train.beta_kl=0.01", "--run-dir"])
+        .arg(dir.join("run"))
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 images (4 for training, 2 held out)"));
+    let csv = std::fs::read_to_string(dir.join("run/losses.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 9);
+
+    let info = lediflow().args(["info", "--model"]).arg(&model).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success());
+    assert!(text.contains("prior:          learned") && text.contains("16x16, 4 channels"), "{text}");
+    assert!(text.contains("\"depth\": 1") && text.contains("\"beta_kl\": 0.0099999"), "{text}");
+
+    let grid = dir.join("grid.png");
+    let singles = dir.join("singles");
+    let out = lediflow()
+        .args(["sample", "--model"])
+        .arg(&model)
+        .args(["--count", "5", "--steps", "2", "--solver", "heun", "--columns", "3", "--out"])
+        .arg(&grid)
+        .arg("--out-dir")
+        .arg(&singles)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let g = image::open(&grid).unwrap();
+    assert_eq!((g.width(), g.height()), (3 * 17 + 1, 2 * 17 + 1));
+    assert_eq!(std::fs::read_dir(&singles).unwrap().count(), 5);
+    assert_eq!(image::open(singles.join("sample_0000.png")).unwrap().color(), image::ColorType::Rgba8);
+
+    // Bad input: clear messages, non-zero status.
+    let bad = lediflow().args(["sample", "--model"]).arg(dir.join("missing.safetensors")).arg("--out").arg(&grid).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.safetensors"));
+    let bad = lediflow().args(["sample", "--model"]).arg(&model).args(["--solver", "rk5", "--out"]).arg(&grid).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown solver"));
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let bad = lediflow().args(["train", "--data"]).arg(&empty).args(["--run-dir", "/tmp/x", "--out", "/tmp/x.st"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no PNG or JPEG"));
+    let bad = lediflow().args(["train", "--data"]).arg(&data).args(["--set", "dit.nope=3", "--run-dir", "/tmp/x", "--out", "/tmp/x.st"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown key 'nope'"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

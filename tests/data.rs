@@ -1,0 +1,112 @@
+//! Data loading: atlas slicing (grid tiles and packed off-grid sprites), the validation split,
+//! folder loading and its errors.
+
+use image::{Rgba, RgbaImage};
+use lediflow::data::{Dataset, load_folder, slice_atlas};
+
+fn fill(img: &mut RgbaImage, x0: u32, y0: u32, w: u32, h: u32, c: [u8; 4]) {
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
+            img.put_pixel(x, y, Rgba(c));
+        }
+    }
+}
+
+fn opaque(img: &RgbaImage) -> usize {
+    img.pixels().filter(|p| p.0[3] > 16).count()
+}
+
+/// 4x3 cells of 32 px. Row 0: two touching opaque floor tiles, a sprite inside its cell, an
+/// empty cell. Row 1: an almost empty cell (3 pixels) and nothing else. Row 2: two 20x20 sprites
+/// packed off the grid (crossing the x = 32 and x = 64 lines), as in player.png's lower part.
+fn synthetic_atlas() -> RgbaImage {
+    let mut img = RgbaImage::new(128, 96);
+    fill(&mut img, 0, 0, 64, 32, [90, 60, 30, 255]);
+    fill(&mut img, 8, 8, 4, 4, [200, 0, 0, 255]); // detail inside floor tile 0
+    fill(&mut img, 70, 6, 12, 20, [0, 200, 0, 255]);
+    fill(&mut img, 1, 33, 3, 1, [255, 255, 255, 255]);
+    fill(&mut img, 22, 70, 20, 20, [0, 0, 255, 255]);
+    fill(&mut img, 50, 66, 20, 24, [255, 255, 0, 255]);
+    img
+}
+
+#[test]
+fn atlas_slicing_keeps_grid_tiles_and_recentres_packed_sprites() {
+    let tiles = slice_atlas(&synthetic_atlas(), 32);
+    let names: Vec<&str> = tiles.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(tiles.len(), 5, "{names:?}");
+    // Grid tiles, unchanged, in grid order.
+    assert_eq!(names[..3], ["cell 0,0", "cell 1,0", "cell 2,0"]);
+    assert_eq!(opaque(&tiles[0].0), 32 * 32);
+    assert_eq!(tiles[0].0.get_pixel(9, 9).0, [200, 0, 0, 255]);
+    assert_eq!(opaque(&tiles[2].0), 12 * 20);
+    assert_eq!(tiles[2].0.get_pixel(6, 6).0, [0, 200, 0, 255], "sprite keeps its place in its cell");
+    // Packed sprites: whole (not cut at x = 32 / 64) and centred.
+    let blue = tiles.iter().find(|t| t.0.get_pixel(16, 16).0 == [0, 0, 255, 255]).expect("blue sprite");
+    assert_eq!(opaque(&blue.0), 400);
+    assert_eq!(blue.0.get_pixel(6, 6).0[3], 255);
+    assert_eq!(blue.0.get_pixel(5, 5).0[3], 0);
+    assert_eq!(blue.0.get_pixel(25, 25).0[3], 255);
+    assert_eq!(blue.0.get_pixel(26, 26).0[3], 0);
+    let yellow = tiles.iter().find(|t| t.0.get_pixel(16, 16).0 == [255, 255, 0, 255]).expect("yellow sprite");
+    assert_eq!(opaque(&yellow.0), 480);
+}
+
+fn numbered(n: usize) -> Dataset {
+    let mut ds = Dataset::new(16, 1);
+    for i in 0..n {
+        ds.pixels.extend(std::iter::repeat_n(i as u8, 256));
+        ds.sources.push(format!("img {i}"));
+    }
+    ds
+}
+
+#[test]
+fn validation_split_is_deterministic_and_disjoint() {
+    let ds = numbered(95);
+    let (t1, v1) = ds.split(10);
+    let (t2, v2) = ds.split(10);
+    assert_eq!((t1.clone(), v1.clone()), (t2, v2));
+    assert_eq!(v1.len(), 9);
+    assert_eq!(t1.len() + v1.len(), 95);
+    for i in 0..v1.len() {
+        assert!(!(0..t1.len()).any(|j| t1.image(j) == v1.image(i)));
+    }
+    assert_eq!(v1.sources[0], "img 9");
+}
+
+#[test]
+fn duplicates_are_removed_before_splitting() {
+    let mut ds = numbered(5);
+    let first = ds.image(0).to_vec();
+    ds.pixels.extend(first);
+    ds.sources.push("copy of 0".into());
+    assert_eq!(ds.dedup(), 1);
+    assert_eq!(ds.len(), 5);
+}
+
+#[test]
+fn folder_loading_resizes_and_reports_errors() {
+    let dir = std::env::temp_dir().join(format!("lediflow-data-{}", std::process::id()));
+    let sub = dir.join("nested");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut a = RgbaImage::new(48, 32);
+    fill(&mut a, 0, 0, 48, 32, [10, 20, 30, 128]);
+    a.save(dir.join("a.png")).unwrap();
+    RgbaImage::from_pixel(8, 8, Rgba([255, 0, 0, 255])).save(sub.join("b.PNG")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
+    let ds = load_folder(&dir, 16, 4).unwrap();
+    assert_eq!(ds.len(), 2);
+    assert_eq!(&ds.image(0)[..4], &[10, 20, 30, 128], "alpha kept");
+    assert_eq!(&ds.image(1)[..4], &[255, 0, 0, 255]);
+    let grey = load_folder(&dir, 16, 1).unwrap();
+    assert_eq!(grey.image(1)[0], 76); // BT.601 luma of pure red
+    std::fs::write(sub.join("broken.png"), b"\x89PNG not really").unwrap();
+    let err = load_folder(&dir, 16, 4).unwrap_err().to_string();
+    assert!(err.contains("broken.png"), "{err}");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(load_folder(&empty, 16, 4).unwrap_err().to_string().contains("no PNG or JPEG"));
+    assert!(load_folder(&dir.join("missing"), 16, 4).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

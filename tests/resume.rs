@@ -1,0 +1,163 @@
+//! A training run interrupted and resumed produces exactly the losses and weights of an
+//! uninterrupted run with the same seed.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use common::*;
+use lediflow::checkpoint::parameter_values;
+use lediflow::data::Dataset;
+use lediflow::train::run::{RunControl, RunOutcome, RunSpec, StepLog, run};
+use lediflow::train::{OptimConfig, StageSteps, TrainConfig};
+use lediflow::{CpuTrainBackend, Pipeline, PriorKind};
+
+fn dataset() -> Dataset {
+    let imgs = synthetic_images(6, 4, 16);
+    let mut ds = Dataset::new(16, 4);
+    ds.pixels = lediflow::image::to_u8(imgs).unwrap();
+    ds.sources = (0..6).map(|i| format!("synthetic {i}")).collect();
+    ds
+}
+
+fn spec(prior: PriorKind) -> RunSpec {
+    RunSpec {
+        model: tiny_config(4, 16, prior),
+        train: TrainConfig {
+            batch_size: 4,
+            aux: OptimConfig { warmup_steps: 3, ..OptimConfig::default() },
+            latent: OptimConfig { warmup_steps: 3, ..OptimConfig::default() },
+            fm: OptimConfig { warmup_steps: 3, ..OptimConfig::default() },
+            seed: 5,
+            ..TrainConfig::default()
+        },
+        steps: StageSteps { aux: 7, latent: 5, fm: 6 },
+        hflip: true,
+        checkpoint_every: 3,
+        data: serde_json::json!("synthetic"),
+    }
+}
+
+fn recorder() -> (Rc<RefCell<Vec<StepLog>>>, RunControl) {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l2 = log.clone();
+    let control = RunControl { on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))), ..Default::default() };
+    (log, control)
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("lediflow-resume-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn interrupted_and_resumed_equals_uninterrupted() {
+    let data = dataset();
+    for (prior, stops) in [(PriorKind::Learned, vec![9usize, 1, 3]), (PriorKind::Gaussian, vec![4])] {
+        let spec = spec(prior);
+        let dir = tmp(&format!("{prior:?}-full"));
+        let (full_log, control) = recorder();
+        let out = run::<CpuTrainBackend>(
+            &spec,
+            &data,
+            &dir.join("run"),
+            &dir.join("m.safetensors"),
+            false,
+            control,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(matches!(out, RunOutcome::Finished { .. }));
+
+        // The same run, stopped several times (mid-stage, right after a checkpoint, at a stage
+        // boundary) and resumed each time.
+        let dir2 = tmp(&format!("{prior:?}-parts"));
+        let parts_log = Rc::new(RefCell::new(Vec::new()));
+        let mut resume = false;
+        let mut stops = stops.into_iter();
+        loop {
+            let l2 = parts_log.clone();
+            let control = RunControl {
+                on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))),
+                stop_after: stops.next(),
+                ..Default::default()
+            };
+            let out = run::<CpuTrainBackend>(
+                &spec,
+                &data,
+                &dir2.join("run"),
+                &dir2.join("m.safetensors"),
+                resume,
+                control,
+                &Default::default(),
+            )
+            .unwrap();
+            resume = true;
+            if matches!(out, RunOutcome::Finished { .. }) {
+                break;
+            }
+        }
+        let full = full_log.borrow();
+        let parts = parts_log.borrow();
+        assert_eq!(full.len(), parts.len(), "{prior:?}: step counts differ");
+        for (a, b) in full.iter().zip(parts.iter()) {
+            assert_eq!((a.stage, a.step), (b.stage, b.step));
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{prior:?}: loss differs at {:?} step {}", a.stage, a.step);
+        }
+        let p1 = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+        let p2 = Pipeline::<B>::load(dir2.join("m.safetensors"), &Default::default()).unwrap();
+        assert_eq!(parameter_values(p1.networks()), parameter_values(p2.networks()));
+        // The CSV log has each step exactly once.
+        let csv = std::fs::read_to_string(dir2.join("run/losses.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + full.len());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+}
+
+#[test]
+fn resume_refuses_different_settings_and_missing_checkpoints() {
+    let data = dataset();
+    let s = spec(PriorKind::Gaussian);
+    let dir = tmp("refuse");
+    let control = RunControl { stop_after: Some(2), ..Default::default() };
+    run::<CpuTrainBackend>(
+        &s,
+        &data,
+        &dir.join("run"),
+        &dir.join("m.safetensors"),
+        false,
+        control,
+        &Default::default(),
+    )
+    .unwrap();
+    let mut other = s.clone();
+    other.train.seed = 6;
+    let err = run::<CpuTrainBackend>(
+        &other,
+        &data,
+        &dir.join("run"),
+        &dir.join("m.safetensors"),
+        true,
+        RunControl::default(),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("different settings"), "{err}");
+    let err = run::<CpuTrainBackend>(
+        &s,
+        &data,
+        &dir.join("nothing"),
+        &dir.join("m.safetensors"),
+        true,
+        RunControl::default(),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no checkpoint"), "{err}");
+    assert!(!dir.join("m.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
