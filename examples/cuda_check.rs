@@ -46,7 +46,7 @@ fn main() {
     let p = Pipeline::<CudaBackend>::new(
         Networks::new(&small, &device),
         ModelMeta::new(small, serde_json::Value::Null),
-        device,
+        device.clone(),
     );
     for batch in [1usize, 64, 256] {
         let _ = p.sample(batch, &opts).unwrap().into_data();

@@ -129,19 +129,46 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
     }
 }
 
+/// Element type of the tensors in a written model file. Files are always read back as f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreDtype {
+    F32,
+    /// Half the size; weights are rounded to the nearest f16 (about 3 significant digits).
+    F16,
+}
+
 /// Serialises named f32 tensors plus metadata into safetensors bytes.
 pub fn to_safetensors_bytes(
     tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>> {
+    to_safetensors_bytes_as(tensors, metadata, StoreDtype::F32)
+}
+
+/// Like [`to_safetensors_bytes`], storing the tensors as `dtype`.
+pub fn to_safetensors_bytes_as(
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+    dtype: StoreDtype,
+) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(k, (shape, v))| (k.clone(), shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(k, (shape, v))| {
+            let b = match dtype {
+                StoreDtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                StoreDtype::F16 => v.iter().flat_map(|x| f32_to_half(*x).to_le_bytes()).collect(),
+            };
+            (k.clone(), shape.clone(), b)
+        })
         .collect();
+    let st_dtype = match dtype {
+        StoreDtype::F32 => Dtype::F32,
+        StoreDtype::F16 => Dtype::F16,
+    };
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
         .map(|(k, shape, b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
+            TensorView::new(st_dtype, shape.clone(), b)
                 .map(|v| (k.clone(), v))
                 .map_err(|e| Error::Internal(format!("tensor view {k}: {e}")))
         })
@@ -173,10 +200,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Encodes networks and metadata as model-file bytes.
 pub fn to_bytes<B: Backend>(nets: &Networks<B>, meta: &ModelMeta) -> Result<Vec<u8>> {
+    to_bytes_as(nets, meta, StoreDtype::F32)
+}
+
+/// Encodes networks and metadata as model-file bytes with tensors stored as `dtype`.
+pub fn to_bytes_as<B: Backend>(nets: &Networks<B>, meta: &ModelMeta, dtype: StoreDtype) -> Result<Vec<u8>> {
     meta.config.validate()?;
     let json = serde_json::to_string(meta).map_err(|e| Error::Internal(format!("metadata json: {e}")))?;
     let metadata = HashMap::from([(METADATA_KEY.to_string(), json)]);
-    to_safetensors_bytes(&parameter_values(nets), metadata)
+    let values = parameter_values(nets);
+    if dtype == StoreDtype::F16 {
+        if let Some((name, _)) = values.iter().find(|(_, (_, v))| v.iter().any(|x| x.abs() > 65504.0)) {
+            return Err(Error::InvalidArgument(format!("tensor '{name}' has values beyond the f16 range")));
+        }
+    }
+    to_safetensors_bytes_as(&values, metadata, dtype)
+}
+
+/// f32 to IEEE half, rounding to nearest even (finite inputs within the half range).
+pub fn f32_to_half(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let mant = bits & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // Subnormal half: shift the mantissa (with its implicit 1) into place, round to even.
+        let m = mant | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = m >> shift;
+        let rem = m & ((1 << shift) - 1);
+        let mid = 1 << (shift - 1);
+        let rounded = if rem > mid || (rem == mid && half & 1 == 1) { half + 1 } else { half };
+        return sign | rounded as u16;
+    }
+    let half = ((e as u32) << 10) | (mant >> 13);
+    let rem = mant & 0x1fff;
+    let rounded = if rem > 0x1000 || (rem == 0x1000 && half & 1 == 1) { half + 1 } else { half };
+    sign | rounded as u16
 }
 
 /// Saves networks and metadata to `path` atomically.
@@ -304,6 +374,17 @@ pub fn load_checked<B: Backend, M: Module<B>>(module: M, bytes: &[u8]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_round_trip() {
+        for x in [0.0f32, 1.0, -2.0, 0.1, 65504.0, 6.0e-8, 1.0e-5, -3.14159, 1234.5] {
+            let back = half_to_f32(f32_to_half(x));
+            assert!((back - x).abs() <= x.abs() * 1e-3 + 6e-8, "{x} -> {back}");
+        }
+        // Round to nearest even at the exact midpoint between 1.0 and the next half.
+        assert_eq!(f32_to_half(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_half(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+    }
 
     #[test]
     fn half_conversion() {

@@ -208,3 +208,19 @@ fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+#[test]
+fn fp16_files_load_and_sample_close_to_fp32() {
+    let cfg = tiny_config(4, 16, PriorKind::Learned);
+    let nets = random_networks(&cfg, 12);
+    let meta = ModelMeta::new(cfg, serde_json::Value::Null);
+    let b32 = checkpoint::to_bytes(&nets, &meta).unwrap();
+    let b16 = checkpoint::to_bytes_as(&nets, &meta, checkpoint::StoreDtype::F16).unwrap();
+    assert!(b16.len() < b32.len() * 6 / 10);
+    let p32 = Pipeline::<B>::from_bytes(&b32, &Default::default()).unwrap();
+    let p16 = Pipeline::<B>::from_bytes(&b16, &Default::default()).unwrap();
+    let o = lediflow::SampleOptions { seed: 2, ..Default::default() };
+    let a = to_vec(p32.sample(2, &o).unwrap());
+    let b = to_vec(p16.sample(2, &o).unwrap());
+    assert!(max_abs_diff(&a, &b) < 0.05, "fp16 changed samples by {}", max_abs_diff(&a, &b));
+}

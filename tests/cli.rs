@@ -57,16 +57,38 @@ fn train_sample_info_round_trip() {
     assert_eq!(image::open(singles.join("sample_0000.png")).unwrap().color(), image::ColorType::Rgba8);
 
     // Bad input: clear messages, non-zero status.
-    let bad = lediflow().args(["sample", "--model"]).arg(dir.join("missing.safetensors")).arg("--out").arg(&grid).output().unwrap();
+    let bad = lediflow()
+        .args(["sample", "--model"])
+        .arg(dir.join("missing.safetensors"))
+        .arg("--out")
+        .arg(&grid)
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.safetensors"));
-    let bad = lediflow().args(["sample", "--model"]).arg(&model).args(["--solver", "rk5", "--out"]).arg(&grid).output().unwrap();
+    let bad = lediflow()
+        .args(["sample", "--model"])
+        .arg(&model)
+        .args(["--solver", "rk5", "--out"])
+        .arg(&grid)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown solver"));
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let bad = lediflow().args(["train", "--data"]).arg(&empty).args(["--run-dir", "/tmp/x", "--out", "/tmp/x.st"]).output().unwrap();
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&empty)
+        .args(["--run-dir", "/tmp/x", "--out", "/tmp/x.st"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no PNG or JPEG"));
-    let bad = lediflow().args(["train", "--data"]).arg(&data).args(["--set", "dit.nope=3", "--run-dir", "/tmp/x", "--out", "/tmp/x.st"]).output().unwrap();
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--set", "dit.nope=3", "--run-dir", "/tmp/x", "--out", "/tmp/x.st"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown key 'nope'"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -31,6 +31,15 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Rewrite a model file, optionally with f16 tensors (half the size).
+    Convert {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        fp16: bool,
+    },
     /// Load a data set the way `train` does and write a contact sheet of it.
     Data {
         #[command(flatten)]
@@ -379,6 +388,16 @@ fn main() {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
         Command::Info { model } => info(&model),
+        Command::Convert { model, out, fp16 } => (|| {
+            let p = Pipeline::<CpuBackend>::load(&model, &Default::default())
+                .map_err(|e| format!("{}: {e}", model.display()))?;
+            let dtype =
+                if fp16 { lediflow::checkpoint::StoreDtype::F16 } else { lediflow::checkpoint::StoreDtype::F32 };
+            let bytes = lediflow::checkpoint::to_bytes_as(p.networks(), p.meta(), dtype).map_err(|e| e.to_string())?;
+            lediflow::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
+            eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+            Ok(())
+        })(),
         Command::Data { data: d, sheet, max, columns } => (|| {
             let (ds, _) = d.load().map_err(|e| e.to_string())?;
             let (tr, va) = ds.split(d.val_every);
