@@ -46,6 +46,26 @@ fn recorder() -> (Rc<RefCell<Vec<StepLog>>>, RunControl) {
     (log, control)
 }
 
+/// Runs `spec` with its run folder `dir/run_name` and model file `dir/m.safetensors`.
+fn go(
+    spec: &RunSpec,
+    data: &Dataset,
+    dir: &std::path::Path,
+    run_name: &str,
+    resume: bool,
+    control: RunControl,
+) -> lediflow::Result<RunOutcome> {
+    run::<CpuTrainBackend>(
+        spec,
+        data,
+        &dir.join(run_name),
+        &dir.join("m.safetensors"),
+        resume,
+        control,
+        &Default::default(),
+    )
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("lediflow-resume-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -60,16 +80,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
         let spec = spec(prior);
         let dir = tmp(&format!("{prior:?}-full"));
         let (full_log, control) = recorder();
-        let out = run::<CpuTrainBackend>(
-            &spec,
-            &data,
-            &dir.join("run"),
-            &dir.join("m.safetensors"),
-            false,
-            control,
-            &Default::default(),
-        )
-        .unwrap();
+        let out = go(&spec, &data, &dir, "run", false, control).unwrap();
         assert!(matches!(out, RunOutcome::Finished { .. }));
 
         // The same run, stopped several times (mid-stage, right after a checkpoint, at a stage
@@ -85,16 +96,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
                 stop_after: stops.next(),
                 ..Default::default()
             };
-            let out = run::<CpuTrainBackend>(
-                &spec,
-                &data,
-                &dir2.join("run"),
-                &dir2.join("m.safetensors"),
-                resume,
-                control,
-                &Default::default(),
-            )
-            .unwrap();
+            let out = go(&spec, &data, &dir2, "run", resume, control).unwrap();
             resume = true;
             if matches!(out, RunOutcome::Finished { .. }) {
                 break;
@@ -124,39 +126,12 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
     let s = spec(PriorKind::Gaussian);
     let dir = tmp("refuse");
     let control = RunControl { stop_after: Some(2), ..Default::default() };
-    run::<CpuTrainBackend>(
-        &s,
-        &data,
-        &dir.join("run"),
-        &dir.join("m.safetensors"),
-        false,
-        control,
-        &Default::default(),
-    )
-    .unwrap();
+    go(&s, &data, &dir, "run", false, control).unwrap();
     let mut other = s.clone();
     other.train.seed = 6;
-    let err = run::<CpuTrainBackend>(
-        &other,
-        &data,
-        &dir.join("run"),
-        &dir.join("m.safetensors"),
-        true,
-        RunControl::default(),
-        &Default::default(),
-    )
-    .unwrap_err();
+    let err = go(&other, &data, &dir, "run", true, RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("different settings"), "{err}");
-    let err = run::<CpuTrainBackend>(
-        &s,
-        &data,
-        &dir.join("nothing"),
-        &dir.join("m.safetensors"),
-        true,
-        RunControl::default(),
-        &Default::default(),
-    )
-    .unwrap_err();
+    let err = go(&s, &data, &dir, "nothing", true, RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("no checkpoint"), "{err}");
     assert!(!dir.join("m.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
