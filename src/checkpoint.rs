@@ -364,13 +364,6 @@ pub fn load_into<B: Backend, M: Module<B>>(module: M, tensors: &NamedTensors) ->
     module.map(&mut Loader { path: Vec::new(), source: tensors })
 }
 
-/// Validates `tensors` against `module`'s parameters and loads them (used for training state).
-pub fn load_checked<B: Backend, M: Module<B>>(module: M, bytes: &[u8]) -> Result<M> {
-    let expected = parameter_shapes(&module);
-    let tensors = read_tensors(bytes, &expected)?;
-    Ok(load_into(module, &tensors))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,7 +387,7 @@ pub fn run<B: AutodiffBackend>(
                 Active::Fm(FmStage::<B>::new(&spec.model, &spec.train, prior, device))
             }
         };
-        let mut ctx = StageCtx::new(spec, stage, total, &from, data.len());
+        let mut ctx = StageCtx::new(spec, stage, &from, data.len());
         // A checkpoint at step 0 marks a stage boundary: the stage starts fresh.
         if let Some((state, dir)) = from.as_ref().filter(|(s, _)| s.step > 0) {
             active.restore(dir, device)?;
@@ -471,7 +471,7 @@ pub fn run<B: AutodiffBackend>(
         }
         // Stage boundary: checkpoint so a resume never redoes a finished stage.
         if let Some(next) = order.iter().skip_while(|s| **s != stage).nth(1) {
-            let next_ctx = StageCtx::new(spec, *next, 0, &None, data.len());
+            let next_ctx = StageCtx::new(spec, *next, &None, data.len());
             let files: Vec<(&str, Vec<u8>)> = [
                 done.aux.as_ref().map(|a| record_bytes(a).map(|b| ("aux.done.mpk", b))),
                 done.latent.as_ref().map(|l| record_bytes(l).map(|b| ("latent.done.mpk", b))),
@@ -511,7 +511,7 @@ struct StageCtx {
 }
 
 impl StageCtx {
-    fn new(spec: &RunSpec, stage: Stage, _total: usize, from: &Option<(RunState, PathBuf)>, n: usize) -> Self {
+    fn new(spec: &RunSpec, stage: Stage, from: &Option<(RunState, PathBuf)>, n: usize) -> Self {
         let salt: u64 = match stage {
             Stage::Aux => 1,
             Stage::Latent => 2,
