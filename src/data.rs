@@ -154,6 +154,16 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> 
     Ok(ds)
 }
 
+/// One PNG/JPEG file, centre-cropped and resized like the folder loader does.
+pub fn load_image(path: &Path, size: usize, channels: usize) -> Result<Dataset> {
+    check_geometry(size, channels)?;
+    let img =
+        image::open(path).map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", path.display())))?;
+    let mut ds = Dataset::new(size, channels);
+    ds.push_rgba(&fit_square(&img, size as u32), path.display().to_string());
+    Ok(ds)
+}
+
 fn check_geometry(size: usize, channels: usize) -> Result<()> {
     if ![1, 3, 4].contains(&channels) || ![16, 32, 64].contains(&size) {
         return invalid(format!("unsupported geometry {size}x{size}x{channels} (sizes 16/32/64, channels 1/3/4)"));

@@ -12,8 +12,10 @@ pub enum Error {
     Format(String),
     /// The request is valid but this build or machine cannot do it (e.g. CUDA without a GPU).
     Unsupported(String),
-    /// A progress callback asked to stop.
+    /// A progress callback or a cancel token asked to stop.
     Cancelled,
+    /// A buffer the call needs could not be allocated.
+    OutOfMemory(String),
     /// An internal invariant broke (a bug); carries what was caught.
     Internal(String),
 }
@@ -27,7 +29,8 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Format(m) => write!(f, "model format error: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
-            Error::Cancelled => write!(f, "cancelled by the progress callback"),
+            Error::Cancelled => write!(f, "cancelled"),
+            Error::OutOfMemory(m) => write!(f, "out of memory: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }
     }

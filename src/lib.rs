@@ -6,8 +6,10 @@
 //!
 //! Layers, each calling only downward: [`model`] (networks) and [`flow`] (path, solvers) ->
 //! [`pipeline`] (sample / generate / encode / interpolate / inpaint) and [`train`] ->
-//! [`checkpoint`] (one validated `.safetensors` model file).
+//! [`checkpoint`] (one validated `.safetensors` model file). [`capi`] is the C ABI on top of
+//! [`pipeline`] (`include/lediflow.h`).
 
+pub mod capi;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

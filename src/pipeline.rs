@@ -39,6 +39,10 @@ pub struct SampleOptions {
     pub latent_solver: Solver,
     /// Candidate latents drawn by inpainting besides the encoder's guess (best-of-K).
     pub inpaint_candidates: usize,
+    /// Index of the call's first image in the seed's streams: image i of the call draws its noise
+    /// from (seed, first_index + i), so a large request split into several calls (or batches)
+    /// gives exactly the images of one big call.
+    pub first_index: u64,
     pub progress: Option<ProgressFn>,
 }
 
@@ -52,6 +56,7 @@ impl Default for SampleOptions {
             latent_steps: 16,
             latent_solver: Solver::Midpoint,
             inpaint_candidates: 16,
+            first_index: 0,
             progress: None,
         }
     }
@@ -67,6 +72,7 @@ impl std::fmt::Debug for SampleOptions {
             .field("latent_steps", &self.latent_steps)
             .field("latent_solver", &self.latent_solver)
             .field("inpaint_candidates", &self.inpaint_candidates)
+            .field("first_index", &self.first_index)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -254,7 +260,7 @@ impl<B: Backend> Pipeline<B> {
         Self::check_count(count)?;
         let (_, latent) = self.learned("sample_latents")?;
         let d = self.meta.config.aux.latent_dim;
-        let w = normal_rows::<B, 2>(opts.seed, 0, Purpose::LatentNoise, [count, d], &self.device);
+        let w = normal_rows::<B, 2>(opts.seed, opts.first_index, Purpose::LatentNoise, [count, d], &self.device);
         self.latents_from_noise(latent, w, opts)
     }
 
@@ -317,7 +323,8 @@ impl<B: Backend> Pipeline<B> {
         opts.validate()?;
         self.check_latents(&z)?;
         let n = z.dims()[0];
-        let eps = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, self.image_shape(n), &self.device);
+        let eps =
+            normal_rows::<B, 4>(opts.seed, opts.first_index, Purpose::PriorNoise, self.image_shape(n), &self.device);
         let (x0, _) = self.prior_draw(z, eps, opts.prior_scale)?;
         self.solve_images(x0, opts, |_, x| x)
     }
@@ -332,15 +339,20 @@ impl<B: Backend> Pipeline<B> {
                 self.generate(z, opts)
             }
             PriorKind::Gaussian => {
-                let x0 = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, self.image_shape(count), &self.device);
+                let x0 = normal_rows::<B, 4>(
+                    opts.seed,
+                    opts.first_index,
+                    Purpose::PriorNoise,
+                    self.image_shape(count),
+                    &self.device,
+                );
                 self.solve_images(x0, opts, |_, x| x)
             }
         }
     }
 
-    /// Frames between two given latents (each [latent_dim] or [1, latent_dim]); every frame
-    /// uses the same prior noise (from (seed, 0)), so frame 0 and the last frame equal
-    /// `generate` of the two endpoints.
+    /// Frames between two given latents (each [1, latent_dim]); every frame uses the same prior
+    /// noise (from (seed, 0)), so frame 0 and the last frame equal `generate` of the two endpoints.
     pub fn interpolate_latents(
         &self,
         z_from: Tensor<B, 2>,
@@ -350,6 +362,20 @@ impl<B: Backend> Pipeline<B> {
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 4>> {
         opts.validate()?;
+        let z = self.interpolation_path(z_from, z_to, frames, mode)?;
+        self.generate_frames(z, opts)
+    }
+
+    /// The latents of `frames` evenly spaced frames from `z_from` to `z_to` (both [1, latent_dim]),
+    /// endpoints included: [frames, latent_dim]. Cheap; pair it with [`Self::generate_frames`] to
+    /// render a long animation in batches.
+    pub fn interpolation_path(
+        &self,
+        z_from: Tensor<B, 2>,
+        z_to: Tensor<B, 2>,
+        frames: usize,
+        mode: Interpolation,
+    ) -> Result<Tensor<B, 2>> {
         Self::check_count(frames)?;
         self.learned("interpolate_latents")?;
         for z in [&z_from, &z_to] {
@@ -368,7 +394,15 @@ impl<B: Backend> Pipeline<B> {
                 Interpolation::Spherical => rows.extend(slerp(&a, &b, l)),
             }
         }
-        let z = Tensor::<B, 2>::from_data(TensorData::new(rows, [frames, d]), &self.device);
+        Ok(Tensor::<B, 2>::from_data(TensorData::new(rows, [frames, d]), &self.device))
+    }
+
+    /// One image per latent row like [`Self::generate`], except that every row uses the same
+    /// prior noise (that of (seed, 0)): the frames of an animation differ only by their latents.
+    pub fn generate_frames(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        opts.validate()?;
+        self.learned("generate_frames")?;
+        self.check_latents(&z)?;
         self.generate_shared_noise(z, opts)
     }
 
@@ -434,7 +468,7 @@ impl<B: Backend> Pipeline<B> {
         let keep = masks.greater_elem(0.5);
         let keep_c = keep.clone().expand([n, c, h, w]);
         let m = keep_c.clone().float();
-        let eps = normal_rows::<B, 4>(opts.seed, 0, Purpose::PriorNoise, [n, c, h, w], &self.device);
+        let eps = normal_rows::<B, 4>(opts.seed, opts.first_index, Purpose::PriorNoise, [n, c, h, w], &self.device);
         let x0 = match self.meta.config.prior {
             PriorKind::Gaussian => eps,
             PriorKind::Learned => {
@@ -465,8 +499,10 @@ impl<B: Backend> Pipeline<B> {
         if k == 0 {
             return Ok(encoded);
         }
-        // Candidates for image i: its encoding, then k latents from theta_L (streams (seed, i*k + j)).
-        let noise = normal_rows::<B, 2>(opts.seed, 0, Purpose::InpaintCandidates, [n * k, d], &self.device);
+        // Candidates for image i: its encoding, then k latents from theta_L (streams (seed, i*k + j)
+        // with i counted from first_index).
+        let first = opts.first_index.saturating_mul(k as u64);
+        let noise = normal_rows::<B, 2>(opts.seed, first, Purpose::InpaintCandidates, [n * k, d], &self.device);
         let drawn = self.latents_from_noise(latent, noise, opts)?.reshape([n, k, d]);
         let cands = Tensor::cat(vec![encoded.unsqueeze_dim(1), drawn], 1); // [n, k+1, d]
         let flat = cands.clone().reshape([n * (k + 1), d]);

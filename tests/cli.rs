@@ -56,6 +56,71 @@ fn train_sample_info_round_trip() {
     assert_eq!(std::fs::read_dir(&singles).unwrap().count(), 5);
     assert_eq!(image::open(singles.join("sample_0000.png")).unwrap().color(), image::ColorType::Rgba8);
 
+    // Interpolation between two images (encoded) and between two seeds: one row of frames.
+    let strip = dir.join("strip.png");
+    let frames = dir.join("frames");
+    let out = lediflow()
+        .args(["interpolate", "--model"])
+        .arg(&model)
+        .args(["--frames", "4", "--steps", "1", "--from"])
+        .arg(singles.join("sample_0000.png"))
+        .arg("--to")
+        .arg(singles.join("sample_0001.png"))
+        .arg("--out")
+        .arg(&strip)
+        .arg("--out-dir")
+        .arg(&frames)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let g = image::open(&strip).unwrap();
+    assert_eq!((g.width(), g.height()), (4 * 17 + 1, 17 + 1));
+    assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 4);
+    let out = lediflow()
+        .args(["interpolate", "--model"])
+        .arg(&model)
+        .args(["--frames", "3", "--from-seed", "1", "--to-seed", "2", "--mode", "spherical", "--out"])
+        .arg(&strip)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = lediflow().args(["interpolate", "--model"]).arg(&model).arg("--out").arg(&strip).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from-seed"));
+
+    // Inpainting a rectangle: the pixels outside it come back unchanged.
+    let filled = dir.join("filled");
+    let src = singles.join("sample_0002.png");
+    let out = lediflow()
+        .args(["inpaint", "--model"])
+        .arg(&model)
+        .arg("--image")
+        .arg(&src)
+        .args(["--region", "4,4,8,8", "--count", "2", "--steps", "2", "--out-dir"])
+        .arg(&filled)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = image::open(&src).unwrap().to_rgba8();
+    for i in 0..2 {
+        let after = image::open(filled.join(format!("inpaint_{i:04}.png"))).unwrap().to_rgba8();
+        for (x, y, p) in after.enumerate_pixels() {
+            let inside = (4..12).contains(&x) && (4..12).contains(&y);
+            if !inside {
+                assert_eq!(p, before.get_pixel(x, y), "pixel ({x}, {y}) outside the region changed");
+            }
+        }
+    }
+    let bad = lediflow()
+        .args(["inpaint", "--model"])
+        .arg(&model)
+        .arg("--image")
+        .arg(&src)
+        .args(["--region", "10,10,20,20", "--out"])
+        .arg(&strip)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("leaves the 16x16 image"));
+
     // Bad input: clear messages, non-zero status.
     let bad = lediflow()
         .args(["sample", "--model"])

@@ -26,6 +26,10 @@ enum Command {
     Train(TrainArgs),
     /// Sample images from a model file into a PNG grid and/or individual PNGs.
     Sample(SampleArgs),
+    /// Frames between two images (encoded) or two seeds, as a PNG strip and/or individual PNGs.
+    Interpolate(InterpolateArgs),
+    /// Fill a region of an image: the masked-out part is generated, the rest kept exactly.
+    Inpaint(InpaintArgs),
     /// Print a model file's metadata.
     Info {
         #[arg(long)]
@@ -147,32 +151,148 @@ struct TrainArgs {
     resume: bool,
 }
 
+/// Solver settings shared by every generating subcommand.
 #[derive(Args)]
-struct SampleArgs {
+struct GenArgs {
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, default_value_t = 64)]
-    count: usize,
+    /// Image-flow solver steps (NFE = steps x evaluations per step of the solver).
     #[arg(long, default_value_t = 4)]
     steps: usize,
+    /// euler, midpoint, heun or rk4.
     #[arg(long, default_value = "midpoint")]
     solver: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Scale of the learned prior's noise (0 = start from the prior mean).
     #[arg(long, default_value_t = 1.0)]
     prior_scale: f32,
-    /// PNG grid of all samples (alpha kept).
+}
+
+impl GenArgs {
+    fn load(&self) -> Result<(Pipeline<CpuBackend>, SampleOptions), String> {
+        let p = Pipeline::<CpuBackend>::load(&self.model, &Default::default())
+            .map_err(|e| format!("{}: {e}", self.model.display()))?;
+        let opts = SampleOptions {
+            seed: self.seed,
+            steps: self.steps,
+            solver: Solver::parse(&self.solver).map_err(|e| e.to_string())?,
+            prior_scale: self.prior_scale,
+            ..Default::default()
+        };
+        opts.validate().map_err(|e| e.to_string())?;
+        Ok((p, opts))
+    }
+}
+
+/// Where generated images go.
+#[derive(Args)]
+struct OutArgs {
+    /// PNG grid of all images (alpha kept).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Folder for one PNG per sample.
+    /// Folder for one PNG per image.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Grid columns.
-    #[arg(long, default_value_t = 8)]
-    columns: usize,
+    /// Grid columns (default: 8, or one row for interpolation).
+    #[arg(long)]
+    columns: Option<usize>,
     /// Show transparency in the grid as a grey checkerboard.
     #[arg(long)]
     checker: bool,
+}
+
+impl OutArgs {
+    fn check(&self) -> Result<(), String> {
+        if self.out.is_none() && self.out_dir.is_none() {
+            return Err("give --out <grid.png> and/or --out-dir <folder>".into());
+        }
+        Ok(())
+    }
+
+    /// Writes [N, C, H, W] images in [-1, 1] as a grid and/or single PNGs named `{stem}_{i}.png`.
+    fn write(&self, images: burn::tensor::Tensor<CpuBackend, 4>, stem: &str, columns: usize) -> Result<(), String> {
+        let [n, c, s, _] = images.dims();
+        let mut ds = Dataset::new(s, c);
+        ds.pixels = lediflow::image::to_u8(images).map_err(|e| e.to_string())?;
+        ds.sources = (0..n).map(|i| format!("{stem} {i}")).collect();
+        if let Some(out) = &self.out {
+            data::write_grid(out, &ds, self.columns.unwrap_or(columns), self.checker).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", out.display());
+        }
+        if let Some(dir) = &self.out_dir {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for i in 0..ds.len() {
+                let mut one = Dataset::new(ds.size, ds.channels);
+                one.pixels = ds.image(i).to_vec();
+                one.sources = vec![String::new()];
+                let path = dir.join(format!("{stem}_{i:04}.png"));
+                write_single(&path, &one).map_err(|e| e.to_string())?;
+            }
+            eprintln!("wrote {} PNGs to {}", ds.len(), dir.display());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[command(flatten)]
+    gen_args: GenArgs,
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+#[derive(Args)]
+struct InterpolateArgs {
+    #[command(flatten)]
+    gen_args: GenArgs,
+    /// Number of frames, both ends included.
+    #[arg(long, default_value_t = 8)]
+    frames: usize,
+    /// Start image (PNG/JPEG; encoded to its latent). Give --from and --to, or --from-seed and --to-seed.
+    #[arg(long, requires = "to", conflicts_with_all = ["from_seed", "to_seed"])]
+    from: Option<PathBuf>,
+    #[arg(long, requires = "from")]
+    to: Option<PathBuf>,
+    /// Start seed: walk between the latent noises of two seeds (any model).
+    #[arg(long, requires = "to_seed")]
+    from_seed: Option<u64>,
+    #[arg(long, requires = "from_seed")]
+    to_seed: Option<u64>,
+    /// Path between two latents: linear or spherical.
+    #[arg(long, value_enum, default_value_t = InterpMode::Linear)]
+    mode: InterpMode,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InterpMode {
+    Linear,
+    Spherical,
+}
+
+#[derive(Args)]
+struct InpaintArgs {
+    #[command(flatten)]
+    gen_args: GenArgs,
+    /// The image to complete (PNG/JPEG, cropped and resized to the model size).
+    #[arg(long)]
+    image: PathBuf,
+    /// Mask image of the same framing: dark (< 128) = generate, light = keep.
+    #[arg(long, conflicts_with = "region")]
+    mask: Option<PathBuf>,
+    /// Rectangle to generate instead of a mask: x,y,w,h in model pixels.
+    #[arg(long)]
+    region: Option<String>,
+    /// Number of different completions (completion i draws its noise from stream (seed, i)).
+    #[arg(long, default_value_t = 8)]
+    count: usize,
+    #[command(flatten)]
+    out: OutArgs,
 }
 
 fn set_path(v: &mut serde_json::Value, key: &str, raw: &str) -> Result<(), String> {
@@ -307,49 +427,95 @@ fn train(args: TrainArgs) -> Result<(), String> {
     }
 }
 
-fn sample(a: SampleArgs) -> Result<(), String> {
-    if a.out.is_none() && a.out_dir.is_none() {
-        return Err("give --out <grid.png> and/or --out-dir <folder>".into());
-    }
-    let p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let opts = SampleOptions {
-        seed: a.seed,
-        steps: a.steps,
-        solver: Solver::parse(&a.solver).map_err(|e| e.to_string())?,
-        prior_scale: a.prior_scale,
-        ..Default::default()
-    };
-    let t = std::time::Instant::now();
-    let images = p.sample(a.count, &opts).map_err(|e| e.to_string())?;
-    let info = p.info();
-    let mut ds = Dataset::new(info.width, info.channels);
-    ds.pixels = lediflow::image::to_u8(images).map_err(|e| e.to_string())?;
-    ds.sources = (0..a.count).map(|i| format!("sample {i}")).collect();
+fn report(what: &str, n: usize, opts: &SampleOptions, t: std::time::Instant) {
     eprintln!(
-        "{} images, {} {} steps ({} NFE), {:.2} s",
-        a.count,
-        a.steps,
+        "{n} {what}, {} {} steps ({} NFE), {:.2} s",
+        opts.steps,
         opts.solver,
-        a.steps * opts.solver.evals_per_step(),
+        opts.steps * opts.solver.evals_per_step(),
         t.elapsed().as_secs_f64()
     );
-    if let Some(out) = &a.out {
-        data::write_grid(out, &ds, a.columns, a.checker).map_err(|e| e.to_string())?;
-        eprintln!("wrote {}", out.display());
-    }
-    if let Some(dir) = &a.out_dir {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for i in 0..ds.len() {
-            let mut one = Dataset::new(ds.size, ds.channels);
-            one.pixels = ds.image(i).to_vec();
-            one.sources = vec![String::new()];
-            let path = dir.join(format!("sample_{i:04}.png"));
-            write_single(&path, &one).map_err(|e| e.to_string())?;
+}
+
+fn sample(a: SampleArgs) -> Result<(), String> {
+    a.out.check()?;
+    let (p, opts) = a.gen_args.load()?;
+    let t = std::time::Instant::now();
+    let images = p.sample(a.count, &opts).map_err(|e| e.to_string())?;
+    report("images", a.count, &opts, t);
+    a.out.write(images, "sample", 8)
+}
+
+/// One image file as a [1, C, H, W] tensor at the model's size.
+fn image_tensor(p: &Pipeline<CpuBackend>, path: &Path) -> Result<burn::tensor::Tensor<CpuBackend, 4>, String> {
+    let i = p.info();
+    let ds = data::load_image(path, i.width, i.channels).map_err(|e| e.to_string())?;
+    lediflow::image::from_u8(&ds.pixels, 1, i.channels, i.height, i.width, p.device()).map_err(|e| e.to_string())
+}
+
+fn interpolate(a: InterpolateArgs) -> Result<(), String> {
+    a.out.check()?;
+    let (p, opts) = a.gen_args.load()?;
+    let t = std::time::Instant::now();
+    let frames = match (&a.from, &a.to, a.from_seed, a.to_seed) {
+        (Some(from), Some(to), _, _) => {
+            let za = p.encode(image_tensor(&p, from)?).map_err(|e| e.to_string())?;
+            let zb = p.encode(image_tensor(&p, to)?).map_err(|e| e.to_string())?;
+            let mode = match a.mode {
+                InterpMode::Linear => lediflow::Interpolation::Linear,
+                InterpMode::Spherical => lediflow::Interpolation::Spherical,
+            };
+            p.interpolate_latents(za, zb, a.frames, mode, &opts)
         }
-        eprintln!("wrote {} PNGs to {}", ds.len(), dir.display());
+        (_, _, Some(sa), Some(sb)) => p.interpolate_seeds(sa, sb, a.frames, &opts),
+        _ => return Err("give --from and --to (images), or --from-seed and --to-seed".into()),
     }
-    Ok(())
+    .map_err(|e| e.to_string())?;
+    report("frames", a.frames, &opts, t);
+    a.out.write(frames, "frame", a.frames)
+}
+
+/// "x,y,w,h" -> a keep-mask (1 = keep) with the rectangle cleared.
+fn region_mask(spec: &str, size: usize) -> Result<Vec<u8>, String> {
+    let v: Vec<usize> = spec
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("--region must be x,y,w,h (non-negative integers), got {spec:?}"))?;
+    let [x, y, w, h] = v[..] else { return Err(format!("--region must have 4 numbers, got {spec:?}")) };
+    if w == 0 || h == 0 || x + w > size || y + h > size {
+        return Err(format!("--region {spec} is empty or leaves the {size}x{size} image"));
+    }
+    let mut m = vec![1u8; size * size];
+    for row in y..y + h {
+        m[row * size + x..row * size + x + w].fill(0);
+    }
+    Ok(m)
+}
+
+fn inpaint(a: InpaintArgs) -> Result<(), String> {
+    a.out.check()?;
+    let (p, opts) = a.gen_args.load()?;
+    let i = p.info();
+    let s = i.width;
+    let keep = match (&a.mask, &a.region) {
+        (Some(path), _) => {
+            let m = data::load_image(path, s, 1).map_err(|e| e.to_string())?;
+            m.pixels.iter().map(|&v| u8::from(v >= 128)).collect()
+        }
+        (None, Some(spec)) => region_mask(spec, s)?,
+        (None, None) => return Err("give --mask <image> or --region x,y,w,h".into()),
+    };
+    if a.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    let t = std::time::Instant::now();
+    let image = image_tensor(&p, &a.image)?.repeat_dim(0, a.count);
+    let masks: Vec<u8> = (0..a.count).flat_map(|_| keep.iter().copied()).collect();
+    let masks = lediflow::image::mask_from_u8(&masks, a.count, s, s, p.device()).map_err(|e| e.to_string())?;
+    let filled = p.inpaint(image, masks, &opts).map_err(|e| e.to_string())?;
+    report("completions", a.count, &opts, t);
+    a.out.write(filled, "inpaint", 8)
 }
 
 fn write_single(path: &Path, one: &Dataset) -> lediflow::Result<()> {
@@ -387,6 +553,8 @@ fn main() {
     let r = match cli.command {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
+        Command::Interpolate(a) => interpolate(a),
+        Command::Inpaint(a) => inpaint(a),
         Command::Info { model } => info(&model),
         Command::Convert { model, out, fp16 } => (|| {
             let p = Pipeline::<CpuBackend>::load(&model, &Default::default())

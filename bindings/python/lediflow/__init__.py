@@ -1,0 +1,445 @@
+"""LeDiFlow image generation from Python: a ctypes binding of the lediflow C ABI (numpy in and out).
+
+    import lediflow
+    model = lediflow.Model("models/dcss-small-ledi.safetensors")
+    images = model.sample(16, seed=0, steps=4)          # uint8 array (16, 32, 32, 4)
+    lediflow.save_png("grid.png", lediflow.make_grid(images))
+
+The shared library is found next to this package, then at $LEDIFLOW_LIBRARY, then in the cargo
+target directory of the source tree this package sits in (the newest of release and debug).
+A Model may be used from several Python threads at once; calls release the GIL.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+__all__ = [
+    "CancelToken",
+    "LediflowError",
+    "Model",
+    "ModelInfo",
+    "abi_version",
+    "library_path",
+    "make_grid",
+    "save_png",
+    "version",
+]
+
+_LIB_NAMES = {"posix": "liblediflow.so", "nt": "lediflow.dll"}
+_LIB_NAME = "liblediflow.dylib" if os.uname().sysname == "Darwin" else _LIB_NAMES.get(os.name, "liblediflow.so")
+
+
+def library_path() -> Path:
+    """Where the lediflow shared library is loaded from (see the module docs for the order)."""
+    here = Path(__file__).resolve().parent
+    beside = here / _LIB_NAME
+    if beside.exists():
+        return beside
+    env = os.environ.get("LEDIFLOW_LIBRARY")
+    if env:
+        p = Path(env)
+        if not p.exists():
+            raise FileNotFoundError(f"LEDIFLOW_LIBRARY={env} does not exist")
+        return p
+    for root in [here, *here.parents]:
+        target = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
+        found = [target / prof / _LIB_NAME for prof in ("release", "debug") if (target / prof / _LIB_NAME).exists()]
+        if found:
+            return max(found, key=lambda p: p.stat().st_mtime)
+    raise FileNotFoundError(
+        f"cannot find {_LIB_NAME}: build it with `cargo build --release --lib`, "
+        "or set LEDIFLOW_LIBRARY to its path"
+    )
+
+
+# Status codes, solvers, devices... (mirrors include/lediflow.h)
+OK, ERR_INVALID_ARGUMENT, ERR_IO, ERR_FORMAT, ERR_UNSUPPORTED, ERR_CANCELLED, ERR_OUT_OF_MEMORY, ERR_INTERNAL = range(8)
+SOLVERS = {"euler": 0, "midpoint": 1, "heun": 2, "rk4": 3}
+DEVICES = {"cpu": 0, "cuda": 1}
+INTERPOLATIONS = {"linear": 0, "spherical": 1}
+PRIORS = {0: "learned", 1: "gaussian"}
+
+_PROGRESS = C.CFUNCTYPE(C.c_bool, C.c_uint32, C.c_uint32, C.c_void_p)
+
+
+class _Params(C.Structure):
+    _fields_ = [
+        ("struct_size", C.c_uint32),
+        ("steps", C.c_uint32),
+        ("seed", C.c_uint64),
+        ("first_index", C.c_uint64),
+        ("solver", C.c_uint32),
+        ("prior_scale", C.c_float),
+        ("progress", _PROGRESS),
+        ("user_data", C.c_void_p),
+        ("cancel", C.c_void_p),
+        ("latent_steps", C.c_uint32),
+        ("latent_solver", C.c_uint32),
+        ("inpaint_candidates", C.c_uint32),
+        ("interpolation", C.c_uint32),
+        ("batch_size", C.c_uint32),
+    ]
+
+
+class _Info(C.Structure):
+    _fields_ = [
+        ("struct_size", C.c_uint32),
+        ("width", C.c_uint32),
+        ("height", C.c_uint32),
+        ("channels", C.c_uint32),
+        ("latent_dim", C.c_uint32),
+        ("prior", C.c_uint32),
+        ("format_version", C.c_uint32),
+        ("image_bytes", C.c_size_t),
+        ("latent_bytes", C.c_size_t),
+        ("mask_bytes", C.c_size_t),
+        ("parameters", C.c_uint64),
+    ]
+
+
+_lib = None
+
+
+def _load():
+    global _lib
+    if _lib is not None:
+        return _lib
+    lib = C.CDLL(str(library_path()))
+    u8p, f32p, vp = C.POINTER(C.c_uint8), C.POINTER(C.c_float), C.c_void_p
+    sigs = {
+        "ldf_version": ([], C.c_char_p),
+        "ldf_abi_version": ([], C.c_uint32),
+        "ldf_status_str": ([C.c_int32], C.c_char_p),
+        "ldf_last_error": ([], C.c_char_p),
+        "ldf_device_available": ([C.c_uint32], C.c_int32),
+        "ldf_model_load": ([C.c_char_p, C.c_uint32, C.POINTER(vp)], C.c_int32),
+        "ldf_model_load_from_memory": ([u8p, C.c_size_t, C.c_uint32, C.POINTER(vp)], C.c_int32),
+        "ldf_model_free": ([vp], None),
+        "ldf_model_info": ([vp, C.POINTER(_Info)], C.c_int32),
+        "ldf_model_set_memory_limit": ([vp, C.c_size_t], C.c_int32),
+        "ldf_sample_params_init": ([C.POINTER(_Params)], None),
+        "ldf_sample": ([vp, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_sample_latents": ([vp, C.c_uint32, C.POINTER(_Params), f32p, C.c_size_t], C.c_int32),
+        "ldf_generate_from_latents": ([vp, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_encode": ([vp, u8p, C.c_uint32, f32p, C.c_size_t], C.c_int32),
+        "ldf_interpolate": ([vp, f32p, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_inpaint": ([vp, u8p, u8p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_cancel_new": ([C.POINTER(vp)], C.c_int32),
+        "ldf_cancel_request": ([vp], None),
+        "ldf_cancel_reset": ([vp], None),
+        "ldf_cancel_free": ([vp], None),
+    }
+    for name, (args, res) in sigs.items():
+        f = getattr(lib, name)
+        f.argtypes, f.restype = args, res
+    if lib.ldf_abi_version() != 1:
+        raise ImportError(f"{library_path()} implements ABI {lib.ldf_abi_version()}, this package needs 1")
+    _lib = lib
+    return lib
+
+
+class LediflowError(Exception):
+    """A failed lediflow call: `status` is the LDF_* code, `message` ldf_last_error()."""
+
+    def __init__(self, status: int, message: str):
+        name = _load().ldf_status_str(status).decode()
+        super().__init__(f"{name}: {message}")
+        self.status = status
+        self.status_name = name
+        self.message = message
+
+
+def _check(status: int):
+    if status != OK:
+        raise LediflowError(status, (_load().ldf_last_error() or b"").decode(errors="replace"))
+
+
+def version() -> str:
+    return _load().ldf_version().decode()
+
+
+def abi_version() -> int:
+    return _load().ldf_abi_version()
+
+
+class CancelToken:
+    """A flag that another thread may raise to stop a running call (pass it as `cancel=`)."""
+
+    def __init__(self):
+        self._ptr = C.c_void_p()
+        _check(_load().ldf_cancel_new(C.byref(self._ptr)))
+
+    def request(self):
+        _load().ldf_cancel_request(self._ptr)
+
+    def reset(self):
+        _load().ldf_cancel_reset(self._ptr)
+
+    def __del__(self):
+        if getattr(self, "_ptr", None) and _lib is not None:
+            _lib.ldf_cancel_free(self._ptr)
+            self._ptr = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    width: int
+    height: int
+    channels: int
+    latent_dim: int
+    prior: str
+    format_version: int
+    parameters: int
+
+
+def _enum(table: dict, value: str, what: str) -> int:
+    try:
+        return table[value.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
+
+
+class _Call:
+    """Builds the C params for one call and carries the Python progress callback through it."""
+
+    def __init__(self, seed=0, steps=4, solver="midpoint", prior_scale=1.0, progress=None, cancel=None,
+                 first_index=0, batch_size=0, latent_steps=16, latent_solver="midpoint",
+                 inpaint_candidates=16, interpolation="linear"):
+        lib = _load()
+        p = _Params()
+        lib.ldf_sample_params_init(C.byref(p))
+        if seed < 0 or first_index < 0:
+            raise ValueError("seed and first_index must be non-negative")
+        p.seed, p.first_index = int(seed), int(first_index)
+        p.steps, p.prior_scale = int(steps), float(prior_scale)
+        p.solver = _enum(SOLVERS, solver, "solver")
+        p.latent_solver = _enum(SOLVERS, latent_solver, "latent_solver")
+        p.latent_steps, p.inpaint_candidates = int(latent_steps), int(inpaint_candidates)
+        p.interpolation = _enum(INTERPOLATIONS, interpolation, "interpolation")
+        p.batch_size = int(batch_size)
+        if cancel is not None:
+            p.cancel = cancel._ptr
+        self.error = None
+        if progress is not None:
+            def trampoline(step, total, _user):
+                try:
+                    return progress(step, total) is not False
+                except BaseException as e:  # stops the call; re-raised after it returns
+                    self.error = e
+                    return False
+
+            self._cb = _PROGRESS(trampoline)  # kept alive for the call
+            p.progress = self._cb
+        self.params = p
+
+    def run(self, status: int):
+        if self.error is not None:
+            raise self.error
+        _check(status)
+
+
+def _u8(a: np.ndarray):
+    return a.ctypes.data_as(C.POINTER(C.c_uint8))
+
+
+def _f32(a: np.ndarray):
+    return a.ctypes.data_as(C.POINTER(C.c_float))
+
+
+class Model:
+    """A loaded model. `device` is "cpu" or "cuda" (needs a build with the cuda feature)."""
+
+    def __init__(self, path, device: str = "cpu"):
+        lib = _load()
+        self._ptr = C.c_void_p()
+        dev = _enum(DEVICES, device, "device")
+        _check(lib.ldf_model_load(os.fsencode(path), dev, C.byref(self._ptr)))
+        self._read_info()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str = "cpu") -> "Model":
+        lib = _load()
+        self = cls.__new__(cls)
+        self._ptr = C.c_void_p()
+        buf = (C.c_uint8 * len(data)).from_buffer_copy(data)
+        _check(lib.ldf_model_load_from_memory(buf, len(data), _enum(DEVICES, device, "device"), C.byref(self._ptr)))
+        self._read_info()
+        return self
+
+    def _read_info(self):
+        i = _Info()
+        i.struct_size = C.sizeof(_Info)
+        _check(_load().ldf_model_info(self._handle(), C.byref(i)))
+        self._raw_info = i
+        self.info = ModelInfo(i.width, i.height, i.channels, i.latent_dim, PRIORS.get(i.prior, str(i.prior)),
+                              i.format_version, i.parameters)
+
+    def _handle(self):
+        if not self._ptr:
+            raise ValueError("the model is closed")
+        return self._ptr
+
+    def close(self):
+        """Frees the model now (also done when it is garbage-collected)."""
+        if getattr(self, "_ptr", None) and _lib is not None:
+            _lib.ldf_model_free(self._ptr)
+        self._ptr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return f"Model({self.info})"
+
+    @property
+    def _shape(self):
+        i = self.info
+        return (i.height, i.width, i.channels)
+
+    def set_memory_limit(self, nbytes: int):
+        """Caps the working memory of each call (0: no cap); see ldf_model_set_memory_limit."""
+        _check(_load().ldf_model_set_memory_limit(self._handle(), int(nbytes)))
+
+    def _count(self, n, what="count"):
+        if not isinstance(n, (int, np.integer)) or n < 1 or n > 0xFFFFFFFF:
+            raise ValueError(f"{what} must be an integer in 1..=4294967295, got {n!r}")
+        return int(n)
+
+    def _images(self, images) -> np.ndarray:
+        a = np.asarray(images)
+        if a.dtype != np.uint8:
+            raise TypeError(f"images must be uint8, got {a.dtype}")
+        h, w, c = self._shape
+        if a.ndim == 3 and a.shape == (h, w, c):
+            a = a[None]
+        elif c == 1 and a.ndim == 3 and a.shape[1:] == (h, w):
+            a = a[..., None]
+        if a.ndim != 4 or a.shape[1:] != (h, w, c):
+            raise ValueError(f"images must have shape (N, {h}, {w}, {c}), got {np.asarray(images).shape}")
+        return np.ascontiguousarray(a)
+
+    def _latents(self, z, rows=None) -> np.ndarray:
+        d = self.info.latent_dim
+        a = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
+        if a.ndim == 1:
+            a = a[None]
+        if a.ndim != 2 or a.shape[1] != d or (rows is not None and a.shape[0] != rows):
+            raise ValueError(f"latents must have shape (N, {d}), got {np.asarray(z).shape}")
+        return a
+
+    def sample(self, count: int, seed: int = 0, steps: int = 4, solver: str = "midpoint",
+               prior_scale: float = 1.0, progress: Optional[Callable[[int, int], bool]] = None,
+               **options) -> np.ndarray:
+        """`count` images as uint8 (count, H, W, C). progress(step, total) returning False cancels.
+        Options: cancel, first_index, batch_size, latent_steps, latent_solver."""
+        n = self._count(count)
+        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        out = np.empty((n, *self._shape), np.uint8)
+        call.run(_load().ldf_sample(self._handle(), n, C.byref(call.params), _u8(out), out.nbytes))
+        return out
+
+    def sample_latents(self, count: int, seed: int = 0, **options) -> np.ndarray:
+        """`count` latents (learned-prior models) as float32 (count, latent_dim)."""
+        n = self._count(count)
+        call = _Call(seed, **options)
+        out = np.empty((n, self.info.latent_dim), np.float32)
+        call.run(_load().ldf_sample_latents(self._handle(), n, C.byref(call.params), _f32(out), out.nbytes))
+        return out
+
+    def generate(self, latents, seed: int = 0, steps: int = 4, solver: str = "midpoint",
+                 prior_scale: float = 1.0, progress=None, **options) -> np.ndarray:
+        """One image per latent row: uint8 (N, H, W, C)."""
+        z = self._latents(latents)
+        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        out = np.empty((z.shape[0], *self._shape), np.uint8)
+        call.run(_load().ldf_generate_from_latents(self._handle(), _f32(z), z.shape[0], C.byref(call.params),
+                                                   _u8(out), out.nbytes))
+        return out
+
+    def encode(self, images) -> np.ndarray:
+        """Latents (posterior means) of uint8 images (N, H, W, C): float32 (N, latent_dim)."""
+        x = self._images(images)
+        out = np.empty((x.shape[0], self.info.latent_dim), np.float32)
+        _check(_load().ldf_encode(self._handle(), _u8(x), x.shape[0], _f32(out), out.nbytes))
+        return out
+
+    def interpolate(self, z_from, z_to, frames: int, seed: int = 0, steps: int = 4, solver: str = "midpoint",
+                    prior_scale: float = 1.0, progress=None, mode: str = "linear", **options) -> np.ndarray:
+        """`frames` images from latent z_from to z_to (endpoints included): uint8 (frames, H, W, C)."""
+        a, b = self._latents(z_from, 1), self._latents(z_to, 1)
+        n = self._count(frames, "frames")
+        call = _Call(seed, steps, solver, prior_scale, progress, interpolation=mode, **options)
+        out = np.empty((n, *self._shape), np.uint8)
+        call.run(_load().ldf_interpolate(self._handle(), _f32(a), _f32(b), n, C.byref(call.params), _u8(out),
+                                         out.nbytes))
+        return out
+
+    def inpaint(self, images, masks, seed: int = 0, steps: int = 4, solver: str = "midpoint",
+                prior_scale: float = 1.0, progress=None, **options) -> np.ndarray:
+        """Fills the pixels where `masks` (N, H, W), bool or uint8, is 0/False; keeps the rest exactly."""
+        x = self._images(images)
+        h, w, _ = self._shape
+        m = np.asarray(masks)
+        if m.ndim == 4 and m.shape[-1] == 1:
+            m = m[..., 0]
+        if m.ndim == 2:
+            m = m[None]
+        if m.shape != (x.shape[0], h, w):
+            raise ValueError(f"masks must have shape ({x.shape[0]}, {h}, {w}), got {np.asarray(masks).shape}")
+        m = np.ascontiguousarray(m != 0, dtype=np.uint8)
+        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        out = np.empty_like(x)
+        call.run(_load().ldf_inpaint(self._handle(), _u8(x), _u8(m), x.shape[0], C.byref(call.params), _u8(out),
+                                     out.nbytes))
+        return out
+
+
+def make_grid(images: np.ndarray, cols: Optional[int] = None, checker: bool = True) -> np.ndarray:
+    """Tiles (N, H, W, C) uint8 images into one image; transparent pixels over a checkerboard
+    (returned as RGB) when `checker` and C == 4."""
+    a = np.asarray(images)
+    n, h, w, c = a.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = a[i]
+    if c == 4 and checker:
+        yy, xx = np.mgrid[0:grid.shape[0], 0:grid.shape[1]]
+        bg = np.where(((yy // 4) + (xx // 4)) % 2 == 0, 200, 150).astype(np.float32)[..., None]
+        alpha = grid[..., 3:4].astype(np.float32) / 255.0
+        grid = (grid[..., :3] * alpha + bg * (1.0 - alpha)).round().astype(np.uint8)
+    return grid
+
+
+def save_png(path, image: np.ndarray):
+    """Writes an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 array as a PNG (no extra packages)."""
+    a = np.asarray(image, dtype=np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    h, w, c = a.shape
+    color = {1: 0, 3: 2, 4: 6}[c]
+    raw = b"".join(b"\x00" + a[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(png)

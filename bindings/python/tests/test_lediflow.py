@@ -1,0 +1,187 @@
+"""pytest for the ctypes binding, on the shipped models (run by scripts/test.sh)."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lediflow
+
+ROOT = Path(__file__).resolve().parents[3]
+LEDI = ROOT / "models" / "dcss-small-ledi.safetensors"
+GAUSS = ROOT / "models" / "dcss-small-gaussian.safetensors"
+
+
+@pytest.fixture(scope="module")
+def model():
+    with lediflow.Model(LEDI) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    return lediflow.Model(GAUSS)
+
+
+def test_version():
+    assert lediflow.version().count(".") == 2
+    assert lediflow.abi_version() == 1
+
+
+def test_info(model, gaussian):
+    i = model.info
+    assert (i.width, i.height, i.channels) == (32, 32, 4)
+    assert i.prior == "learned" and i.latent_dim > 0 and i.parameters > 0
+    assert gaussian.info.prior == "gaussian" and gaussian.info.latent_dim == 0
+
+
+def test_load_errors_carry_the_message():
+    with pytest.raises(lediflow.LediflowError) as e:
+        lediflow.Model("/nonexistent/model.safetensors")
+    assert e.value.status == lediflow.ERR_IO
+    assert "/nonexistent/model.safetensors" in str(e.value)
+    with pytest.raises(lediflow.LediflowError) as e:
+        lediflow.Model.from_bytes(b"not a model")
+    assert e.value.status == lediflow.ERR_FORMAT
+    with pytest.raises(ValueError):
+        lediflow.Model(LEDI, device="tpu")
+
+
+def test_from_bytes_matches_file(model):
+    m = lediflow.Model.from_bytes(LEDI.read_bytes())
+    np.testing.assert_array_equal(m.sample(2, seed=4, steps=2), model.sample(2, seed=4, steps=2))
+
+
+def test_sample_shape_and_determinism(model):
+    a = model.sample(4, seed=3, steps=2)
+    assert a.shape == (4, 32, 32, 4) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, model.sample(4, seed=3, steps=2, batch_size=1))
+    np.testing.assert_array_equal(a[2:], model.sample(2, seed=3, steps=2, first_index=2))
+    assert not np.array_equal(a, model.sample(4, seed=4, steps=2))
+    assert a.std() > 1.0
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4"])
+def test_solvers(model, solver):
+    assert model.sample(1, steps=1, solver=solver).shape == (1, 32, 32, 4)
+
+
+def test_bad_arguments(model):
+    with pytest.raises(lediflow.LediflowError) as e:
+        model.sample(1, steps=0)
+    assert e.value.status == lediflow.ERR_INVALID_ARGUMENT and "steps" in e.value.message
+    with pytest.raises(lediflow.LediflowError):
+        model.sample(1, prior_scale=float("nan"))
+    with pytest.raises(ValueError):
+        model.sample(0)
+    with pytest.raises(ValueError):
+        model.sample(1, solver="leapfrog")
+    with pytest.raises(ValueError):
+        model.encode(np.zeros((1, 16, 16, 4), np.uint8))
+    with pytest.raises(TypeError):
+        model.encode(np.zeros((1, 32, 32, 4), np.float32))
+
+
+def test_latents_generate_encode(model):
+    z = model.sample_latents(3, seed=5, steps=2)
+    assert z.shape == (3, model.info.latent_dim) and z.dtype == np.float32 and np.isfinite(z).all()
+    imgs = model.generate(z, seed=5, steps=2)
+    np.testing.assert_array_equal(imgs, model.sample(3, seed=5, steps=2))
+    enc = model.encode(imgs)
+    assert enc.shape == z.shape and np.isfinite(enc).all()
+    np.testing.assert_array_equal(enc, model.encode(imgs))
+    with pytest.raises(lediflow.LediflowError) as e:
+        model.generate(np.full_like(z, np.nan))
+    assert e.value.status == lediflow.ERR_INVALID_ARGUMENT
+
+
+def test_gaussian_has_no_latents(gaussian):
+    with pytest.raises(lediflow.LediflowError) as e:
+        gaussian.sample_latents(1)
+    assert e.value.status == lediflow.ERR_UNSUPPORTED
+    assert gaussian.sample(2, steps=2).shape == (2, 32, 32, 4)
+
+
+def test_interpolate(model):
+    z = model.encode(model.sample(2, seed=1, steps=2))
+    frames = model.interpolate(z[0], z[1], 5, seed=2, steps=2)
+    assert frames.shape == (5, 32, 32, 4)
+    np.testing.assert_array_equal(frames[0], model.generate(z[:1], seed=2, steps=2)[0])
+    slerped = model.interpolate(z[0], z[1], 5, seed=2, steps=2, mode="spherical")
+    np.testing.assert_array_equal(slerped[0], frames[0])
+
+
+def test_inpaint_keeps_known_pixels(model, gaussian):
+    for m in (model, gaussian):
+        imgs = m.sample(2, seed=6, steps=2)
+        mask = np.zeros((2, 32, 32), bool)
+        mask[:, :16] = True
+        out = m.inpaint(imgs, mask, seed=7, steps=2, inpaint_candidates=4)
+        np.testing.assert_array_equal(out[:, :16], imgs[:, :16])
+        assert out.shape == imgs.shape
+
+
+def test_progress_and_cancel(model):
+    seen = []
+    model.sample(3, steps=2, batch_size=2, progress=lambda s, t: seen.append((s, t)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    with pytest.raises(lediflow.LediflowError) as e:
+        model.sample(1, steps=3, progress=lambda s, t: s < 2)
+    assert e.value.status == lediflow.ERR_CANCELLED
+
+    def boom(s, t):
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError):
+        model.sample(1, steps=2, progress=boom)
+    token = lediflow.CancelToken()
+    token.request()
+    with pytest.raises(lediflow.LediflowError) as e:
+        model.sample(1, cancel=token)
+    assert e.value.status == lediflow.ERR_CANCELLED
+    token.reset()
+    assert model.sample(1, steps=1, cancel=token).shape == (1, 32, 32, 4)
+
+
+def test_memory_limit(model):
+    model.set_memory_limit(1000)
+    try:
+        with pytest.raises(lediflow.LediflowError) as e:
+            model.sample(1)
+        assert e.value.status == lediflow.ERR_OUT_OF_MEMORY
+    finally:
+        model.set_memory_limit(0)
+
+
+def test_threads_share_one_model(model):
+    ref = model.sample(2, seed=9, steps=2)
+    results = [None] * 3
+
+    def work(i):
+        results[i] = model.sample(2, seed=9, steps=2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, ref)
+
+
+def test_closed_model_raises():
+    m = lediflow.Model(GAUSS)
+    m.close()
+    with pytest.raises(ValueError):
+        m.sample(1)
+    m.close()  # twice is fine
+
+
+def test_grid_and_png(tmp_path, model):
+    imgs = model.sample(5, steps=1)
+    grid = lediflow.make_grid(imgs, cols=3)
+    assert grid.shape == (64, 96, 3)
+    p = tmp_path / "g.png"
+    lediflow.save_png(p, grid)
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,303 @@
+//! The C parameter and info structs, and their translation to [`SampleOptions`].
+//!
+//! Both structs begin with `uint32_t struct_size` (the caller's `sizeof`), so later versions can
+//! append fields: the library reads (or writes) only the prefix the caller knows and uses
+//! defaults for the rest.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::LdfCancel;
+use crate::error::{Result, invalid};
+use crate::flow::Solver;
+use crate::pipeline::{Interpolation, SampleOptions};
+
+/// ODE solver of the image flow. NFE per step: Euler 1, Midpoint 2, Heun 2, RK4 4.
+pub type LdfSolver = u32;
+pub const LDF_SOLVER_EULER: LdfSolver = 0;
+pub const LDF_SOLVER_MIDPOINT: LdfSolver = 1;
+pub const LDF_SOLVER_HEUN: LdfSolver = 2;
+pub const LDF_SOLVER_RK4: LdfSolver = 3;
+
+/// How `ldf_interpolate` walks from one latent to the other.
+pub type LdfInterpolation = u32;
+/// Straight line (the default: latents are posterior means, not unit-norm noise).
+pub const LDF_INTERPOLATION_LINEAR: LdfInterpolation = 0;
+/// Great circle (slerp), keeps the norm.
+pub const LDF_INTERPOLATION_SPHERICAL: LdfInterpolation = 1;
+
+/// What a model's x0 is drawn from.
+pub type LdfPrior = u32;
+/// LeDiFlow: a per-image Gaussian from the auxiliary decoder; the model has a latent space.
+pub const LDF_PRIOR_LEARNED: LdfPrior = 0;
+/// The baseline: N(0, I). No latent space (latent calls return `LDF_ERR_UNSUPPORTED`).
+pub const LDF_PRIOR_GAUSSIAN: LdfPrior = 1;
+
+/// Called after every solver step with (steps done, total steps) counted over the whole call
+/// (all batches). Return false to cancel. Runs on the thread that made the call. Must not unwind
+/// (throw) into the library.
+pub type LdfProgressFn = Option<unsafe extern "C" fn(step: u32, total: u32, user_data: *mut c_void) -> bool>;
+
+/// Parameters of a generation call. Fill with `ldf_sample_params_init`, then change fields.
+/// Passing NULL instead of a params pointer means the defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LdfSampleParams {
+    /// sizeof(LdfSampleParams) as the caller compiled it (set by `ldf_sample_params_init`).
+    pub struct_size: u32,
+    /// Image-flow solver steps, 1..=10000 (default 4). NFE = steps x the solver's evaluations.
+    pub steps: u32,
+    /// Seed of every random draw. Image i of a call depends only on (seed, first_index + i).
+    pub seed: u64,
+    /// Index of the call's first image in the seed's streams (default 0): calls with
+    /// first_index 0 and count 8, and with first_index 8 and count 8, give the 16 images of one
+    /// call with count 16.
+    pub first_index: u64,
+    /// `LDF_SOLVER_*` (default `LDF_SOLVER_MIDPOINT`).
+    pub solver: LdfSolver,
+    /// Scale s of the prior noise, x0 = mu + s * sigma * eps, in [0, 100] (default 1; 0 starts
+    /// from the prior mean). Ignored by Gaussian-prior models.
+    pub prior_scale: f32,
+    /// Optional progress callback (NULL: none).
+    pub progress: LdfProgressFn,
+    /// Passed unchanged to `progress`.
+    pub user_data: *mut c_void,
+    /// Optional cancel token another thread may raise (NULL: none).
+    pub cancel: *const LdfCancel,
+    /// Latent-flow solver steps, 1..=10000 (default 16; cheap: an MLP on latent_dim numbers).
+    pub latent_steps: u32,
+    /// `LDF_SOLVER_*` for the latent flow (default `LDF_SOLVER_MIDPOINT`).
+    pub latent_solver: LdfSolver,
+    /// Candidate latents inpainting scores besides the encoder's guess, 0..=4096 (default 16).
+    pub inpaint_candidates: u32,
+    /// `LDF_INTERPOLATION_*` for `ldf_interpolate` (default `LDF_INTERPOLATION_LINEAR`).
+    pub interpolation: LdfInterpolation,
+    /// Images per network batch, 1..=4096, or 0 for the library's choice (default 0: 32 images,
+    /// fewer if the model's memory limit needs it). Results do not depend on it.
+    pub batch_size: u32,
+}
+
+/// What a loaded model is. Set `struct_size = sizeof(LdfModelInfo)` before `ldf_model_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LdfModelInfo {
+    pub struct_size: u32,
+    /// Image width and height in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per pixel: 1 (grey), 3 (RGB) or 4 (RGBA).
+    pub channels: u32,
+    /// Floats per latent; 0 for Gaussian-prior models.
+    pub latent_dim: u32,
+    /// `LDF_PRIOR_*`.
+    pub prior: LdfPrior,
+    /// Version of the model file format.
+    pub format_version: u32,
+    /// Bytes of one image: width * height * channels.
+    pub image_bytes: usize,
+    /// Bytes of one latent: latent_dim * sizeof(float).
+    pub latent_bytes: usize,
+    /// Bytes of one inpainting mask: width * height.
+    pub mask_bytes: usize,
+    /// Number of network parameters.
+    pub parameters: u64,
+}
+
+/// Smallest `struct_size` accepted: the size of the first published version of each struct.
+const SAMPLE_PARAMS_V1: usize = size_of::<LdfSampleParams>();
+const MODEL_INFO_V1: usize = size_of::<LdfModelInfo>();
+
+/// Default batch when the caller leaves `batch_size` at 0.
+pub(crate) const DEFAULT_BATCH: usize = 32;
+const MAX_BATCH: usize = 4096;
+
+impl Default for LdfSampleParams {
+    fn default() -> Self {
+        let o = SampleOptions::default();
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            steps: o.steps as u32,
+            seed: o.seed,
+            first_index: o.first_index,
+            solver: solver_code(o.solver),
+            prior_scale: o.prior_scale,
+            progress: None,
+            user_data: std::ptr::null_mut(),
+            cancel: std::ptr::null(),
+            latent_steps: o.latent_steps as u32,
+            latent_solver: solver_code(o.latent_solver),
+            inpaint_candidates: o.inpaint_candidates as u32,
+            interpolation: LDF_INTERPOLATION_LINEAR,
+            batch_size: 0,
+        }
+    }
+}
+
+fn solver_code(s: Solver) -> LdfSolver {
+    match s {
+        Solver::Euler => LDF_SOLVER_EULER,
+        Solver::Midpoint => LDF_SOLVER_MIDPOINT,
+        Solver::Heun => LDF_SOLVER_HEUN,
+        Solver::Rk4 => LDF_SOLVER_RK4,
+    }
+}
+
+fn solver_of(code: LdfSolver, field: &str) -> Result<Solver> {
+    Ok(match code {
+        LDF_SOLVER_EULER => Solver::Euler,
+        LDF_SOLVER_MIDPOINT => Solver::Midpoint,
+        LDF_SOLVER_HEUN => Solver::Heun,
+        LDF_SOLVER_RK4 => Solver::Rk4,
+        other => return invalid(format!("{field} {other} is not an LdfSolver (0..=3)")),
+    })
+}
+
+/// Fills `params` with the defaults (4 Midpoint steps, seed 0, prior scale 1, no callback) and
+/// sets its `struct_size`. NULL is ignored.
+///
+/// # Safety
+/// `params` must be NULL or point to writable storage for one `LdfSampleParams`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ldf_sample_params_init(params: *mut LdfSampleParams) {
+    if !params.is_null() {
+        // SAFETY: checked non-null; the caller guarantees room for the whole struct.
+        unsafe { params.write(LdfSampleParams::default()) };
+    }
+}
+
+/// Copies the caller's struct (of its own `struct_size`) over `defaults`.
+///
+/// # Safety
+/// `ptr` must be non-null and point to at least `struct_size` readable bytes, `struct_size` being
+/// its first field.
+unsafe fn read_versioned<T: Copy>(ptr: *const T, defaults: T, v1: usize, name: &str) -> Result<T> {
+    // SAFETY: every versioned struct starts with a u32 struct_size (caller's contract).
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    check_size(size, v1, size_of::<T>(), name)?;
+    let mut out = defaults;
+    // SAFETY: size is within both structs; both are plain repr(C) data.
+    unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), size) };
+    Ok(out)
+}
+
+fn check_size(size: usize, v1: usize, current: usize, name: &str) -> Result<()> {
+    if size < v1 || size > current {
+        return invalid(format!(
+            "{name}.struct_size is {size}, this library expects {current} (set it to sizeof({name}){})",
+            if name == "LdfSampleParams" { " or call ldf_sample_params_init" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `value` into the caller's struct, only as many bytes as its `struct_size` says.
+///
+/// # Safety
+/// `ptr` must be non-null and point to at least `struct_size` writable bytes.
+pub(crate) unsafe fn write_info(ptr: *mut LdfModelInfo, mut value: LdfModelInfo) -> Result<()> {
+    // SAFETY: struct_size is the first field (caller's contract).
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    check_size(size, MODEL_INFO_V1, size_of::<LdfModelInfo>(), "LdfModelInfo")?;
+    value.struct_size = size as u32;
+    // SAFETY: size bytes fit in both.
+    unsafe { std::ptr::copy_nonoverlapping((&value as *const LdfModelInfo).cast::<u8>(), ptr.cast::<u8>(), size) };
+    Ok(())
+}
+
+/// The host's progress callback and cancel token, shared with the pipeline's progress hook.
+#[derive(Clone, Copy)]
+pub(crate) struct HostProgress {
+    progress: LdfProgressFn,
+    user_data: *mut c_void,
+    cancel: *const LdfCancel,
+}
+
+// SAFETY: the callback and user_data are only used on the thread that made the call (the solver
+// runs there), and the cancel token is an atomic flag the host keeps alive during the call.
+unsafe impl Send for HostProgress {}
+unsafe impl Sync for HostProgress {}
+
+impl HostProgress {
+    /// Whether the call should go on after `step` of `total`.
+    pub(crate) fn keep_going(&self, step: usize, total: usize) -> bool {
+        // SAFETY: the host keeps the token alive during the call (documented).
+        if let Some(c) = unsafe { self.cancel.as_ref() }
+            && c.is_raised()
+        {
+            return false;
+        }
+        match self.progress {
+            // SAFETY: a host function of exactly this signature.
+            Some(f) => unsafe {
+                f(step.min(u32::MAX as usize) as u32, total.min(u32::MAX as usize) as u32, self.user_data)
+            },
+            None => true,
+        }
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { self.cancel.as_ref() }.is_some_and(|c| c.is_raised())
+    }
+}
+
+/// One call's options, checked.
+pub(crate) struct CallOptions {
+    pub opts: SampleOptions,
+    pub interpolation: Interpolation,
+    pub batch_size: usize,
+    pub host: HostProgress,
+}
+
+/// Reads and validates `params` (NULL = defaults).
+///
+/// # Safety
+/// `params` must be NULL or point to a struct of at least its `struct_size` bytes.
+pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<CallOptions> {
+    let p = if params.is_null() {
+        LdfSampleParams::default()
+    } else {
+        // SAFETY: non-null, the caller's contract covers the rest.
+        unsafe { read_versioned(params, LdfSampleParams::default(), SAMPLE_PARAMS_V1, "LdfSampleParams")? }
+    };
+    let opts = SampleOptions {
+        seed: p.seed,
+        steps: p.steps as usize,
+        solver: solver_of(p.solver, "solver")?,
+        prior_scale: p.prior_scale,
+        latent_steps: p.latent_steps as usize,
+        latent_solver: solver_of(p.latent_solver, "latent_solver")?,
+        inpaint_candidates: p.inpaint_candidates as usize,
+        first_index: p.first_index,
+        progress: None,
+    };
+    opts.validate()?;
+    let interpolation = match p.interpolation {
+        LDF_INTERPOLATION_LINEAR => Interpolation::Linear,
+        LDF_INTERPOLATION_SPHERICAL => Interpolation::Spherical,
+        other => return invalid(format!("interpolation {other} is not an LdfInterpolation (0..=1)")),
+    };
+    let batch_size = match p.batch_size as usize {
+        0 => DEFAULT_BATCH,
+        b if b <= MAX_BATCH => b,
+        b => return invalid(format!("batch_size must be 0 (automatic) or 1..={MAX_BATCH}, got {b}")),
+    };
+    let host = HostProgress { progress: p.progress, user_data: p.user_data, cancel: p.cancel };
+    Ok(CallOptions { opts, interpolation, batch_size, host })
+}
+
+impl CallOptions {
+    /// Options for the batch of `n` items starting at item `start`, batch `index` of `batches`:
+    /// its noise streams continue the call's, and its progress counts over the whole call.
+    pub(crate) fn for_batch(&self, start: usize, index: usize, batches: usize) -> SampleOptions {
+        let host = self.host;
+        let steps = self.opts.steps;
+        let progress: Arc<dyn Fn(usize, usize) -> bool + Send + Sync> =
+            Arc::new(move |step, _| host.keep_going(index * steps + step, batches * steps));
+        SampleOptions {
+            first_index: self.opts.first_index.saturating_add(start as u64),
+            progress: Some(progress),
+            ..self.opts.clone()
+        }
+    }
+}

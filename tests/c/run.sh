@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# C ABI tests (run by scripts/test.sh): the header alone as C99 and as C++17, the test program
+# built with -Wall -Wextra -Werror and AddressSanitizer/UBSan against the shared library, the
+# static library linked into a C program, and the C++ wrapper's test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LIB=${LEDIFLOW_LIB_DIR:-target/debug}
+OUT=target/abi-tests
+mkdir -p "$OUT"
+MODELS="models/dcss-small-ledi.safetensors models/dcss-small-gaussian.safetensors"
+WARN="-Wall -Wextra -Werror"
+
+echo "-- header alone: C99 and C++17"
+printf '#include "lediflow.h"\nint main(void) { return ldf_abi_version() == LDF_ABI_VERSION ? 0 : 1; }\n' > "$OUT/alone.c"
+gcc -std=c99 -pedantic $WARN -Iinclude -c "$OUT/alone.c" -o "$OUT/alone_c.o"
+g++ -std=c++17 -pedantic $WARN -Iinclude -x c++ -c "$OUT/alone.c" -o "$OUT/alone_cpp.o"
+g++ -std=c++17 -pedantic $WARN -Iinclude -Ibindings/cpp -x c++ -fsyntax-only - <<<'#include "lediflow.hpp"'
+
+echo "-- abi_test (ASan + UBSan, shared library)"
+gcc -std=c11 $WARN -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+    -Iinclude tests/c/abi_test.c -L"$LIB" -llediflow -lpthread -lm -Wl,-rpath,"$PWD/$LIB" -o "$OUT/abi_test"
+# Leak checking is on: a model, token or message the library leaked would fail the test.
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$OUT/abi_test" $MODELS
+
+echo "-- static library"
+gcc -std=c11 $WARN -Iinclude tests/c/static_link.c "$LIB/liblediflow.a" -lpthread -ldl -lm -lrt -o "$OUT/static_link"
+"$OUT/static_link" models/dcss-small-ledi.safetensors
+
+echo "-- C++ wrapper (ASan + UBSan)"
+g++ -std=c++17 $WARN -g -fsanitize=address,undefined -Iinclude -Ibindings/cpp tests/c/wrapper_test.cpp \
+    -L"$LIB" -llediflow -lpthread -Wl,-rpath,"$PWD/$LIB" -o "$OUT/wrapper_test"
+ASAN_OPTIONS=detect_leaks=1 "$OUT/wrapper_test" $MODELS
+echo "-- C ABI tests OK"

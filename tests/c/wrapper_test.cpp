@@ -1,0 +1,77 @@
+// Tests bindings/cpp/lediflow.hpp: RAII, exceptions with the library's message, callbacks.
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "lediflow.hpp"
+
+static int failures = 0;
+#define EXPECT(c)                                                                 \
+    do {                                                                          \
+        if (!(c)) {                                                               \
+            failures++;                                                           \
+            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                         \
+    } while (0)
+
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    try {
+        lediflow::Model missing("/nonexistent.safetensors");
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_IO);
+        EXPECT(std::strstr(e.what(), "/nonexistent.safetensors") != nullptr);
+    }
+    lediflow::Model model(argv[1]);
+    LdfModelInfo info = model.info();
+    auto params = lediflow::SampleParams().seed(3).steps(2);
+    auto images = model.sample(3, params);
+    EXPECT(images.size() == 3 * info.image_bytes);
+    auto z = model.sample_latents(3, params);
+    EXPECT(model.generate(z, params) == images);
+    auto enc = model.encode(images);
+    EXPECT(enc.size() == 3 * size_t(info.latent_dim));
+    std::vector<float> a(enc.begin(), enc.begin() + info.latent_dim), b(enc.end() - info.latent_dim, enc.end());
+    EXPECT(model.interpolate(a, b, 4, params).size() == 4 * info.image_bytes);
+    std::vector<uint8_t> mask(3 * info.mask_bytes, 1);
+    EXPECT(model.inpaint(images, mask, params) == images);  // everything kept
+
+    // Moving keeps one owner.
+    lediflow::Model moved = std::move(model);
+    EXPECT(model.get() == nullptr && moved.get() != nullptr);
+
+    // A callback returning false cancels; one that throws has its exception rethrown.
+    uint32_t calls = 0;
+    try {
+        moved.sample(1, lediflow::SampleParams(params).on_progress([&](uint32_t, uint32_t) { return ++calls < 1; }));
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_CANCELLED);
+    }
+    try {
+        moved.sample(1, lediflow::SampleParams(params).on_progress([](uint32_t, uint32_t) -> bool {
+            throw std::logic_error("from the callback");
+        }));
+        EXPECT(false);
+    } catch (const std::logic_error &e) {
+        EXPECT(std::strcmp(e.what(), "from the callback") == 0);
+    }
+    lediflow::CancelToken token;
+    token.request();
+    try {
+        moved.sample(1, lediflow::SampleParams(params).cancel(token.get()));
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_CANCELLED);
+    }
+    lediflow::Model gaussian(argv[2]);
+    try {
+        gaussian.sample_latents(1);
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_UNSUPPORTED);
+    }
+    std::printf("wrapper_test: %d failures\n", failures);
+    return failures ? 1 : 0;
+}
