@@ -20,6 +20,8 @@ pub enum Purpose {
     InpaintCandidates = 3,
     /// Training draws.
     Training = 4,
+    /// Evaluation: metric projections, random feature weights, patch positions.
+    Evaluation = 5,
 }
 
 /// xoshiro256++ seeded through SplitMix64: small, fast, and identical on every platform.

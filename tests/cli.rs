@@ -121,6 +121,34 @@ fn train_sample_info_round_trip() {
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("leaves the 16x16 image"));
 
+    // Evaluation against a held-out split: a markdown row per (solver, steps) and a JSON file.
+    let eval_data = dir.join("eval-data");
+    std::fs::create_dir_all(&eval_data).unwrap();
+    for i in 0..12u8 {
+        let img = image::RgbaImage::from_fn(16, 16, |x, y| image::Rgba([i * 20, (x * 16) as u8, (y * 9) as u8, 200]));
+        img.save(eval_data.join(format!("{i}.png"))).unwrap();
+    }
+    let json = dir.join("eval.json");
+    let out = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--count", "5"])
+        .args(["--steps", "1,2", "--solver", "euler,heun", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().filter(|l| l.starts_with("| euler") || l.starts_with("| heun")).count(), 4, "{table}");
+    assert!(table.contains("| heun | 2 | 4 |"), "{table}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["results"].as_array().unwrap().len(), 4);
+    assert!(doc["results"][0]["report"]["swd"].as_f64().unwrap() > 0.0);
+    let bad = lediflow().args(["eval", "--model"]).arg(&model).arg("--data").arg(&eval_data).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--size 16"), "{}", String::from_utf8_lossy(&bad.stderr));
+
     // Bad input: clear messages, non-zero status.
     let bad = lediflow()
         .args(["sample", "--model"])
