@@ -253,34 +253,44 @@ impl<B: AutodiffBackend> FmStage<B> {
 
 /// Draws batches from an in-memory set of images: shuffled epochs, reproducible from the rng.
 pub struct Batcher {
+    epochs: Epochs,
+    rng: Rng,
+}
+
+/// Shuffled epochs over `len` items: hands out indices and reshuffles (Fisher-Yates, with the
+/// caller's rng) whenever an epoch ends. Shared by the in-memory and the resumable batchers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Epochs {
     order: Vec<usize>,
     pos: usize,
-    rng: Rng,
+}
+
+impl Epochs {
+    pub fn new(len: usize) -> Self {
+        Self { order: (0..len).collect(), pos: len }
+    }
+
+    pub fn next_index(&mut self, rng: &mut Rng) -> usize {
+        if self.pos >= self.order.len() {
+            for i in (1..self.order.len()).rev() {
+                let j = rng.below(i + 1);
+                self.order.swap(i, j);
+            }
+            self.pos = 0;
+        }
+        self.pos += 1;
+        self.order[self.pos - 1]
+    }
 }
 
 impl Batcher {
     pub fn new(len: usize, seed: u64) -> Self {
-        let mut b =
-            Self { order: (0..len).collect(), pos: len, rng: Rng::stream(seed, 0, crate::rng::Purpose::Training) };
-        b.pos = b.order.len();
-        b
+        Self { epochs: Epochs::new(len), rng: Rng::stream(seed, 0, crate::rng::Purpose::Training) }
     }
 
     /// Indices of the next batch (wraps into a fresh shuffle at the end of an epoch).
     pub fn next_indices(&mut self, batch: usize) -> Vec<usize> {
-        let mut out = Vec::with_capacity(batch);
-        while out.len() < batch {
-            if self.pos >= self.order.len() {
-                for i in (1..self.order.len()).rev() {
-                    let j = self.rng.below(i + 1);
-                    self.order.swap(i, j);
-                }
-                self.pos = 0;
-            }
-            out.push(self.order[self.pos]);
-            self.pos += 1;
-        }
-        out
+        (0..batch).map(|_| self.epochs.next_index(&mut self.rng)).collect()
     }
 
     pub fn next<B: Backend>(&mut self, data: &Tensor<B, 4>, batch: usize) -> Tensor<B, 4> {

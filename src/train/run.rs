@@ -16,7 +16,7 @@ use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::{AuxModel, AuxStage, FmPrior, FmStage, LatentStage, StageSteps, TrainConfig, Trainable};
+use super::{AuxModel, AuxStage, Epochs, FmPrior, FmStage, LatentStage, StageSteps, TrainConfig, Trainable};
 use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
 use crate::data::Dataset;
@@ -72,15 +72,15 @@ impl RunSpec {
 /// whose state is part of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataBatcher {
-    order: Vec<usize>,
-    pos: usize,
+    #[serde(flatten)]
+    epochs: Epochs,
     rng: [u64; 4],
     hflip: bool,
 }
 
 impl DataBatcher {
     pub fn new(len: usize, seed: u64, hflip: bool) -> Self {
-        Self { order: (0..len).collect(), pos: len, rng: Rng::stream(seed, 0, Purpose::Training).state(), hflip }
+        Self { epochs: Epochs::new(len), rng: Rng::stream(seed, 0, Purpose::Training).state(), hflip }
     }
 
     pub fn next<B: Backend>(&mut self, data: &Dataset, batch: usize, device: &B::Device) -> Tensor<B, 4> {
@@ -89,15 +89,7 @@ impl DataBatcher {
         let plane = s * s;
         let mut out = vec![0f32; batch * c * plane];
         for b in 0..batch {
-            if self.pos >= self.order.len() {
-                for i in (1..self.order.len()).rev() {
-                    let j = rng.below(i + 1);
-                    self.order.swap(i, j);
-                }
-                self.pos = 0;
-            }
-            let img = data.image(self.order[self.pos]);
-            self.pos += 1;
+            let img = data.image(self.epochs.next_index(&mut rng));
             let flip = self.hflip && rng.below(2) == 1;
             let dst = &mut out[b * c * plane..(b + 1) * c * plane];
             for y in 0..s {
