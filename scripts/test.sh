@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 command -v cbindgen >/dev/null || cargo install --locked cbindgen --version "^0.29"
 python3 -c "import numpy, pytest" 2>/dev/null || python3 -m pip install --quiet numpy pytest
 
+TARGET=${CARGO_TARGET_DIR:-target}
+
 echo "== Rust tests"
 cargo test --all-targets
 cargo test --doc
@@ -21,22 +23,22 @@ cargo build --lib
 bash tests/c/run.sh
 
 echo "== pkg-config install"
-PREFIX="$PWD/target/pkgconfig-test"
+PREFIX="$(mkdir -p "$TARGET" && cd "$TARGET" && pwd)/pkgconfig-test"
 rm -rf "$PREFIX"
-bash scripts/install.sh "$PREFIX" target/debug >/dev/null
+bash scripts/install.sh "$PREFIX" "$TARGET/debug" >/dev/null
 PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" gcc -std=c99 -Wall -Werror -Iexamples/c examples/c/sample_grid.c \
     $(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" pkg-config --cflags --libs lediflow) \
-    -Wl,-rpath,"$PREFIX/lib" -o target/pkgconfig-test/sample_grid
-target/pkgconfig-test/sample_grid models/dcss-small-ledi.safetensors target/pkgconfig-test/grid.png 4 2 >/dev/null
+    -Wl,-rpath,"$PREFIX/lib" -o "$PREFIX/sample_grid"
+"$PREFIX/sample_grid" models/dcss-small-ledi.safetensors "$PREFIX/grid.png" 4 2 >/dev/null
 
 echo "== C++ example"
 g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -Ibindings/cpp -Iexamples/c examples/cpp/sample_grid.cpp \
-    -Ltarget/debug -llediflow -Wl,-rpath,"$PWD/target/debug" -o target/abi-tests/sample_grid_cpp
-target/abi-tests/sample_grid_cpp models/dcss-small-ledi.safetensors target/abi-tests/grid.png 4 >/dev/null
+    -L"$TARGET/debug" -llediflow -Wl,-rpath,"$(cd "$TARGET/debug" && pwd)" -o "$TARGET/abi-tests/sample_grid_cpp"
+"$TARGET/abi-tests/sample_grid_cpp" models/dcss-small-ledi.safetensors "$TARGET/abi-tests/grid.png" 4 >/dev/null
 
 echo "== Python binding"
 PYTHONPATH=bindings/python python3 -m pytest -q bindings/python/tests
 PYTHONPATH=bindings/python python3 examples/python/sample_grid.py models/dcss-small-ledi.safetensors \
-    target/python-grid.png --count 4 --steps 2 >/dev/null
+    "$TARGET/python-grid.png" --count 4 --steps 2 >/dev/null
 
 echo "== all tests passed"

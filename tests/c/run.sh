@@ -4,8 +4,9 @@
 # static library linked into a C program, and the C++ wrapper's test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-LIB=${LEDIFLOW_LIB_DIR:-target/debug}
-OUT=target/abi-tests
+TARGET=${CARGO_TARGET_DIR:-target}
+LIB=${LEDIFLOW_LIB_DIR:-$TARGET/debug}
+OUT=$TARGET/abi-tests
 mkdir -p "$OUT"
 MODELS="models/dcss-small-ledi.safetensors models/dcss-small-gaussian.safetensors"
 WARN="-Wall -Wextra -Werror"
@@ -18,7 +19,7 @@ g++ -std=c++17 -pedantic $WARN -Iinclude -Ibindings/cpp -x c++ -fsyntax-only - <
 
 echo "-- abi_test (ASan + UBSan, shared library)"
 gcc -std=c11 $WARN -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-    -Iinclude tests/c/abi_test.c -L"$LIB" -llediflow -lpthread -lm -Wl,-rpath,"$PWD/$LIB" -o "$OUT/abi_test"
+    -Iinclude tests/c/abi_test.c -L"$LIB" -llediflow -lpthread -lm -Wl,-rpath,"$(cd "$LIB" && pwd)" -o "$OUT/abi_test"
 # Leak checking is on: a model, token or message the library leaked would fail the test.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$OUT/abi_test" $MODELS
 
@@ -28,6 +29,6 @@ gcc -std=c11 $WARN -Iinclude tests/c/static_link.c "$LIB/liblediflow.a" -lpthrea
 
 echo "-- C++ wrapper (ASan + UBSan)"
 g++ -std=c++17 $WARN -g -fsanitize=address,undefined -Iinclude -Ibindings/cpp tests/c/wrapper_test.cpp \
-    -L"$LIB" -llediflow -lpthread -Wl,-rpath,"$PWD/$LIB" -o "$OUT/wrapper_test"
+    -L"$LIB" -llediflow -lpthread -Wl,-rpath,"$(cd "$LIB" && pwd)" -o "$OUT/wrapper_test"
 ASAN_OPTIONS=detect_leaks=1 "$OUT/wrapper_test" $MODELS
 echo "-- C ABI tests OK"
