@@ -312,6 +312,8 @@ typedef struct LdfSampleParams {
  */
 #define LDF_PRIOR_GAUSSIAN 1
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

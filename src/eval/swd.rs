@@ -26,13 +26,15 @@ impl Default for SwdConfig {
 
 const BINOMIAL: [f32; 5] = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0];
 
+/// Index `i` reflected into 0..n (the mirror excludes the edge pixel, as in numpy's "reflect").
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let i = if i < 0 { -i } else { i };
+    (if i >= n { 2 * n - 2 - i } else { i }).clamp(0, n - 1) as usize
+}
+
 /// 5x5 binomial blur (reflected borders), then every second pixel.
 fn downsample(plane: &[f32], s: usize) -> Vec<f32> {
-    let reflect = |i: isize| -> usize {
-        let n = s as isize;
-        let i = if i < 0 { -i } else { i };
-        (if i >= n { 2 * n - 2 - i } else { i }).clamp(0, n - 1) as usize
-    };
     let h = s / 2;
     let mut out = vec![0.0; h * h];
     for y in 0..h {
@@ -40,8 +42,8 @@ fn downsample(plane: &[f32], s: usize) -> Vec<f32> {
             let mut acc = 0.0;
             for (dy, wy) in BINOMIAL.iter().enumerate() {
                 for (dx, wx) in BINOMIAL.iter().enumerate() {
-                    let yy = reflect(2 * y as isize + dy as isize - 2);
-                    let xx = reflect(2 * x as isize + dx as isize - 2);
+                    let yy = reflect(2 * y as isize + dy as isize - 2, s);
+                    let xx = reflect(2 * x as isize + dx as isize - 2, s);
                     acc += wy * wx * plane[yy * s + xx];
                 }
             }
@@ -60,19 +62,15 @@ fn upsample(plane: &[f32], h: usize) -> Vec<f32> {
             up[2 * y * s + 2 * x] = 4.0 * plane[y * h + x];
         }
     }
-    let reflect = |i: isize| -> usize {
-        let n = s as isize;
-        let i = if i < 0 { -i } else { i };
-        (if i >= n { 2 * n - 2 - i } else { i }).clamp(0, n - 1) as usize
-    };
     let mut out = vec![0.0; s * s];
     for y in 0..s {
         for x in 0..s {
             let mut acc = 0.0;
             for (dy, wy) in BINOMIAL.iter().enumerate() {
                 for (dx, wx) in BINOMIAL.iter().enumerate() {
-                    acc +=
-                        wy * wx * up[reflect(y as isize + dy as isize - 2) * s + reflect(x as isize + dx as isize - 2)];
+                    acc += wy
+                        * wx
+                        * up[reflect(y as isize + dy as isize - 2, s) * s + reflect(x as isize + dx as isize - 2, s)];
                 }
             }
             out[y * s + x] = acc;
