@@ -29,6 +29,19 @@ pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice> {
     Ok(burn::backend::cuda::CudaDevice::new(index))
 }
 
+/// Parses a device name as users write it: `cpu`, `cuda` (device 0) or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<(DeviceKind, usize)> {
+    let bad = || Error::InvalidArgument(format!("unknown device '{name}': use cpu, cuda or cuda:N"));
+    match name.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok((DeviceKind::Cpu, 0)),
+        "cuda" | "gpu" => Ok((DeviceKind::Cuda, 0)),
+        other => {
+            let idx = other.strip_prefix("cuda:").ok_or_else(bad)?;
+            Ok((DeviceKind::Cuda, idx.parse().map_err(|_| bad())?))
+        }
+    }
+}
+
 /// Whether this build was compiled with CUDA support.
 pub const fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")
@@ -87,6 +100,16 @@ fn probe_driver() -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_names_parse() {
+        assert_eq!(parse_device("cpu").unwrap(), (DeviceKind::Cpu, 0));
+        assert_eq!(parse_device("CUDA").unwrap(), (DeviceKind::Cuda, 0));
+        assert_eq!(parse_device("cuda:3").unwrap(), (DeviceKind::Cuda, 3));
+        for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1"] {
+            assert!(parse_device(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn cuda_probe_never_panics() {
         // Without a GPU (CI) this is an Unsupported error; with one, a positive count.

@@ -136,3 +136,54 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
     assert!(!dir.join("m.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_finished_run_extends_with_more_steps_like_a_longer_run() {
+    let data = dataset();
+    for prior in [PriorKind::Learned, PriorKind::Gaussian] {
+        let short = spec(prior);
+        let mut long = short.clone();
+        long.steps.fm += 4;
+        let dir = tmp(&format!("{prior:?}-long"));
+        let (long_log, control) = recorder();
+        go(&long, &data, &dir, "run", false, control).unwrap();
+
+        let dir2 = tmp(&format!("{prior:?}-extended"));
+        let (ext_log, control) = recorder();
+        assert!(matches!(go(&short, &data, &dir2, "run", false, control).unwrap(), RunOutcome::Finished { .. }));
+        // Finished stages cannot change, and the current one cannot shrink below where it is.
+        if prior == PriorKind::Learned {
+            let mut bad = long.clone();
+            bad.steps.aux += 1;
+            let err = go(&bad, &data, &dir2, "run", true, RunControl::default()).unwrap_err();
+            assert!(err.to_string().contains("stage aux is finished"), "{err}");
+        }
+        let mut shrunk = short.clone();
+        shrunk.steps.fm -= 1;
+        let err = go(&shrunk, &data, &dir2, "run", true, RunControl::default()).unwrap_err();
+        assert!(err.to_string().contains("already at step"), "{err}");
+        // Resuming with the same counts just writes the model again.
+        let (none_log, control) = recorder();
+        go(&short, &data, &dir2, "run", true, control).unwrap();
+        assert!(none_log.borrow().is_empty());
+        let l2 = ext_log.clone();
+        let control =
+            RunControl { on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))), ..Default::default() };
+        go(&long, &data, &dir2, "run", true, control).unwrap();
+
+        let a = long_log.borrow();
+        let b = ext_log.borrow();
+        assert_eq!(a.len(), b.len(), "{prior:?}: step counts differ");
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert_eq!((x.stage, x.step, x.loss.to_bits()), (y.stage, y.step, y.loss.to_bits()), "{prior:?}");
+        }
+        let p1 = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+        let p2 = Pipeline::<B>::load(dir2.join("m.safetensors"), &Default::default()).unwrap();
+        assert_eq!(parameter_values(p1.networks()), parameter_values(p2.networks()));
+        // Same final-loss record in both model files.
+        let loss = |p: &Pipeline<B>| p.meta().provenance.training["final_losses_mean_of_last_100_steps"].clone();
+        assert_eq!(loss(&p1), loss(&p2));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+}

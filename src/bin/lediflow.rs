@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lediflow::data::{self, Dataset};
+use lediflow::device::DeviceKind;
 use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage};
 use lediflow::train::{StageSteps, TrainConfig};
 use lediflow::{CpuBackend, CpuTrainBackend, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
@@ -148,9 +149,13 @@ struct TrainArgs {
     /// The model file to write at the end.
     #[arg(long)]
     out: PathBuf,
-    /// Continue from the run folder's last checkpoint (same command line).
+    /// Continue from the run folder's last checkpoint (same command line; the current and later
+    /// stages may get more steps, which also extends a finished run).
     #[arg(long)]
     resume: bool,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Solver settings shared by every generating subcommand.
@@ -357,6 +362,11 @@ fn train(args: TrainArgs) -> Result<(), String> {
     let model: ModelConfig = serde_json::from_value(mv).map_err(|e| format!("model config: {e}"))?;
     let train: TrainConfig = serde_json::from_value(tv).map_err(|e| format!("training config: {e}"))?;
     model.validate().map_err(|e| e.to_string())?;
+    let (kind, index) = lediflow::device::parse_device(&args.device).map_err(|e| e.to_string())?;
+    if kind == DeviceKind::Cuda {
+        // Fail before loading data or touching the run folder.
+        lediflow::device::cuda_device_count().map_err(|e| e.to_string())?;
+    }
     let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
     let (train_set, val_set) = all.split(args.data.val_every);
     eprintln!("data: {} images ({} for training, {} held out)", all.len(), train_set.len(), val_set.len());
@@ -430,15 +440,35 @@ fn train(args: TrainArgs) -> Result<(), String> {
             }
         })),
     };
-    let out = lediflow::train::run::run::<CpuTrainBackend>(
-        &spec,
-        &train_set,
-        &args.run_dir,
-        &args.out,
-        args.resume,
-        control,
-        &Default::default(),
-    )
+    let out = match kind {
+        DeviceKind::Cpu => lediflow::train::run::run::<CpuTrainBackend>(
+            &spec,
+            &train_set,
+            &args.run_dir,
+            &args.out,
+            args.resume,
+            control,
+            &Default::default(),
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => lediflow::device::cuda_device(index).and_then(|dev| {
+            lediflow::train::run::run::<lediflow::device::CudaTrainBackend>(
+                &spec,
+                &train_set,
+                &args.run_dir,
+                &args.out,
+                args.resume,
+                control,
+                &dev,
+            )
+        }),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => {
+            let _ = (index, control);
+            lediflow::device::cuda_device_count()
+                .and_then(|_| Err(lediflow::Error::Internal("CUDA reported in a build without it".into())))
+        }
+    }
     .map_err(|e| e.to_string())?;
     bar.finish();
     match out {

@@ -25,7 +25,7 @@ use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks};
 use crate::rng::{Purpose, Rng};
 
 /// The three stages, in training order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Aux,
@@ -43,7 +43,8 @@ impl Stage {
     }
 }
 
-/// Everything that defines a run. Stored in every checkpoint; `--resume` refuses a different one.
+/// Everything that defines a run. Stored in every checkpoint; `--resume` refuses a different one,
+/// except that step counts may grow (see [`RunSpec::check_resume`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
     pub model: ModelConfig,
@@ -65,6 +66,42 @@ impl RunSpec {
             }
             PriorKind::Gaussian => vec![(Stage::Fm, self.steps.fm)],
         }
+    }
+
+    /// Whether a checkpoint made with `saved` at `step` of `stage` can continue under `self`.
+    /// Everything must match, except that the step counts of `stage` and of the stages after it
+    /// may differ as long as `stage` has not already run past its new count: this extends a
+    /// finished or running run with more steps (the learning rate has no schedule that depends
+    /// on the total, so the extended run equals one started with the larger count).
+    pub fn check_resume(&self, saved: &RunSpec, stage: Stage, step: usize) -> Result<()> {
+        let mut a = self.clone();
+        let mut b = saved.clone();
+        a.steps = StageSteps { aux: 0, latent: 0, fm: 0 };
+        b.steps = a.steps;
+        if a != b {
+            return Err(Error::InvalidArgument(
+                "--resume: the checkpoint was made with different settings (model, training or data); \
+                 use the same command line, or a new --run-dir"
+                    .into(),
+            ));
+        }
+        for ((st, new), (_, old)) in self.stages().into_iter().zip(saved.stages()) {
+            if st < stage && new != old {
+                return Err(Error::InvalidArgument(format!(
+                    "--resume: stage {} is finished with {old} steps; it cannot change to {new} \
+                     (only the current stage {} and later ones can get more steps)",
+                    st.name(),
+                    stage.name()
+                )));
+            }
+            if st == stage && new < step {
+                return Err(Error::InvalidArgument(format!(
+                    "--resume: stage {} is already at step {step}; it cannot stop at {new}",
+                    st.name()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +153,12 @@ struct RunState {
     stage_rng: [u64; 4],
     batcher: DataBatcher,
     elapsed_s: f64,
+    /// Mean loss of the last 100 steps of each finished stage, and the last (up to) 100 losses
+    /// of the current one, so a resumed run reports the same final losses.
+    #[serde(default)]
+    final_losses: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    recent: Vec<f32>,
 }
 
 /// One logged step.
@@ -316,13 +359,7 @@ pub fn run<B: AutodiffBackend>(
             .ok_or_else(|| Error::InvalidArgument(format!("--resume: no checkpoint in {}", run_dir.display())))?;
         let state: RunState = serde_json::from_slice(&read(&dir, "state.json")?)
             .map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))?;
-        if state.spec != *spec {
-            return Err(Error::InvalidArgument(
-                "--resume: the checkpoint was made with different settings (model, training, steps or data); \
-                 use the same command line, or a new --run-dir"
-                    .into(),
-            ));
-        }
+        spec.check_resume(&state.spec, state.stage, state.step)?;
         Some((state, dir))
     } else {
         None
@@ -353,7 +390,7 @@ pub fn run<B: AutodiffBackend>(
             }
         }
     }
-    let mut final_losses = serde_json::Map::new();
+    let mut final_losses = resumed.as_ref().map(|(s, _)| s.final_losses.clone()).unwrap_or_default();
     let mut steps_this_call = 0usize;
     let mut resumed = resumed;
     for (stage, total) in stages.iter().copied().skip_while(|(s, _)| *s != first_stage) {
@@ -388,7 +425,11 @@ pub fn run<B: AutodiffBackend>(
         if let Some(f) = control.on_stage.as_mut() {
             f(stage, ctx.step, total);
         }
-        let save = |active: &mut Active<B>, ctx: &StageCtx, done: &Done<B::InnerBackend>| -> Result<()> {
+        let save = |active: &mut Active<B>,
+                    ctx: &StageCtx,
+                    done: &Done<B::InnerBackend>,
+                    final_losses: &serde_json::Map<String, serde_json::Value>|
+         -> Result<()> {
             let mut files = active.files()?;
             if let Some(a) = &done.aux {
                 files.push(("aux.done.mpk", record_bytes(a)?));
@@ -403,6 +444,8 @@ pub fn run<B: AutodiffBackend>(
                 stage_rng: active.rng().state(),
                 batcher: ctx.batcher.clone(),
                 elapsed_s: start_elapsed + clock.elapsed().as_secs_f64(),
+                final_losses: final_losses.clone(),
+                recent: ctx.recent.clone(),
             };
             write_checkpoint(run_dir, &files, &state)
         };
@@ -410,7 +453,7 @@ pub fn run<B: AutodiffBackend>(
             let stop_requested = control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
                 || control.stop_after.is_some_and(|n| steps_this_call >= n);
             if stop_requested {
-                save(&mut active, &ctx, &done)?;
+                save(&mut active, &ctx, &done, &final_losses)?;
                 return Ok(RunOutcome::Interrupted { stage, step: ctx.step });
             }
             let y = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
@@ -437,8 +480,13 @@ pub fn run<B: AutodiffBackend>(
             }
             let every = spec.checkpoint_every;
             if every > 0 && ctx.step.is_multiple_of(every) && ctx.step < total {
-                save(&mut active, &ctx, &done)?;
+                save(&mut active, &ctx, &done, &final_losses)?;
             }
+        }
+        if stage == *order.last().expect("at least one stage") {
+            // The last stage ends with a checkpoint too, so a finished run can be extended with
+            // more steps (`--resume` with a larger count).
+            save(&mut active, &ctx, &done, &final_losses)?;
         }
         final_losses.insert(stage.name().into(), ctx.mean_recent().into());
         match active {
@@ -478,6 +526,8 @@ pub fn run<B: AutodiffBackend>(
                 stage_rng: [0; 4],
                 batcher: next_ctx.batcher,
                 elapsed_s: start_elapsed + clock.elapsed().as_secs_f64(),
+                final_losses: final_losses.clone(),
+                recent: Vec::new(),
             };
             write_checkpoint(run_dir, &files, &state)?;
         }
@@ -509,11 +559,11 @@ impl StageCtx {
             Stage::Latent => 2,
             Stage::Fm => 3,
         };
-        let (step, batcher) = match from {
-            Some((s, _)) => (s.step, s.batcher.clone()),
-            None => (0, DataBatcher::new(n, spec.train.seed ^ (salt << 32), spec.hflip)),
+        let (step, batcher, recent) = match from {
+            Some((s, _)) => (s.step, s.batcher.clone(), s.recent.clone()),
+            None => (0, DataBatcher::new(n, spec.train.seed ^ (salt << 32), spec.hflip), Vec::new()),
         };
-        Self { stage, step, batcher, spec: spec.clone(), recent: Vec::new() }
+        Self { stage, step, batcher, spec: spec.clone(), recent }
     }
 
     fn mean_recent(&self) -> f32 {
