@@ -100,6 +100,8 @@ fn probe_driver() -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn device_names_parse() {
         assert_eq!(parse_device("cpu").unwrap(), (DeviceKind::Cpu, 0));

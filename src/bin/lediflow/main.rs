@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lediflow::data::{self, Dataset};
@@ -13,6 +15,9 @@ use lediflow::device::DeviceKind;
 use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage};
 use lediflow::train::{StageSteps, TrainConfig};
 use lediflow::{CpuBackend, CpuTrainBackend, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
+
+#[global_allocator]
+static ALLOC: bench::CountingAlloc = bench::CountingAlloc;
 
 #[derive(Parser)]
 #[command(name = "lediflow", version, about = "LeDiFlow image generation: train, sample, inspect")]
@@ -33,6 +38,8 @@ enum Command {
     Inpaint(InpaintArgs),
     /// Measure sample quality against the held-out split (SWD, KID, precision/recall, memorisation).
     Eval(EvalArgs),
+    /// Sampling speed and peak memory per batch size, FM forward GFLOP/s (a benchmark, not a test).
+    Bench(bench::BenchArgs),
     /// Print a model file's metadata.
     Info {
         #[arg(long)]
@@ -690,6 +697,7 @@ fn main() {
         Command::Interpolate(a) => interpolate(a),
         Command::Inpaint(a) => inpaint(a),
         Command::Eval(a) => eval(a),
+        Command::Bench(a) => bench::bench(a),
         Command::Info { model } => info(&model),
         Command::Convert { model, out, fp16 } => (|| {
             let p = Pipeline::<CpuBackend>::load(&model, &Default::default())
