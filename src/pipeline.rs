@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -17,6 +18,22 @@ use crate::rng::{Purpose, Rng, normal_rows};
 
 /// Progress callback: (step done, total steps) -> keep going? Returning false cancels the call.
 pub type ProgressFn = Arc<dyn Fn(usize, usize) -> bool + Send + Sync>;
+
+/// Most images one CPU forward pass takes in [`Pipeline::sample`]; larger calls are cut up.
+pub const CPU_CHUNK: usize = 16;
+
+/// How a CPU sampling call of `count` images is split: (worker threads, images per chunk), or
+/// None to run it as one batch (one worker and one chunk, or a non-CPU backend such as CUDA,
+/// which wants the whole batch at once).
+fn cpu_split<B: Backend>(count: usize) -> Option<(usize, usize)> {
+    if std::any::TypeId::of::<B>() != std::any::TypeId::of::<crate::CpuBackend>() {
+        return None;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = count.div_ceil(threads).clamp(1, CPU_CHUNK);
+    let workers = threads.min(count.div_ceil(chunk));
+    (count > chunk).then_some((workers, chunk))
+}
 
 /// Largest batch one call accepts: beyond it a typo (or a negative number cast to unsigned)
 /// would try to allocate far more memory than any machine has.
@@ -329,10 +346,80 @@ impl<B: Backend> Pipeline<B> {
         self.solve_images(x0, opts, |_, x| x)
     }
 
-    /// Samples `count` images. Image i depends only on (seed, i), not on count.
+    /// Samples `count` images. Image i depends only on (seed, first_index + i), not on count.
+    ///
+    /// On the CPU backend a call is cut into chunks of at most [`CPU_CHUNK`] images, shared out
+    /// to one worker thread per core (rayon's thread count, so `RAYON_NUM_THREADS` applies):
+    /// the CPU backend's own per-op threading barely speeds up networks this small, and its
+    /// per-image cost grows past ~16 images a batch (cache). The split changes nothing in the
+    /// result, since each image has its own noise stream. The progress callback is called on
+    /// the calling thread only, counting the steps of the chunks that thread runs.
     pub fn sample(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
         opts.validate()?;
         Self::check_count(count)?;
+        let Some((workers, chunk)) = cpu_split::<B>(count) else {
+            return self.sample_chunk(count, opts);
+        };
+        let starts: Vec<usize> = (0..count).step_by(chunk).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Worker w runs chunks w, w + workers, ... in order; worker 0 is this thread.
+        let run_worker = |w: usize| -> Vec<Result<Tensor<B, 4>>> {
+            let mine: Vec<usize> = starts.iter().copied().skip(w).step_by(workers).collect();
+            let mut out = Vec::with_capacity(mine.len());
+            for (j, &start) in mine.iter().enumerate() {
+                let stop2 = stop.clone();
+                let progress: ProgressFn = match (&opts.progress, w) {
+                    (Some(user), 0) => {
+                        let (user, m) = (user.clone(), mine.len());
+                        Arc::new(move |k, total| {
+                            let go = !stop2.load(Ordering::Relaxed) && user(j * total + k, m * total);
+                            if !go {
+                                stop2.store(true, Ordering::Relaxed);
+                            }
+                            go
+                        })
+                    }
+                    _ => Arc::new(move |_, _| !stop2.load(Ordering::Relaxed)),
+                };
+                let o = SampleOptions {
+                    first_index: opts.first_index + start as u64,
+                    progress: Some(progress),
+                    ..opts.clone()
+                };
+                let r = self.sample_chunk(chunk.min(count - start), &o);
+                let failed = r.is_err();
+                out.push(r);
+                if failed {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+            out
+        };
+        let per_worker: Vec<Vec<Result<Tensor<B, 4>>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..workers).map(|w| s.spawn(move || run_worker(w))).collect();
+            let mut all = vec![run_worker(0)];
+            for h in handles {
+                all.push(
+                    h.join().unwrap_or_else(|_| vec![Err(Error::Internal("a sampling worker thread panicked".into()))]),
+                );
+            }
+            all
+        });
+        // The first failure in image order is the result (a cancellation stops every worker).
+        let mut per_worker: Vec<std::vec::IntoIter<Result<Tensor<B, 4>>>> =
+            per_worker.into_iter().map(|v| v.into_iter()).collect();
+        let mut parts = Vec::with_capacity(starts.len());
+        for i in 0..starts.len() {
+            match per_worker[i % workers].next() {
+                Some(r) => parts.push(r?),
+                None => return Err(Error::Internal("a sampling chunk is missing".into())),
+            }
+        }
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    fn sample_chunk(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
         match self.meta.config.prior {
             PriorKind::Learned => {
                 let z = self.sample_latents(count, opts)?;

@@ -191,3 +191,35 @@ fn a_pipeline_can_be_shared_between_threads() {
         assert_eq!(h.join().unwrap(), expected);
     }
 }
+
+/// A large CPU call is cut into chunks run by worker threads: the images are those of
+/// one-image calls, progress arrives on the calling thread only and counts that thread's
+/// chunks, and a cancellation stops every worker.
+#[test]
+fn split_sampling_equals_single_images_and_keeps_progress_on_the_caller() {
+    let n = 2 * lediflow::pipeline::CPU_CHUNK + 3;
+    for prior in [PriorKind::Learned, PriorKind::Gaussian] {
+        let p = random_pipeline(3, 16, prior, 11);
+        let caller = std::thread::current().id();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let o = SampleOptions {
+            progress: Some(Arc::new(move |step, total| {
+                assert_eq!(std::thread::current().id(), caller, "progress called from a worker thread");
+                assert!(step >= 1 && step <= total && total % 3 == 0, "{step}/{total}");
+                c2.fetch_add(1, Ordering::SeqCst);
+                true
+            })),
+            ..opts(9)
+        };
+        let all = to_vec(p.sample(n, &o).unwrap());
+        assert!(calls.load(Ordering::SeqCst) >= 3);
+        let per = all.len() / n;
+        for i in [0, 1, lediflow::pipeline::CPU_CHUNK, n - 1] {
+            let single = to_vec(p.sample(1, &SampleOptions { first_index: i as u64, ..opts(9) }).unwrap());
+            assert!(max_abs_diff(&all[i * per..(i + 1) * per], &single) < 1e-5, "{prior:?} image {i}");
+        }
+        let cancel = SampleOptions { progress: Some(Arc::new(|step, _| step < 4)), ..opts(9) };
+        assert!(matches!(p.sample(n, &cancel), Err(Error::Cancelled)));
+    }
+}
