@@ -134,6 +134,18 @@ def load(model_path):
     return net.eval(), meta["config"]
 
 
+def midpoint_sample(net, x, steps):
+    """The Gaussian-prior pipeline: x0 ~ N(0, I) integrated from t=0 to 1 with `steps` Midpoint
+    steps, clamped to [-1, 1] (src/pipeline.rs, src/flow/solver.rs)."""
+    h = 1.0 / steps
+    n = x.shape[0]
+    for k in range(steps):
+        t = torch.full((n,), k * h)
+        k1 = net(x, t)
+        x = x + net(x + k1 * (0.5 * h), t + 0.5 * h) * h
+    return x.clamp(-1.0, 1.0)
+
+
 def median_ms(f, repeats):
     f()
     times = []
@@ -211,12 +223,34 @@ def main():
             f"{row['ort_ms']:.2f}", f"{rust_ms / row['ort_ms']:.2f}", f"{row['max_abs_diff_ort_torch']:.1e}")
         print(f"| {n} | {rust_ms:.2f} | {torch_ms:.2f} | {ort_cells[0]} | {rust_ms / torch_ms:.2f} | {ort_cells[1]} "
               f"| {row['max_abs_diff_rust_torch']:.1e} | {ort_cells[2]} |")
+    sampling = []
+    if cfg["prior"] == "gaussian":
+        # Whole sampling calls: the Rust pipeline (chunks over worker threads) against the same
+        # Midpoint loop in PyTorch, 4 steps (8 NFE). Only for Gaussian-prior files: the learned
+        # prior's encoder/decoder and latent flow are not rebuilt in PyTorch.
+        print("\nSampling, 4 Midpoint steps (8 NFE), Gaussian prior:\n")
+        print("| batch | Rust images/s | PyTorch images/s | Rust / PyTorch time |")
+        print("|---|---|---|---|")
+        for n in [int(b) for b in a.batches.split(",")]:
+            j = os.path.join(work, f"bench{n}.json")
+            r = subprocess.run([a.lediflow, "bench", "--model", a.model, "--batches", str(n), "--repeats",
+                                str(max(3, a.repeats // 4)), "--json", j], env=dict(os.environ, RAYON_NUM_THREADS=str(a.threads)),
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"lediflow bench failed: {r.stderr}")
+            rust_ms = json.load(open(j))["rows"][0]["sample_ms"]
+            x0 = torch.from_numpy(rng.standard_normal((n, c, s, s)).astype(np.float32))
+            with torch.inference_mode():
+                torch_ms = median_ms(lambda: midpoint_sample(net, x0, 4), max(3, a.repeats // 4))
+            sampling.append({"batch": n, "rust_sample_ms": rust_ms, "torch_sample_ms": torch_ms})
+            print(f"| {n} | {n * 1e3 / rust_ms:.1f} | {n * 1e3 / torch_ms:.1f} | {rust_ms / torch_ms:.2f} |")
     ok = all(r["max_abs_diff_rust_torch"] <= 1e-4 for r in rows)
     print(f"parity (max abs diff <= 1e-4 in f32): {'OK' if ok else 'FAILED'}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"model": a.model, "threads": a.threads, "repeats": a.repeats, "torch": torch.__version__,
-                       "onnxruntime": None if ort is None else ort.__version__, "rows": rows}, f, indent=2)
+                       "onnxruntime": None if ort is None else ort.__version__, "rows": rows,
+                       "sampling": sampling}, f, indent=2)
     sys.exit(0 if ok else 1)
 
 

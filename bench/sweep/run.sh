@@ -12,4 +12,4 @@ sweep() { # solver steps
 sweep euler 1,2,4,8,16,32,64
 sweep midpoint 1,2,4,8,16,32
 sweep heun 1,2,4,8,16,32
-sweep rk4 1,2,4,8,16  # LeDiFlow on 2026-11-27: 1,2,4,8 only (session time)
+sweep rk4 1,2,4,8,16

@@ -2,7 +2,9 @@
 other metrics) against NFE for LeDiFlow and its Gaussian baseline, and the NFE ratio at matched
 SWD (how many baseline NFE reach LeDiFlow's SWD at 4 and 8 NFE; log-NFE interpolation).
 
-    python3 bench/sweep/summarize.py ledi gaussian > bench/sweep/summary.md
+    python3 bench/sweep/summarize.py ledi gaussian [DIR] > bench/sweep/summary.md
+
+DIR defaults to bench/sweep (older sweeps live in its subfolders, e.g. fm7000/).
 """
 
 import json
@@ -28,15 +30,18 @@ def from_markdown(path):
     return rows
 
 
-def load(name):
-    runs = {}
+def load(name, here=HERE):
+    """(per-solver {nfe: report}, the real-vs-real floor report or None)."""
+    runs, floor = {}, None
     for s in SOLVERS:
-        p = HERE / f"{name}-{s}.json"
+        p = here / f"{name}-{s}.json"
         if p.exists():
-            runs[s] = {r["nfe"]: r["report"] for r in json.loads(p.read_text())["results"]}
-        elif (HERE / f"{name}-{s}.md").exists():
-            runs[s] = from_markdown(HERE / f"{name}-{s}.md")
-    return runs
+            doc = json.loads(p.read_text())
+            runs[s] = {r["nfe"]: r["report"] for r in doc["results"]}
+            floor = floor or doc.get("real_floor", {}).get("report")
+        elif (here / f"{name}-{s}.md").exists():
+            runs[s] = from_markdown(here / f"{name}-{s}.md")
+    return runs, floor
 
 
 def nfe_to_reach(curve, target):
@@ -54,7 +59,9 @@ def nfe_to_reach(curve, target):
 
 def main():
     a_name, b_name = sys.argv[1], sys.argv[2]
-    a, b = load(a_name), load(b_name)
+    here = Path(sys.argv[3]) if len(sys.argv) > 3 else HERE
+    (a, floor), (b, floor_b) = load(a_name, here), load(b_name, here)
+    floor = floor or floor_b
     nfes = sorted({n for runs in (a, b) for c in runs.values() for n in c})
     for key, title, fmt in METRICS:
         print(f"\n**{title}** ({a_name} / {b_name})\n")
@@ -69,6 +76,8 @@ def main():
                 vb = b.get(s, {}).get(n, {}).get(key)
                 cells.append(" / ".join("-" if v is None else fmt.format(v) for v in (va, vb)))
             print(f"| {s} | " + " | ".join(cells) + " |")
+        if floor:
+            print(f"\nReal training tiles scored the same way (the floor): {fmt.format(floor[key])}")
     print(f"\n**NFE ratio at matched SWD** (baseline NFE needed to reach {a_name}'s SWD, same solver)\n")
     print(f"| solver | {a_name} NFE | {a_name} SWD | {b_name} NFE to match | ratio |")
     print("|---|---|---|---|---|")
