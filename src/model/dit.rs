@@ -4,9 +4,7 @@
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::{silu, softmax};
 
 use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, time_embedding};
 use crate::config::ModelConfig;
@@ -65,15 +63,25 @@ impl<B: Backend> DitBlock<B> {
         x + h * gate2
     }
 
+    /// Multi-head self-attention, one head at a time on column slices of the qkv projection.
+    /// The slices are strided views that the matmuls read in place; the usual split into a
+    /// [B, H, N, Dh] tensor (and the merge back) made the CPU backend copy q, k, v and the output
+    /// element by element, which cost more than the attention itself. Same numbers as
+    /// `burn::tensor::module::attention` on the CPU backend (bitwise in the forward benchmark).
     fn attention(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, d] = h.dims();
         let hd = d / self.heads;
         let qkv = linear_tokens(&self.qkv, h);
-        let head = |i: usize| {
-            qkv.clone().slice([0..b, 0..n, i * d..(i + 1) * d]).reshape([b, n, self.heads, hd]).swap_dims(1, 2)
-        };
-        let out = attention(head(0), head(1), head(2), None, None, AttentionModuleOptions::default());
-        linear_tokens(&self.proj, out.swap_dims(1, 2).reshape([b, n, d]))
+        let scale = 1.0 / (hd as f64).sqrt();
+        // Columns of head i in part j (0 = q, 1 = k, 2 = v): [B, N, Dh].
+        let part = |j: usize, i: usize| qkv.clone().slice([0..b, 0..n, j * d + i * hd..j * d + (i + 1) * hd]);
+        let heads: Vec<Tensor<B, 3>> = (0..self.heads)
+            .map(|i| {
+                let scores = part(0, i).matmul(part(1, i).swap_dims(1, 2)) * scale;
+                softmax(scores, 2).matmul(part(2, i))
+            })
+            .collect();
+        linear_tokens(&self.proj, Tensor::cat(heads, 2))
     }
 }
 

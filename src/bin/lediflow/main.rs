@@ -447,28 +447,26 @@ fn train(args: TrainArgs) -> Result<(), String> {
             }
         })),
     };
-    let out = match kind {
-        DeviceKind::Cpu => lediflow::train::run::run::<CpuTrainBackend>(
-            &spec,
-            &train_set,
-            &args.run_dir,
-            &args.out,
-            args.resume,
-            control,
-            &Default::default(),
-        ),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => lediflow::device::cuda_device(index).and_then(|dev| {
-            lediflow::train::run::run::<lediflow::device::CudaTrainBackend>(
+    // One training loop, generic over the backend.
+    macro_rules! run_on {
+        ($backend:ty, $device:expr) => {
+            lediflow::train::run::run::<$backend>(
                 &spec,
                 &train_set,
                 &args.run_dir,
                 &args.out,
                 args.resume,
                 control,
-                &dev,
+                $device,
             )
-        }),
+        };
+    }
+    let out = match kind {
+        DeviceKind::Cpu => run_on!(CpuTrainBackend, &Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => {
+            lediflow::device::cuda_device(index).and_then(|dev| run_on!(lediflow::device::CudaTrainBackend, &dev))
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => {
             let _ = (index, control);
