@@ -146,6 +146,30 @@ fn train_sample_info_round_trip() {
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["results"].as_array().unwrap().len(), 4);
     assert!(doc["results"][0]["report"]["swd"].as_f64().unwrap() > 0.0);
+    // The real-data floor: training images scored like samples, as the last row and in the JSON.
+    assert!(table.contains("| real training tiles (5) |"), "{table}");
+    assert_eq!(doc["real_floor"]["images"], 5);
+    assert!(doc["real_floor"]["report"]["swd"].as_f64().unwrap() >= 0.0);
+    // Diagnostic: the encoder's latents of training images instead of the latent flow.
+    let diag = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--count", "5", "--latents", "train"])
+        .output()
+        .unwrap();
+    assert!(diag.status.success(), "{}", String::from_utf8_lossy(&diag.stderr));
+    assert!(String::from_utf8_lossy(&diag.stdout).contains("| midpoint | 4 | 8 |"));
+    let bad = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--latents", "prior"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--latents must be flow or train"));
     let bad = lediflow().args(["eval", "--model"]).arg(&model).arg("--data").arg(&eval_data).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--size 16"), "{}", String::from_utf8_lossy(&bad.stderr));
 

@@ -305,6 +305,11 @@ struct EvalArgs {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Where LeDiFlow's latents come from: `flow` (the latent flow, as in sampling) or `train`
+    /// (the encoder's means of training tiles spread over the split: a diagnostic that takes
+    /// the latent flow out of the measurement).
+    #[arg(long, default_value = "flow")]
+    latents: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -619,6 +624,20 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let solvers: Vec<Solver> =
         a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let train_latents = match a.latents.as_str() {
+        "flow" => None,
+        "train" => {
+            // The encoder's means of `count` training tiles spread over the split.
+            let mut picked = Vec::with_capacity(count * info.width * info.height * info.channels);
+            for j in 0..count {
+                picked.extend_from_slice(train_set.image(j * train_set.len() / count));
+            }
+            let x = lediflow::image::from_u8(&picked, count, info.channels, info.height, info.width, p.device())
+                .map_err(|e| e.to_string())?;
+            Some(p.encode(x).map_err(|e| e.to_string())?)
+        }
+        other => return Err(format!("--latents must be flow or train, got '{other}'")),
+    };
     eprintln!(
         "reference: {} held-out images; memorisation against {} training images; {count} samples, seed {}",
         reference.count, train.count, a.seed
@@ -636,9 +655,11 @@ fn eval(a: EvalArgs) -> Result<(), String> {
             for start in (0..count).step_by(64) {
                 let n = 64.min(count - start);
                 let o = SampleOptions { first_index: start as u64, ..opts.clone() };
-                pixels.extend(
-                    lediflow::image::to_u8(p.sample(n, &o).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
-                );
+                let images = match &train_latents {
+                    None => p.sample(n, &o),
+                    Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
+                };
+                pixels.extend(lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
             }
             let sampled = t.elapsed().as_secs_f64();
             let samples = Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
@@ -678,6 +699,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     );
     if let Some(path) = &a.json {
         let doc = serde_json::json!({"model": a.model.display().to_string(), "count": count, "seed": a.seed,
+            "latents": a.latents,
             "reference_images": reference.count, "held_out_nearest_train": floor,
             "real_floor": {"images": k, "report": real}, "results": rows});
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap())
