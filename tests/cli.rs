@@ -170,6 +170,32 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--latents must be flow or train"));
+
+    // Retraining only the latent flow writes a new, loadable model with the record in its metadata.
+    let retrained = dir.join("retrained.safetensors");
+    let out = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--steps", "3", "--batch", "4", "--out"])
+        .arg(&retrained)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&lediflow().args(["info", "--model"]).arg(&retrained).output().unwrap().stdout)
+        .to_string();
+    assert!(text.contains("latent_retrained"), "{text}");
+    let bad = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--out must differ"));
     let bad = lediflow().args(["eval", "--model"]).arg(&model).arg("--data").arg(&eval_data).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--size 16"), "{}", String::from_utf8_lossy(&bad.stderr));
 

@@ -173,7 +173,6 @@ impl<B: AutodiffBackend> LatentStage<B> {
     }
 
     pub fn step(&mut self, y: Tensor<B, 4>) -> f32 {
-        let device = y.device();
         let (mu, logvar) = self.encoder.forward(y.inner());
         let n = mu.dims()[0];
         let d = mu.dims()[1];
@@ -184,6 +183,15 @@ impl<B: AutodiffBackend> LatentStage<B> {
                 mu + (logvar * 0.5).exp() * eps
             }
         };
+        self.step_latents(z)
+    }
+
+    /// One FM step of the latent flow towards given target latents [N, latent_dim] (the
+    /// encoder's output for a batch; precomputed when the encoder is frozen and the target is
+    /// the mean, which makes a step cost only the MLP).
+    pub fn step_latents(&mut self, z: Tensor<B::InnerBackend, 2>) -> f32 {
+        let [n, d] = z.dims();
+        let device = z.device();
         let z = Tensor::<B, 2>::from_inner(z);
         let w = normal::<B, 2>(&mut self.rng, [n, d], &device);
         let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);

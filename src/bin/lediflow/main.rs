@@ -38,6 +38,9 @@ enum Command {
     Inpaint(InpaintArgs),
     /// Measure sample quality against the held-out split (SWD, KID, precision/recall, memorisation).
     Eval(EvalArgs),
+    /// Retrain a LeDiFlow model's latent flow on its encoder's latents of the training data (the
+    /// encoder, decoder and image flow stay as they are) and write a new model file.
+    RetrainLatent(RetrainLatentArgs),
     /// Sampling speed and peak memory per batch size, FM forward GFLOP/s (a benchmark, not a test).
     Bench(bench::BenchArgs),
     /// Print a model file's metadata.
@@ -310,6 +313,26 @@ struct EvalArgs {
     /// the latent flow out of the measurement).
     #[arg(long, default_value = "flow")]
     latents: String,
+}
+
+#[derive(Args)]
+struct RetrainLatentArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The data the model was trained on (its training split is used).
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, default_value_t = 20_000)]
+    steps: usize,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The model file to write (never the input file in place).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -708,6 +731,79 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
+    use lediflow::train::{Batcher, LatentStage, OptimConfig};
+    if a.out == a.model {
+        return Err("--out must differ from --model".into());
+    }
+    if a.steps == 0 || a.batch == 0 {
+        return Err("--steps and --batch must be at least 1".into());
+    }
+    let p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let info = p.info();
+    let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
+    if (a.data.size, a.data.channels) != (info.width, info.channels) {
+        return Err(format!(
+            "the model makes {0}x{0}x{1} images: use --size {0} --channels {1}",
+            info.width, info.channels
+        ));
+    }
+    let (ds, _) = a.data.load().map_err(|e| e.to_string())?;
+    let (train_set, _) = ds.split(a.data.val_every);
+    let t0 = std::time::Instant::now();
+    // The frozen encoder's means of every training image, once: the latent flow's targets.
+    let mut rows = Vec::new();
+    for start in (0..train_set.len()).step_by(256) {
+        let n = 256.min(train_set.len() - start);
+        let px = &train_set.pixels[start * train_set.image(0).len()..(start + n) * train_set.image(0).len()];
+        let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
+            .map_err(|e| e.to_string())?;
+        rows.push(p.encode(x).map_err(|e| e.to_string())?);
+    }
+    let z_all = burn::tensor::Tensor::cat(rows, 0);
+    let n = z_all.dims()[0];
+    eprintln!("encoded {n} training images in {:.1} s", t0.elapsed().as_secs_f64());
+    let train = TrainConfig {
+        batch_size: a.batch,
+        seed: a.seed,
+        latent: OptimConfig { lr: a.lr, ..OptimConfig::default() },
+        ..TrainConfig::default()
+    };
+    let mut stage = LatentStage::<CpuTrainBackend>::new(p.config(), &train, encoder, &Default::default());
+    let mut batcher = Batcher::new(n, a.seed);
+    let (mut recent, mut last) = (0.0f64, 0.0f64);
+    for step in 1..=a.steps {
+        let idx: Vec<i64> = batcher.next_indices(a.batch).into_iter().map(|i| i as i64).collect();
+        let idx = burn::tensor::Tensor::<CpuBackend, 1, burn::tensor::Int>::from_ints(idx.as_slice(), p.device());
+        let loss = stage.step_latents(z_all.clone().select(0, idx)) as f64;
+        if !loss.is_finite() {
+            return Err(format!("latent loss became {loss} at step {step}: lower --lr"));
+        }
+        recent += loss;
+        if step % 500 == 0 || step == a.steps {
+            let k = (step - 1) % 500 + 1;
+            last = recent / k as f64;
+            eprintln!("latent step {step}/{} mean loss {last:.4} | {:.0} s", a.steps, t0.elapsed().as_secs_f64());
+            recent = 0.0;
+        }
+    }
+    let mut nets = p.networks().clone();
+    nets.latent = Some(stage.net.ema().clone());
+    let mut meta = p.meta().clone();
+    if !meta.provenance.training.is_object() {
+        meta.provenance.training = serde_json::json!({ "original": meta.provenance.training });
+    }
+    meta.provenance.training["latent_retrained"] = serde_json::json!({
+        "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
+        "seed": a.seed, "images": n, "final_loss_mean_of_last_500_steps": last,
+        "wall_seconds": t0.elapsed().as_secs_f64(),
+    });
+    lediflow::checkpoint::save(&a.out, &nets, &meta).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
 fn info(model: &Path) -> Result<(), String> {
     let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
     let meta = lediflow::checkpoint::read_meta(&bytes).map_err(|e| e.to_string())?;
@@ -733,6 +829,7 @@ fn main() {
         Command::Inpaint(a) => inpaint(a),
         Command::Eval(a) => eval(a),
         Command::Bench(a) => bench::bench(a),
+        Command::RetrainLatent(a) => retrain_latent(a),
         Command::Info { model } => info(&model),
         Command::Convert { model, out, fp16 } => (|| {
             let p = Pipeline::<CpuBackend>::load(&model, &Default::default())
