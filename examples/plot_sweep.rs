@@ -61,7 +61,8 @@ fn font() -> Result<(), String> {
 }
 
 fn legend(name: &str) -> String {
-    match name {
+    // A name may reach into another folder (`../gaussian`): the legend shows its last part.
+    match name.rsplit('/').next().unwrap_or(name) {
         "ledi" => "LeDiFlow".into(),
         "gaussian" => "Gaussian-prior baseline".into(),
         other => other.into(),
