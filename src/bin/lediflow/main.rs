@@ -621,18 +621,25 @@ fn write_single(path: &Path, one: &Dataset) -> lediflow::Result<()> {
     data::save_png(path, &img)
 }
 
-fn eval(a: EvalArgs) -> Result<(), String> {
-    use lediflow::eval::{EvalConfig, Images, evaluate};
-    let p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+/// Loads a model and the data set it was trained on, checking that their image shapes agree.
+fn model_and_data(model: &Path, data: &DataArgs) -> Result<(Pipeline<CpuBackend>, Dataset), String> {
+    let p =
+        Pipeline::<CpuBackend>::load(model, &Default::default()).map_err(|e| format!("{}: {e}", model.display()))?;
     let info = p.info();
-    if (a.data.size, a.data.channels) != (info.width, info.channels) {
+    if (data.size, data.channels) != (info.width, info.channels) {
         return Err(format!(
             "the model makes {0}x{0}x{1} images: use --size {0} --channels {1}",
             info.width, info.channels
         ));
     }
-    let (ds, _) = a.data.load().map_err(|e| e.to_string())?;
+    let (ds, _) = data.load().map_err(|e| e.to_string())?;
+    Ok((p, ds))
+}
+
+fn eval(a: EvalArgs) -> Result<(), String> {
+    use lediflow::eval::{EvalConfig, Images, evaluate};
+    let (p, ds) = model_and_data(&a.model, &a.data)?;
+    let info = p.info();
     let (train_set, held_out) = ds.split(a.data.val_every);
     if held_out.len() < 4 {
         return Err("the held-out split has fewer than 4 images: lower --val-every".into());
@@ -739,17 +746,9 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     if a.steps == 0 || a.batch == 0 {
         return Err("--steps and --batch must be at least 1".into());
     }
-    let p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let (p, ds) = model_and_data(&a.model, &a.data)?;
     let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
-    if (a.data.size, a.data.channels) != (info.width, info.channels) {
-        return Err(format!(
-            "the model makes {0}x{0}x{1} images: use --size {0} --channels {1}",
-            info.width, info.channels
-        ));
-    }
-    let (ds, _) = a.data.load().map_err(|e| e.to_string())?;
     let (train_set, _) = ds.split(a.data.val_every);
     let t0 = std::time::Instant::now();
     // The frozen encoder's means of every training image, once: the latent flow's targets.
