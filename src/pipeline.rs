@@ -13,6 +13,7 @@ use crate::checkpoint::{self, ModelMeta};
 use crate::config::{ModelConfig, PriorKind};
 use crate::error::{Error, Result, invalid};
 use crate::flow::{Solver, VelocityField};
+use crate::model::cpu_dit::CpuDit;
 use crate::model::{LatentFlowNet, Networks, VelocityNet};
 use crate::rng::{Purpose, Rng, normal_rows};
 
@@ -29,10 +30,14 @@ fn cpu_split<B: Backend>(count: usize) -> Option<(usize, usize)> {
     if std::any::TypeId::of::<B>() != std::any::TypeId::of::<crate::CpuBackend>() {
         return None;
     }
-    let threads = rayon::current_num_threads().max(1);
+    let threads = all_threads();
     let chunk = count.div_ceil(threads).clamp(1, CPU_CHUNK);
     let workers = threads.min(count.div_ceil(chunk));
     (count > chunk).then_some((workers, chunk))
+}
+
+fn all_threads() -> usize {
+    rayon::current_num_threads().max(1)
 }
 
 /// Largest batch one call accepts: beyond it a typo (or a negative number cast to unsigned)
@@ -133,13 +138,39 @@ pub struct ModelInfo {
     pub parameters: usize,
 }
 
-struct ImageField<'a, B: Backend>(&'a VelocityNet<B>);
+/// The image velocity field: the fused CPU forward pass when the pipeline has one (CPU
+/// backend), burn's forward otherwise.
+struct ImageField<'a, B: Backend> {
+    net: &'a VelocityNet<B>,
+    fast: Option<&'a CpuDit>,
+    /// Threads the fused pass may spread one call's images over.
+    threads: usize,
+}
+
+/// Velocity of `net` at (x, t) with t given per image, through `fast` when present.
+fn velocity_at<B: Backend>(
+    net: &VelocityNet<B>,
+    fast: Option<&CpuDit>,
+    threads: usize,
+    x: Tensor<B, 4>,
+    t: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    let Some(fast) = fast else {
+        return net.forward(x, t);
+    };
+    let (dims, device) = (x.dims(), x.device());
+    let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
+    match (floats(x.clone().into_data()), floats(t.clone().into_data())) {
+        (Ok(xs), Ok(ts)) => Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads), dims), &device),
+        _ => net.forward(x, t),
+    }
+}
 
 impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
     fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
         let n = x.dims()[0];
         let tt = Tensor::<B, 1>::full([n], t, &x.device());
-        self.0.forward(x, tt)
+        velocity_at(self.net, self.fast, self.threads, x, tt)
     }
 }
 
@@ -179,11 +210,15 @@ pub struct Pipeline<B: Backend> {
     nets: Networks<B>,
     meta: ModelMeta,
     device: B::Device,
+    /// The velocity network's weights for the fused CPU forward pass (CPU backend only).
+    fast: Option<CpuDit>,
 }
 
 impl<B: Backend> Pipeline<B> {
     pub fn new(nets: Networks<B>, meta: ModelMeta, device: B::Device) -> Self {
-        Self { nets, meta, device }
+        let cpu = std::any::TypeId::of::<B>() == std::any::TypeId::of::<crate::CpuBackend>();
+        let fast = cpu.then(|| CpuDit::from_net(&nets.velocity));
+        Self { nets, meta, device, fast }
     }
 
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
@@ -210,6 +245,13 @@ impl<B: Backend> Pipeline<B> {
 
     pub fn networks(&self) -> &Networks<B> {
         &self.nets
+    }
+
+    /// One evaluation of the image velocity network: x [N, C, H, W], t [N] -> [N, C, H, W].
+    /// On the CPU backend this is the fused forward pass sampling uses, spread over rayon's
+    /// threads; elsewhere burn's forward.
+    pub fn velocity(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
+        velocity_at(&self.nets.velocity, self.fast.as_ref(), rayon::current_num_threads(), x, t)
     }
 
     pub fn device(&self) -> &B::Device {
@@ -319,6 +361,7 @@ impl<B: Backend> Pipeline<B> {
         &self,
         x0: Tensor<B, 4>,
         opts: &SampleOptions,
+        threads: usize,
         mut project: impl FnMut(f32, Tensor<B, 4>) -> Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>> {
         let progress = opts.progress.clone();
@@ -331,19 +374,24 @@ impl<B: Backend> Pipeline<B> {
             }
             Ok(x)
         };
-        let sol = opts.solver.solve(&ImageField(&self.nets.velocity), x0, opts.steps, &mut hook)?;
+        let field = ImageField { net: &self.nets.velocity, fast: self.fast.as_ref(), threads };
+        let sol = opts.solver.solve(&field, x0, opts.steps, &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))
     }
 
     /// Generates one image per latent row: x0 ~ learned prior of z (eps from (seed, i)), then the flow.
     pub fn generate(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+        self.generate_on(z, opts, all_threads())
+    }
+
+    fn generate_on(&self, z: Tensor<B, 2>, opts: &SampleOptions, threads: usize) -> Result<Tensor<B, 4>> {
         opts.validate()?;
         self.check_latents(&z)?;
         let n = z.dims()[0];
         let eps =
             normal_rows::<B, 4>(opts.seed, opts.first_index, Purpose::PriorNoise, self.image_shape(n), &self.device);
         let (x0, _) = self.prior_draw(z, eps, opts.prior_scale)?;
-        self.solve_images(x0, opts, |_, x| x)
+        self.solve_images(x0, opts, threads, |_, x| x)
     }
 
     /// Samples `count` images. Image i depends only on (seed, first_index + i), not on count.
@@ -358,7 +406,7 @@ impl<B: Backend> Pipeline<B> {
         opts.validate()?;
         Self::check_count(count)?;
         let Some((workers, chunk)) = cpu_split::<B>(count) else {
-            return self.sample_chunk(count, opts);
+            return self.sample_chunk(count, opts, all_threads());
         };
         let starts: Vec<usize> = (0..count).step_by(chunk).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -386,7 +434,7 @@ impl<B: Backend> Pipeline<B> {
                     progress: Some(progress),
                     ..opts.clone()
                 };
-                let r = self.sample_chunk(chunk.min(count - start), &o);
+                let r = self.sample_chunk(chunk.min(count - start), &o, 1);
                 let failed = r.is_err();
                 out.push(r);
                 if failed {
@@ -419,11 +467,12 @@ impl<B: Backend> Pipeline<B> {
         Ok(Tensor::cat(parts, 0))
     }
 
-    fn sample_chunk(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
+    /// `threads`: how many threads the image flow's forward passes may use (1 inside a worker).
+    fn sample_chunk(&self, count: usize, opts: &SampleOptions, threads: usize) -> Result<Tensor<B, 4>> {
         match self.meta.config.prior {
             PriorKind::Learned => {
                 let z = self.sample_latents(count, opts)?;
-                self.generate(z, opts)
+                self.generate_on(z, opts, threads)
             }
             PriorKind::Gaussian => {
                 let x0 = normal_rows::<B, 4>(
@@ -433,7 +482,7 @@ impl<B: Backend> Pipeline<B> {
                     self.image_shape(count),
                     &self.device,
                 );
-                self.solve_images(x0, opts, |_, x| x)
+                self.solve_images(x0, opts, threads, |_, x| x)
             }
         }
     }
@@ -501,7 +550,7 @@ impl<B: Backend> Pipeline<B> {
     fn generate_shared_noise(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
         let n = z.dims()[0];
         let (x0, _) = self.prior_draw(z, self.shared_eps(n, opts.seed), opts.prior_scale)?;
-        self.solve_images(x0, opts, |_, x| x)
+        self.solve_images(x0, opts, all_threads(), |_, x| x)
     }
 
     /// Frames between the latent-noise draws of two seeds: w is slerped, each frame's w is
@@ -533,7 +582,7 @@ impl<B: Backend> Pipeline<B> {
             }
             PriorKind::Gaussian => {
                 let x0 = Tensor::<B, 4>::from_data(TensorData::new(rows, self.image_shape(frames)), &self.device);
-                self.solve_images(x0, opts, |_, x| x)
+                self.solve_images(x0, opts, all_threads(), |_, x| x)
             }
         }
     }
@@ -565,7 +614,7 @@ impl<B: Backend> Pipeline<B> {
         };
         let y = images.clone();
         let x0_known = x0.clone();
-        let out = self.solve_images(x0, opts, |t, x| {
+        let out = self.solve_images(x0, opts, all_threads(), |t, x| {
             let on_path = x0_known.clone() * (1.0 - t) + y.clone() * t;
             x.mask_where(keep_c.clone(), on_path)
         })?;

@@ -9,30 +9,30 @@ use burn::tensor::activation::{silu, softmax};
 use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, time_embedding};
 use crate::config::ModelConfig;
 
-const LN_EPS: f64 = 1e-6;
+pub(super) const LN_EPS: f64 = 1e-6;
 
 #[derive(Module, Debug)]
 pub struct DitBlock<B: Backend> {
-    modulation: Linear<B>,
-    qkv: Linear<B>,
-    proj: Linear<B>,
-    fc1: Linear<B>,
-    fc2: Linear<B>,
-    heads: usize,
+    pub(super) modulation: Linear<B>,
+    pub(super) qkv: Linear<B>,
+    pub(super) proj: Linear<B>,
+    pub(super) fc1: Linear<B>,
+    pub(super) fc2: Linear<B>,
+    pub(super) heads: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct VelocityNet<B: Backend> {
-    patch_embed: Linear<B>,
-    time1: Linear<B>,
-    time2: Linear<B>,
-    blocks: Vec<DitBlock<B>>,
-    final_modulation: Linear<B>,
-    final_proj: Linear<B>,
-    channels: usize,
-    size: usize,
-    patch: usize,
-    dim: usize,
+    pub(super) patch_embed: Linear<B>,
+    pub(super) time1: Linear<B>,
+    pub(super) time2: Linear<B>,
+    pub(super) blocks: Vec<DitBlock<B>>,
+    pub(super) final_modulation: Linear<B>,
+    pub(super) final_proj: Linear<B>,
+    pub(super) channels: usize,
+    pub(super) size: usize,
+    pub(super) patch: usize,
+    pub(super) dim: usize,
 }
 
 /// [B, dim] -> [B, tokens, dim], copied out along the tokens. A [B, 1, dim] broadcast would
@@ -86,7 +86,7 @@ impl<B: Backend> DitBlock<B> {
 }
 
 /// Fixed 2-D sin-cos position embedding: half the channels encode the row, half the column.
-fn pos_embedding_2d(grid: usize, dim: usize) -> Vec<f32> {
+pub(super) fn pos_embedding_2d(grid: usize, dim: usize) -> Vec<f32> {
     let quarter = dim / 4;
     let omega: Vec<f32> = (0..quarter).map(|i| 1.0 / 10_000f32.powf(i as f32 / quarter as f32)).collect();
     let mut out = Vec::with_capacity(grid * grid * dim);

@@ -2,6 +2,7 @@
 //! blocks (time embedding, parameter-free layer norm, 2-D linear) live here.
 
 pub mod aux;
+pub mod cpu_dit;
 pub mod dit;
 pub mod latent_flow;
 
@@ -43,7 +44,7 @@ pub(crate) fn time_embedding<B: Backend>(t: Tensor<B, 1>, dim: usize) -> Tensor<
 /// (plain `*` and `+`: without the `fma` target feature `mul_add` calls libm's `fmaf`).
 /// Agrees with a correctly rounded erf to about 1e-7 (tested against libm below).
 #[inline(always)]
-fn erf_f32(x: f32) -> f32 {
+pub(crate) fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;

@@ -1,6 +1,7 @@
 //! `lediflow bench`: sampling throughput and peak heap memory per batch size, the fixed cost of
 //! LeDiFlow's prior (latent flow + decoder), one velocity-network forward with its achieved
-//! GFLOP/s, and, for `bench/torch_reference.py`, one forward pass on inputs read from a file.
+//! GFLOP/s (the fused CPU pass sampling uses, next to the same network run as burn tensor ops),
+//! and, for `bench/torch_reference.py`, one forward pass on inputs read from a file.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
@@ -164,10 +165,10 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         flops / 1e6
     );
     println!(
-        "| batch | sample (ms) | images/s | prior: latent flow + decoder (ms, share) | peak heap (MiB) | FM forward (ms) | GFLOP/s{} |",
+        "| batch | sample (ms) | images/s | prior: latent flow + decoder (ms, share) | peak heap (MiB) | FM forward (ms) | GFLOP/s{} | burn-op forward (ms) |",
         if a.peak_gflops.is_some() { " (of peak)" } else { "" }
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for &n in &a.batches {
         let sample_ms = median_ms(a.repeats, || p.sample(n, &opts).map(sync).map_err(|e| e.to_string()))?;
@@ -182,8 +183,12 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         };
         let x = Tensor::<B, 4>::random([n, c, s, s], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
         let t = Tensor::<B, 1>::full([n], 0.5, &dev);
-        let net = &p.networks().velocity;
         let fwd_ms = median_ms(a.repeats, || {
+            sync(p.velocity(x.clone(), t.clone()));
+            Ok(())
+        })?;
+        let net = &p.networks().velocity;
+        let burn_ms = median_ms(a.repeats, || {
             sync(net.forward(x.clone(), t.clone()));
             Ok(())
         })?;
@@ -193,7 +198,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             .map(|m| format!("{m:.1} ({:.0}%)", 100.0 * m / sample_ms))
             .unwrap_or_else(|| "none (Gaussian)".into());
         println!(
-            "| {n} | {sample_ms:.1} | {:.1} | {prior_cell} | {:.1} | {fwd_ms:.2} | {gflops:.1}{of_peak} |",
+            "| {n} | {sample_ms:.1} | {:.1} | {prior_cell} | {:.1} | {fwd_ms:.2} | {gflops:.1}{of_peak} | {burn_ms:.2} |",
             n as f64 * 1e3 / sample_ms,
             peak as f64 / (1 << 20) as f64
         );
@@ -205,6 +210,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             "peak_heap_bytes": peak,
             "forward_ms": fwd_ms,
             "forward_gflops": gflops,
+            "burn_forward_ms": burn_ms,
         }));
     }
     if let Some(path) = &a.json {
@@ -250,17 +256,33 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
     let dev = p.device();
     let x = Tensor::<B, 1>::from_floats(xv.as_slice(), dev).reshape([xs[0], xs[1], xs[2], xs[3]]);
     let t = Tensor::<B, 1>::from_floats(tv.as_slice(), dev);
-    let net = &p.networks().velocity;
     let ms = median_ms(repeats, || {
+        sync(p.velocity(x.clone(), t.clone()));
+        Ok(())
+    })?;
+    let net = &p.networks().velocity;
+    let burn_ms = median_ms(repeats, || {
         sync(net.forward(x.clone(), t.clone()));
         Ok(())
     })?;
-    let v: Vec<f32> = net.forward(x, t).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+    let v: Vec<f32> = p.velocity(x.clone(), t.clone()).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+    let vb: Vec<f32> = net.forward(x, t).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+    let diff = v.iter().zip(&vb).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     let raw: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, xs.clone(), &raw).map_err(|e| e.to_string())?;
     let out = safetensors::serialize([("v", view)], &None).map_err(|e| e.to_string())?;
     lediflow::checkpoint::write_atomic(output, &out).map_err(|e| e.to_string())?;
-    println!("{}", serde_json::json!({ "forward_ms": ms, "repeats": repeats, "threads": threads(), "batch": xs[0] }));
+    println!(
+        "{}",
+        serde_json::json!({
+            "forward_ms": ms,
+            "burn_forward_ms": burn_ms,
+            "max_abs_diff_fused_vs_burn": diff,
+            "repeats": repeats,
+            "threads": threads(),
+            "batch": xs[0],
+        })
+    );
     Ok(())
 }
