@@ -203,7 +203,8 @@ def main():
                             "--repeats", str(a.repeats)], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"lediflow failed: {r.stderr}")
-        rust_ms = json.loads(r.stdout.strip().splitlines()[-1])["forward_ms"]
+        rust = json.loads(r.stdout.strip().splitlines()[-1])
+        rust_ms = rust["forward_ms"]
         v_rust = load_file(out)["v"]
 
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
@@ -211,6 +212,10 @@ def main():
             v_torch = net(xt, tt).numpy()
             torch_ms = median_ms(lambda: net(xt, tt), a.repeats)
         row = {"batch": n, "rust_ms": rust_ms, "torch_ms": torch_ms,
+               # The same network as burn tensor ops (what the fused pass replaced), and how far
+               # the two Rust passes differ.
+               "rust_burn_ops_ms": rust.get("burn_forward_ms"),
+               "max_abs_diff_fused_burn_ops": rust.get("max_abs_diff_fused_vs_burn"),
                "max_abs_diff_rust_torch": float(np.abs(v_rust - v_torch).max()),
                "max_abs_v": float(np.abs(v_torch).max())}
         if ort is not None:

@@ -13,7 +13,9 @@ use crate::checkpoint::{self, ModelMeta};
 use crate::config::{ModelConfig, PriorKind};
 use crate::error::{Error, Result, invalid};
 use crate::flow::{Solver, VelocityField};
-use crate::model::cpu_dit::CpuDit;
+use crate::model::cpu::decoder::CpuDecoder;
+use crate::model::cpu::dit::CpuDit;
+use crate::model::cpu::latent::CpuLatentFlow;
 use crate::model::{LatentFlowNet, Networks, VelocityNet};
 use crate::rng::{Purpose, Rng, normal_rows};
 
@@ -174,11 +176,16 @@ impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
     }
 }
 
-struct LatentField<'a, B: Backend>(&'a LatentFlowNet<B>);
+struct LatentField<'a, B: Backend>(&'a LatentFlowNet<B>, Option<&'a CpuLatentFlow>);
 
 impl<B: Backend> VelocityField<B, 2> for LatentField<'_, B> {
     fn velocity(&self, z: Tensor<B, 2>, t: f32) -> Tensor<B, 2> {
         let n = z.dims()[0];
+        if let Some(fast) = self.1
+            && let Ok(zs) = z.clone().into_data().convert::<f32>().into_vec::<f32>()
+        {
+            return Tensor::from_data(TensorData::new(fast.forward(&zs, &vec![t; n]), z.dims()), &z.device());
+        }
         let tt = Tensor::<B, 1>::full([n], t, &z.device());
         self.0.forward(z, tt)
     }
@@ -210,15 +217,19 @@ pub struct Pipeline<B: Backend> {
     nets: Networks<B>,
     meta: ModelMeta,
     device: B::Device,
-    /// The velocity network's weights for the fused CPU forward pass (CPU backend only).
+    /// The velocity network's and the decoder's weights for the fused CPU passes (CPU backend only).
     fast: Option<CpuDit>,
+    fast_decoder: Option<CpuDecoder>,
+    fast_latent: Option<CpuLatentFlow>,
 }
 
 impl<B: Backend> Pipeline<B> {
     pub fn new(nets: Networks<B>, meta: ModelMeta, device: B::Device) -> Self {
         let cpu = std::any::TypeId::of::<B>() == std::any::TypeId::of::<crate::CpuBackend>();
         let fast = cpu.then(|| CpuDit::from_net(&nets.velocity));
-        Self { nets, meta, device, fast }
+        let fast_decoder = nets.decoder.as_ref().filter(|_| cpu).map(CpuDecoder::from_net);
+        let fast_latent = nets.latent.as_ref().filter(|_| cpu).map(CpuLatentFlow::from_net);
+        Self { nets, meta, device, fast, fast_decoder, fast_latent }
     }
 
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
@@ -329,15 +340,31 @@ impl<B: Backend> Pipeline<B> {
         w: Tensor<B, 2>,
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 2>> {
-        let sol = opts.latent_solver.solve(&LatentField(latent), w, opts.latent_steps, &mut |_, _, _, z| Ok(z))?;
+        let field = LatentField(latent, self.fast_latent.as_ref());
+        let sol = opts.latent_solver.solve(&field, w, opts.latent_steps, &mut |_, _, _, z| Ok(z))?;
         Ok(sol.x)
     }
 
     /// The learned prior N(mu_P(z), exp(logvar_P(z))) for latents z: (mu_P, logvar_P).
     pub fn decode_prior(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
-        let (decoder, _) = self.learned("decode_prior")?;
+        self.learned("decode_prior")?;
         self.check_latents(&z)?;
-        Ok(decoder.forward(z))
+        self.decode(z)
+    }
+
+    /// The decoder's forward pass: the fused CPU pass when the pipeline has one.
+    fn decode(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let (decoder, _) = self.learned("decode_prior")?;
+        let Some(fast) = &self.fast_decoder else {
+            return Ok(decoder.forward(z));
+        };
+        let zs = z.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Internal(format!("{e:?}")))?;
+        let (mu, logvar) = fast.forward(&zs);
+        let shape = self.image_shape(mu.len() / self.image_shape(1).iter().product::<usize>());
+        Ok((
+            Tensor::from_data(TensorData::new(mu, shape), &self.device),
+            Tensor::from_data(TensorData::new(logvar, shape), &self.device),
+        ))
     }
 
     /// Encodes images to latents (the posterior mean mu_E).
@@ -623,7 +650,7 @@ impl<B: Backend> Pipeline<B> {
     }
 
     fn inpaint_latents(&self, images: &Tensor<B, 4>, m: &Tensor<B, 4>, opts: &SampleOptions) -> Result<Tensor<B, 2>> {
-        let (decoder, latent) = self.learned("inpaint")?;
+        let (_, latent) = self.learned("inpaint")?;
         let [n, c, h, w] = images.dims();
         let d = self.meta.config.aux.latent_dim;
         // Fill the hole with the mean colour of the known pixels so the encoder sees a plausible image.
@@ -642,7 +669,7 @@ impl<B: Backend> Pipeline<B> {
         let drawn = self.latents_from_noise(latent, noise, opts)?.reshape([n, k, d]);
         let cands = Tensor::cat(vec![encoded.unsqueeze_dim(1), drawn], 1); // [n, k+1, d]
         let flat = cands.clone().reshape([n * (k + 1), d]);
-        let (mu, _) = decoder.forward(flat);
+        let (mu, _) = self.decode(flat)?;
         let mu = mu.reshape([n, k + 1, c, h, w]);
         let y = images.clone().unsqueeze_dim::<5>(1);
         let mm = m.clone().unsqueeze_dim::<5>(1);

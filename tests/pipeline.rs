@@ -66,7 +66,9 @@ fn generate_from_sampled_latents_equals_sample() {
     let z = p.sample_latents(2, &opts(9)).unwrap();
     let a = to_vec(p.generate(z, &opts(9)).unwrap());
     let b = to_vec(p.sample(2, &opts(9)).unwrap());
-    assert_eq!(a, b);
+    // Same computation, but sample() runs the two images as separate one-image chunks and
+    // generate() as one batch: matrix products of a different height round differently.
+    assert!(max_abs_diff(&a, &b) < 1e-5);
 }
 
 #[test]

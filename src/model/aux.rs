@@ -17,7 +17,7 @@ const ENC_LOGVAR_MAX: f32 = 4.0;
 const ENC_LOGVAR_OFFSET: f32 = -4.0;
 /// Added to the decoder's raw log-variance before the sigmoid squash so a fresh decoder starts
 /// near var 0.4 (about the residual variance of an untrained mean) instead of mid-range.
-const DEC_LOGVAR_OFFSET: f32 = 1.4;
+pub(crate) const DEC_LOGVAR_OFFSET: f32 = 1.4;
 
 fn channels_at(cfg: &ModelConfig, level: usize) -> usize {
     cfg.aux.base_channels << level.min(2)
@@ -38,8 +38,8 @@ pub struct DownStage<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct UpStage<B: Backend> {
-    up: ConvTranspose2d<B>,
-    conv: Conv2d<B>,
+    pub(crate) up: ConvTranspose2d<B>,
+    pub(crate) conv: Conv2d<B>,
 }
 
 #[derive(Module, Debug)]
@@ -83,14 +83,14 @@ impl<B: Backend> AuxEncoder<B> {
 
 #[derive(Module, Debug)]
 pub struct AuxDecoder<B: Backend> {
-    head: Linear<B>,
-    conv_top: Conv2d<B>,
-    stages: Vec<UpStage<B>>,
-    conv_out: Conv2d<B>,
-    top_channels: usize,
-    channels: usize,
-    logvar_min: f32,
-    logvar_max: f32,
+    pub(crate) head: Linear<B>,
+    pub(crate) conv_top: Conv2d<B>,
+    pub(crate) stages: Vec<UpStage<B>>,
+    pub(crate) conv_out: Conv2d<B>,
+    pub(crate) top_channels: usize,
+    pub(crate) channels: usize,
+    pub(crate) logvar_min: f32,
+    pub(crate) logvar_max: f32,
 }
 
 impl<B: Backend> AuxDecoder<B> {

@@ -9,18 +9,18 @@ use crate::config::ModelConfig;
 
 #[derive(Module, Debug)]
 pub struct ResBlock<B: Backend> {
-    fc1: Linear<B>,
-    time: Linear<B>,
-    fc2: Linear<B>,
+    pub(crate) fc1: Linear<B>,
+    pub(crate) time: Linear<B>,
+    pub(crate) fc2: Linear<B>,
 }
 
 #[derive(Module, Debug)]
 pub struct LatentFlowNet<B: Backend> {
-    input: Linear<B>,
-    time1: Linear<B>,
-    time2: Linear<B>,
-    blocks: Vec<ResBlock<B>>,
-    output: Linear<B>,
+    pub(crate) input: Linear<B>,
+    pub(crate) time1: Linear<B>,
+    pub(crate) time2: Linear<B>,
+    pub(crate) blocks: Vec<ResBlock<B>>,
+    pub(crate) output: Linear<B>,
 }
 
 impl<B: Backend> LatentFlowNet<B> {

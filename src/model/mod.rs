@@ -2,7 +2,7 @@
 //! blocks (time embedding, parameter-free layer norm, 2-D linear) live here.
 
 pub mod aux;
-pub mod cpu_dit;
+pub mod cpu;
 pub mod dit;
 pub mod latent_flow;
 

@@ -1,0 +1,345 @@
+//! The velocity network's forward pass for CPU inference, fused by hand.
+//!
+//! burn runs the DiT as a chain of tensor operations, each writing a fresh tensor: on the CPU
+//! that spends more time allocating, copying and walking memory than multiplying (the matrix
+//! products reach ~165 GFLOP/s on one core with the `gemm` crate that burn's CPU backend uses,
+//! the whole forward ~55). This module runs the same network on plain f32 buffers: the same
+//! `gemm` kernels write straight into reused buffers (strided views for the attention heads,
+//! bias rows pre-filled so the product accumulates onto them), and each element-wise stage is a
+//! single pass — layer norm fused with the adaLN shift/scale, bias + GELU, bias + gate +
+//! residual, softmax in place with a vectorisable exp. Training, CUDA and every other network
+//! stay on burn; `tests` below check this pass against [`VelocityNet::forward`].
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+
+use super::{Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features};
+use crate::model::TIME_FREQ_DIM;
+use crate::model::dit::{LN_EPS, VelocityNet};
+
+struct Block {
+    modulation: Dense,
+    qkv: Dense,
+    proj: Dense,
+    fc1: Dense,
+    fc2: Dense,
+}
+
+/// A [`VelocityNet`]'s weights as f32 arrays, with the fused forward pass. Built once per
+/// loaded model (see `Pipeline`); shareable across threads.
+pub struct CpuDit {
+    channels: usize,
+    size: usize,
+    patch: usize,
+    dim: usize,
+    heads: usize,
+    tokens: usize,
+    pos: Vec<f32>,
+    patch_embed: Dense,
+    time1: Dense,
+    time2: Dense,
+    blocks: Vec<Block>,
+    final_modulation: Dense,
+    final_proj: Dense,
+}
+
+impl std::fmt::Debug for CpuDit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuDit {{ dim: {}, depth: {}, tokens: {} }}", self.dim, self.blocks.len(), self.tokens)
+    }
+}
+
+multiversion! {
+/// out = layer_norm(x) * (1 + scale) + shift for each row of x.
+fn norm_modulate(x: &[f32], out: &mut [f32], d: usize, shift: &[f32], scale: &[f32]) {
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let (mean, inv) = mean_inv_std(xr, LN_EPS as f32);
+        for j in 0..d {
+            or[j] = (xr[j] - mean) * inv * (1.0 + scale[j]) + shift[j];
+        }
+    }
+}
+}
+
+multiversion! {
+/// h += gate * (y + bias) for each row of h and y.
+fn gated_residual(h: &mut [f32], y: &[f32], bias: &[f32], d: usize, gate: &[f32]) {
+    for (hr, yr) in h.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
+        for j in 0..d {
+            hr[j] += gate[j] * (yr[j] + bias[j]);
+        }
+    }
+}
+}
+
+thread_local! {
+    /// Per-thread activation buffers, reused across calls (sampling calls the network once per
+    /// NFE with the same batch).
+    static WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl CpuDit {
+    pub fn from_net<B: Backend>(net: &VelocityNet<B>) -> Self {
+        let g = net.size / net.patch;
+        Self {
+            channels: net.channels,
+            size: net.size,
+            patch: net.patch,
+            dim: net.dim,
+            heads: net.blocks.first().map_or(1, |b| b.heads),
+            tokens: g * g,
+            pos: crate::model::dit::pos_embedding_2d(g, net.dim),
+            patch_embed: Dense::from_linear(&net.patch_embed),
+            time1: Dense::from_linear(&net.time1),
+            time2: Dense::from_linear(&net.time2),
+            blocks: net
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    modulation: Dense::from_linear(&b.modulation),
+                    qkv: Dense::from_linear(&b.qkv),
+                    proj: Dense::from_linear(&b.proj),
+                    fc1: Dense::from_linear(&b.fc1),
+                    fc2: Dense::from_linear(&b.fc2),
+                })
+                .collect(),
+            final_modulation: Dense::from_linear(&net.final_modulation),
+            final_proj: Dense::from_linear(&net.final_proj),
+        }
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels * self.size * self.size
+    }
+
+    /// Velocity at (x_t, t): x [n, C, H, W] and t [n] as flat row-major arrays -> [n, C, H, W].
+    ///
+    /// Images run one at a time (split into contiguous runs over up to `threads` threads of
+    /// rayon's pool; 1: this thread only), each with exactly the same sequence of operations and
+    /// matrix shapes whatever the batch: an image's result is bitwise independent of the other
+    /// images, of the batch size and of the thread count. (gemm's blocking depends on a
+    /// product's height, so stacking images into taller products would round differently per
+    /// batch size; one image is 64 rows for the `small` network, already gemm's full tile
+    /// height, and costs a few percent of throughput against 1024-row products.)
+    pub fn forward(&self, x: &[f32], t: &[f32], threads: usize) -> Vec<f32> {
+        let n = t.len();
+        let len = self.image_len();
+        assert_eq!(x.len(), n * len, "CpuDit::forward: x holds {} numbers for {n} images", x.len());
+        let mut out = vec![0f32; x.len()];
+        if n == 0 {
+            return out;
+        }
+        let per = if threads > 1 { n.div_ceil(threads) } else { n };
+        let run = |(i, o): (usize, &mut [f32])| {
+            // A solver step gives every image the same t: its modulation vectors are computed
+            // once per run of images and reused while t stays the same.
+            let mut mods = Vec::new();
+            let mut mods_t = None;
+            for (j, oi) in o.chunks_exact_mut(len).enumerate() {
+                let k = i * per + j;
+                if mods_t != Some(t[k].to_bits()) {
+                    self.modulations(t[k], &mut mods);
+                    mods_t = Some(t[k].to_bits());
+                }
+                self.forward_image(&x[k * len..][..len], &mods, oi);
+            }
+        };
+        if threads > 1 && n > per {
+            use rayon::prelude::*;
+            out.par_chunks_mut(per * len).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(per * len).enumerate().for_each(run);
+        }
+        out
+    }
+
+    /// The adaLN modulation vectors for time t, c = silu(W2 silu(W1 temb(t))) through each
+    /// block's modulation layer: 6 * dim per block (shift, scale, gate for attention and MLP),
+    /// then 2 * dim (shift, scale) for the final layer.
+    fn modulations(&self, t: f32, out: &mut Vec<f32>) {
+        let d = self.dim;
+        let mut temb = vec![0f32; TIME_FREQ_DIM];
+        time_features(&[t], &mut temb);
+        let mut hidden = vec![0f32; d];
+        dense(&self.time1, &temb, 1, &mut hidden);
+        silu_in_place(&mut hidden);
+        let mut cond = vec![0f32; d];
+        dense(&self.time2, &hidden, 1, &mut cond);
+        silu_in_place(&mut cond);
+        out.clear();
+        out.resize(self.blocks.len() * 6 * d + 2 * d, 0.0);
+        let (per_block, last) = out.split_at_mut(self.blocks.len() * 6 * d);
+        for (blk, m) in self.blocks.iter().zip(per_block.chunks_exact_mut(6 * d)) {
+            dense(&blk.modulation, &cond, 1, m);
+        }
+        dense(&self.final_modulation, &cond, 1, last);
+    }
+
+    /// One image x [C, H, W] with its modulation vectors -> velocity [C, H, W] into out.
+    fn forward_image(&self, x: &[f32], mods: &[f32], out: &mut [f32]) {
+        let (d, n, heads) = (self.dim, self.tokens, self.heads);
+        let hd = d / heads;
+        let pdim = self.patch_embed.input;
+        let hidden = self.blocks.first().map_or(0, |bl| bl.fc1.output);
+        let sizes = [
+            n * d,                   // h: the residual stream
+            n * d.max(pdim),         // a: normed input of a layer, attention output
+            n * d.max(pdim),         // y: a layer's output before bias/gate, final projection
+            n * (3 * d).max(hidden), // qkv, then the MLP hidden layer
+            n * n,                   // one head's attention scores
+        ];
+        WORKSPACE.with(|ws| {
+            let mut ws = ws.borrow_mut();
+            let total: usize = sizes.iter().sum();
+            if ws.len() < total {
+                ws.resize(total, 0.0);
+            }
+            let mut rest = &mut ws[..total];
+            let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(sizes.len());
+            for s in sizes {
+                let (head, tail) = rest.split_at_mut(s);
+                bufs.push(head);
+                rest = tail;
+            }
+            let [h, a, y, wide_buf, scores] = <[&mut [f32]; 5]>::try_from(bufs).unwrap();
+
+            // Patch tokens [n, C*p*p], then h = tokens W + b + position.
+            self.patchify(x, 1, a);
+            dense(&self.patch_embed, a, n, h);
+            for (v, p) in h.iter_mut().zip(&self.pos) {
+                *v += p;
+            }
+
+            let scale = 1.0 / (hd as f32).sqrt();
+            for (blk, m) in self.blocks.iter().zip(mods.chunks_exact(6 * d)) {
+                let m = |k: usize| &m[k * d..(k + 1) * d];
+                // Attention branch.
+                norm_modulate(h, a, d, m(0), m(1));
+                let qkv = &mut wide_buf[..n * 3 * d];
+                dense(&blk.qkv, a, n, qkv);
+                for head in 0..heads {
+                    let q = &qkv[head * hd..];
+                    let k = &qkv[d + head * hd..];
+                    let v = &qkv[2 * d + head * hd..];
+                    // scores = scale * Q K^T: K read transposed through its strides.
+                    matmul((n, n, hd), scores, n, false, q, (3 * d, 1), k, (1, 3 * d), scale);
+                    softmax_rows(scores, n);
+                    matmul((n, hd, n), &mut a[head * hd..], d, false, scores, (n, 1), v, (3 * d, 1), 1.0);
+                }
+                matmul((n, d, d), y, d, false, a, (d, 1), &blk.proj.w, (d, 1), 1.0);
+                gated_residual(h, y, &blk.proj.b, d, m(2));
+                // MLP branch.
+                norm_modulate(h, a, d, m(3), m(4));
+                let mlp = &mut wide_buf[..n * hidden];
+                dense(&blk.fc1, a, n, mlp);
+                gelu_in_place(mlp);
+                matmul((n, d, hidden), y, d, false, mlp, (hidden, 1), &blk.fc2.w, (d, 1), 1.0);
+                gated_residual(h, y, &blk.fc2.b, d, m(5));
+            }
+
+            // Final layer: adaLN (shift, scale), projection back to patches.
+            let last = &mods[self.blocks.len() * 6 * d..];
+            norm_modulate(h, a, d, &last[..d], &last[d..2 * d]);
+            dense(&self.final_proj, a, n, y);
+            self.unpatchify(y, 1, out);
+        });
+    }
+
+    /// [b, C, H, W] -> tokens [b * g * g, C * p * p], tokens in row-major patch order.
+    fn patchify(&self, x: &[f32], b: usize, tokens: &mut [f32]) {
+        let (c, p, s) = (self.channels, self.patch, self.size);
+        let g = s / p;
+        let pd = c * p * p;
+        for img in 0..b {
+            for gy in 0..g {
+                for gx in 0..g {
+                    let tok = &mut tokens[((img * g + gy) * g + gx) * pd..][..pd];
+                    for ch in 0..c {
+                        for py in 0..p {
+                            let src = &x[((img * c + ch) * s + gy * p + py) * s + gx * p..][..p];
+                            tok[(ch * p + py) * p..][..p].copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn unpatchify(&self, tokens: &[f32], b: usize, x: &mut [f32]) {
+        let (c, p, s) = (self.channels, self.patch, self.size);
+        let g = s / p;
+        let pd = c * p * p;
+        for img in 0..b {
+            for gy in 0..g {
+                for gx in 0..g {
+                    let tok = &tokens[((img * g + gy) * g + gx) * pd..][..pd];
+                    for ch in 0..c {
+                        for py in 0..p {
+                            let dst = &mut x[((img * c + ch) * s + gy * p + py) * s + gx * p..][..p];
+                            dst.copy_from_slice(&tok[(ch * p + py) * p..][..p]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+    use crate::config::{ModelConfig, PriorKind};
+    use crate::model::cpu::floats;
+    use crate::model::cpu::test_util::{max_rel_diff, randomized};
+    use burn::tensor::TensorData;
+
+    fn random_net(preset: &str, channels: usize, size: usize) -> VelocityNet<CpuBackend> {
+        let cfg = ModelConfig::preset(preset, channels, size, PriorKind::Learned).unwrap();
+        randomized(VelocityNet::<CpuBackend>::new(&cfg, &Default::default()), 7)
+    }
+
+    fn compare(preset: &str, channels: usize, size: usize, batch: usize, threads: usize) {
+        let net = random_net(preset, channels, size);
+        let fast = CpuDit::from_net(&net);
+        let device = Default::default();
+        let xs = crate::rng::Rng::new(11).normal_vec(batch * channels * size * size);
+        let x = Tensor::<CpuBackend, 4>::from_data(TensorData::new(xs, [batch, channels, size, size]), &device);
+        let ts: Vec<f32> = (0..batch).map(|i| (i as f32 + 0.5) / batch as f32).collect();
+        let t = Tensor::<CpuBackend, 1>::from_data(TensorData::new(ts.clone(), [batch]), &device);
+        let want = floats(net.forward(x.clone(), t));
+        let got = fast.forward(&floats(x), &ts, threads);
+        let diff = max_rel_diff(&want, &got);
+        assert!(diff <= 1e-4, "{preset} b{batch} t{threads}: max |diff| {diff} of the output scale");
+    }
+
+    #[test]
+    fn matches_the_burn_forward() {
+        compare("tiny", 4, 16, 3, 1);
+        compare("tiny", 3, 16, 5, 2);
+        compare("tiny", 1, 16, 2, 1);
+        compare("small", 4, 32, 2, 1);
+    }
+
+    /// Batching and threads only regroup images: each image's numbers are bitwise the same as
+    /// when it runs alone (the C ABI promises results independent of count and batch size).
+    #[test]
+    fn an_image_does_not_depend_on_its_batch() {
+        let net = random_net("small", 4, 32);
+        let fast = CpuDit::from_net(&net);
+        let len = 4 * 32 * 32;
+        let n = 19;
+        let x = crate::rng::Rng::new(3).normal_vec(n * len);
+        // Mixed times: some runs of equal t (modulations reused), some changes.
+        let t: Vec<f32> = (0..n).map(|i| [0.1, 0.1, 0.5, 0.9][i % 4]).collect();
+        let all = fast.forward(&x, &t, 1);
+        for threads in [2, 3] {
+            assert_eq!(all, fast.forward(&x, &t, threads), "{threads} threads");
+        }
+        for i in 0..n {
+            let one = fast.forward(&x[i * len..(i + 1) * len], &t[i..i + 1], 1);
+            assert_eq!(&all[i * len..(i + 1) * len], &one[..], "image {i}");
+        }
+    }
+}
