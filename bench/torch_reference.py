@@ -12,8 +12,10 @@ Not part of the test suite (PyTorch is large). Run by hand:
 
 Every engine runs the same f32 weights (the file's f16 tensors widened to f32, as the Rust loader
 does) on the same inputs (x ~ N(0, I), t ~ U[0, 1] from numpy seed 0), with the same number of
-threads, and reports the median of --repeats timed calls after a warm-up. The Rust side is
-`lediflow bench --forward-input`, run as a subprocess with RAYON_NUM_THREADS.
+threads. Timing runs in --rounds rounds, each timing Rust, PyTorch and ONNX Runtime one after the
+other (median of --repeats calls after a warm-up); the report is the median over the rounds, so a
+slow minute of a noisy machine hits all engines alike. The Rust side is `lediflow bench
+--forward-input`, run as a subprocess with RAYON_NUM_THREADS.
 """
 
 import argparse
@@ -162,7 +164,11 @@ def main():
     ap.add_argument("--lediflow", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "lediflow"))
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=20, help="timed calls per engine per round")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds per batch size; each round times Rust, PyTorch and ONNX Runtime one after "
+                         "the other, and the reported time is the median of the rounds' medians (the "
+                         "development machines drift by tens of percent over a minute)")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -199,29 +205,36 @@ def main():
         inp, out = os.path.join(work, f"in{n}.safetensors"), os.path.join(work, f"out{n}.safetensors")
         save_file({"x": x, "t": t}, inp)
         env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-        r = subprocess.run([a.lediflow, "bench", "--model", a.model, "--forward-input", inp, "--forward-output", out,
-                            "--repeats", str(a.repeats)], env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"lediflow failed: {r.stderr}")
-        rust = json.loads(r.stdout.strip().splitlines()[-1])
-        rust_ms = rust["forward_ms"]
-        v_rust = load_file(out)["v"]
-
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+        if ort is not None:
+            feeds = {"x": x, "t": t}
+        rounds = {"rust": [], "rust_burn_ops": [], "torch": [], "ort": []}
+        for _ in range(a.rounds):
+            r = subprocess.run([a.lediflow, "bench", "--model", a.model, "--forward-input", inp, "--forward-output", out,
+                                "--repeats", str(a.repeats)], env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"lediflow failed: {r.stderr}")
+            rust = json.loads(r.stdout.strip().splitlines()[-1])
+            rounds["rust"].append(rust["forward_ms"])
+            rounds["rust_burn_ops"].append(rust["burn_forward_ms"])
+            with torch.inference_mode():
+                rounds["torch"].append(median_ms(lambda: net(xt, tt), a.repeats))
+            if ort is not None:
+                rounds["ort"].append(median_ms(lambda: sess.run(None, feeds), a.repeats))
+        rust_ms, torch_ms = float(np.median(rounds["rust"])), float(np.median(rounds["torch"]))
+        v_rust = load_file(out)["v"]
         with torch.inference_mode():
             v_torch = net(xt, tt).numpy()
-            torch_ms = median_ms(lambda: net(xt, tt), a.repeats)
-        row = {"batch": n, "rust_ms": rust_ms, "torch_ms": torch_ms,
+        row = {"batch": n, "rust_ms": rust_ms, "torch_ms": torch_ms, "rounds": rounds,
                # The same network as burn tensor ops (what the fused pass replaced), and how far
                # the two Rust passes differ.
-               "rust_burn_ops_ms": rust.get("burn_forward_ms"),
-               "max_abs_diff_fused_burn_ops": rust.get("max_abs_diff_fused_vs_burn"),
+               "rust_burn_ops_ms": float(np.median(rounds["rust_burn_ops"])),
+               "max_abs_diff_fused_burn_ops": rust["max_abs_diff_fused_vs_burn"],
                "max_abs_diff_rust_torch": float(np.abs(v_rust - v_torch).max()),
                "max_abs_v": float(np.abs(v_torch).max())}
         if ort is not None:
-            feeds = {"x": x, "t": t}
             v_ort = sess.run(None, feeds)[0]
-            row["ort_ms"] = median_ms(lambda: sess.run(None, feeds), a.repeats)
+            row["ort_ms"] = float(np.median(rounds["ort"]))
             row["max_abs_diff_ort_torch"] = float(np.abs(v_ort - v_torch).max())
         rows.append(row)
         ort_cells = ("-", "-", "-") if ort is None else (
@@ -238,22 +251,28 @@ def main():
         print("|---|---|---|---|")
         for n in [int(b) for b in a.batches.split(",")]:
             j = os.path.join(work, f"bench{n}.json")
-            r = subprocess.run([a.lediflow, "bench", "--model", a.model, "--batches", str(n), "--repeats",
-                                str(max(3, a.repeats // 4)), "--json", j], env=dict(os.environ, RAYON_NUM_THREADS=str(a.threads)),
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                sys.exit(f"lediflow bench failed: {r.stderr}")
-            rust_ms = json.load(open(j))["rows"][0]["sample_ms"]
             x0 = torch.from_numpy(rng.standard_normal((n, c, s, s)).astype(np.float32))
-            with torch.inference_mode():
-                torch_ms = median_ms(lambda: midpoint_sample(net, x0, 4), max(3, a.repeats // 4))
-            sampling.append({"batch": n, "rust_sample_ms": rust_ms, "torch_sample_ms": torch_ms})
+            reps = max(3, a.repeats // 4)
+            rust_rounds, torch_rounds = [], []
+            for _ in range(a.rounds):
+                r = subprocess.run([a.lediflow, "bench", "--model", a.model, "--batches", str(n), "--repeats",
+                                    str(reps), "--json", j], env=dict(os.environ, RAYON_NUM_THREADS=str(a.threads)),
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"lediflow bench failed: {r.stderr}")
+                rust_rounds.append(json.load(open(j))["rows"][0]["sample_ms"])
+                with torch.inference_mode():
+                    torch_rounds.append(median_ms(lambda: midpoint_sample(net, x0, 4), reps))
+            rust_ms, torch_ms = float(np.median(rust_rounds)), float(np.median(torch_rounds))
+            sampling.append({"batch": n, "rust_sample_ms": rust_ms, "torch_sample_ms": torch_ms,
+                             "rounds": {"rust": rust_rounds, "torch": torch_rounds}})
             print(f"| {n} | {n * 1e3 / rust_ms:.1f} | {n * 1e3 / torch_ms:.1f} | {rust_ms / torch_ms:.2f} |")
     ok = all(r["max_abs_diff_rust_torch"] <= 1e-4 for r in rows)
     print(f"parity (max abs diff <= 1e-4 in f32): {'OK' if ok else 'FAILED'}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"model": a.model, "threads": a.threads, "repeats": a.repeats, "torch": torch.__version__,
+            json.dump({"model": a.model, "threads": a.threads, "repeats": a.repeats, "rounds": a.rounds,
+                       "torch": torch.__version__,
                        "onnxruntime": None if ort is None else ort.__version__, "rows": rows,
                        "sampling": sampling}, f, indent=2)
     sys.exit(0 if ok else 1)

@@ -12,10 +12,10 @@ for th in 1 2; do
     peak=$(grep -o '[0-9.]* GFLOP/s' "$OUT/peak-${th}thread.txt" | cut -d' ' -f1)
     for m in ledi gaussian; do
         RAYON_NUM_THREADS=$th "$BIN" bench --model "models/dcss-small-$m.safetensors" --batches 1,16,64 \
-            --peak-gflops "$peak" --json "$OUT/$m-${th}thread.json" >"$OUT/$m-${th}thread.md" 2>"$OUT/$m-${th}thread.log"
+            --peak-gflops "$peak" --repeats 10 --json "$OUT/$m-${th}thread.json" >"$OUT/$m-${th}thread.md" 2>"$OUT/$m-${th}thread.log"
     done
-    "$PY" bench/torch_reference.py --model models/dcss-small-ledi.safetensors --threads "$th" \
+    "$PY" bench/torch_reference.py --model models/dcss-small-ledi.safetensors --threads "$th" --repeats 10 --rounds 5 \
         --json "$OUT/reference-${th}thread.json" >"$OUT/reference-${th}thread.md"
-    "$PY" bench/torch_reference.py --model models/dcss-small-gaussian.safetensors --threads "$th" --no-onnx \
+    "$PY" bench/torch_reference.py --model models/dcss-small-gaussian.safetensors --threads "$th" --repeats 10 --rounds 5 --no-onnx \
         --json "$OUT/reference-gaussian-${th}thread.json" >"$OUT/reference-gaussian-${th}thread.md"
 done
