@@ -73,9 +73,7 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
         Ok(v) => {
-            for e in v.iter_mut() {
-                *e = 0.5 * *e * (1.0 + erf_f32(*e * std::f32::consts::FRAC_1_SQRT_2));
-            }
+            cpu::gelu_in_place(v);
             Tensor::from_data(data, &device)
         }
         Err(_) => burn::tensor::activation::gelu(Tensor::from_data(data, &device)),

@@ -150,7 +150,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let cfg = p.config().clone();
     let flops = forward_flops(&cfg) as f64;
     let learned = cfg.prior == PriorKind::Learned;
-    let dev = p.device().clone();
+    let dev = *p.device();
     let (c, s) = (cfg.image.channels, cfg.image.size);
     let nfe = opts.steps * opts.solver.evals_per_step();
     eprintln!(

@@ -205,7 +205,7 @@ impl CpuDit {
             let [h, a, y, wide_buf, scores] = <[&mut [f32]; 5]>::try_from(bufs).unwrap();
 
             // Patch tokens [n, C*p*p], then h = tokens W + b + position.
-            self.patchify(x, 1, a);
+            self.patchify(x, a);
             dense(&self.patch_embed, a, n, h);
             for (v, p) in h.iter_mut().zip(&self.pos) {
                 *v += p;
@@ -242,47 +242,35 @@ impl CpuDit {
             let last = &mods[self.blocks.len() * 6 * d..];
             norm_modulate(h, a, d, &last[..d], &last[d..2 * d]);
             dense(&self.final_proj, a, n, y);
-            self.unpatchify(y, 1, out);
+            self.unpatchify(y, out);
         });
     }
 
-    /// [b, C, H, W] -> tokens [b * g * g, C * p * p], tokens in row-major patch order.
-    fn patchify(&self, x: &[f32], b: usize, tokens: &mut [f32]) {
+    /// Calls f(pixel offset, token offset) for every run of `patch` pixels of one image
+    /// [C, H, W] and where it sits in the image's patch tokens [g * g, C * p * p] (tokens in
+    /// row-major patch order, each token's numbers ordered channel, row, column).
+    fn patch_runs(&self, mut f: impl FnMut(usize, usize)) {
         let (c, p, s) = (self.channels, self.patch, self.size);
         let g = s / p;
-        let pd = c * p * p;
-        for img in 0..b {
-            for gy in 0..g {
-                for gx in 0..g {
-                    let tok = &mut tokens[((img * g + gy) * g + gx) * pd..][..pd];
-                    for ch in 0..c {
-                        for py in 0..p {
-                            let src = &x[((img * c + ch) * s + gy * p + py) * s + gx * p..][..p];
-                            tok[(ch * p + py) * p..][..p].copy_from_slice(src);
-                        }
+        for gy in 0..g {
+            for gx in 0..g {
+                for ch in 0..c {
+                    for py in 0..p {
+                        f((ch * s + gy * p + py) * s + gx * p, ((gy * g + gx) * c + ch) * p * p + py * p);
                     }
                 }
             }
         }
     }
 
-    fn unpatchify(&self, tokens: &[f32], b: usize, x: &mut [f32]) {
-        let (c, p, s) = (self.channels, self.patch, self.size);
-        let g = s / p;
-        let pd = c * p * p;
-        for img in 0..b {
-            for gy in 0..g {
-                for gx in 0..g {
-                    let tok = &tokens[((img * g + gy) * g + gx) * pd..][..pd];
-                    for ch in 0..c {
-                        for py in 0..p {
-                            let dst = &mut x[((img * c + ch) * s + gy * p + py) * s + gx * p..][..p];
-                            dst.copy_from_slice(&tok[(ch * p + py) * p..][..p]);
-                        }
-                    }
-                }
-            }
-        }
+    fn patchify(&self, x: &[f32], tokens: &mut [f32]) {
+        let p = self.patch;
+        self.patch_runs(|i, t| tokens[t..t + p].copy_from_slice(&x[i..i + p]));
+    }
+
+    fn unpatchify(&self, tokens: &[f32], x: &mut [f32]) {
+        let p = self.patch;
+        self.patch_runs(|i, t| x[i..i + p].copy_from_slice(&tokens[t..t + p]));
     }
 }
 
