@@ -186,6 +186,29 @@ fn train_sample_info_round_trip() {
     let text = String::from_utf8_lossy(&lediflow().args(["info", "--model"]).arg(&retrained).output().unwrap().stdout)
         .to_string();
     assert!(text.contains("latent_retrained"), "{text}");
+    // ... also with a latent flow of another size, which the file records and loads back.
+    let resized = dir.join("resized.safetensors");
+    let out = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--steps", "2", "--batch", "4", "--hidden", "24", "--blocks", "1"])
+        .arg("--out")
+        .arg(&resized)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = lediflow::checkpoint::read_meta(&std::fs::read(&resized).unwrap()).unwrap();
+    assert_eq!((meta.config.latent.hidden, meta.config.latent.blocks), (24, 1));
+    let out = lediflow()
+        .args(["sample", "--model"])
+        .arg(&resized)
+        .args(["--count", "2", "--out"])
+        .arg(dir.join("resized.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bad = lediflow()
         .args(["retrain-latent", "--model"])
         .arg(&model)

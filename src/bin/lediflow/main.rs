@@ -330,6 +330,12 @@ struct RetrainLatentArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Hidden width of the new latent flow (default: the model's own).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Residual blocks of the new latent flow (default: the model's own).
+    #[arg(long)]
+    blocks: Option<usize>,
     /// The model file to write (never the input file in place).
     #[arg(long)]
     out: PathBuf,
@@ -769,7 +775,12 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
         latent: OptimConfig { lr: a.lr, ..OptimConfig::default() },
         ..TrainConfig::default()
     };
-    let mut stage = LatentStage::<CpuTrainBackend>::new(p.config(), &train, encoder, &Default::default());
+    // The latent flow starts afresh, so its size may change; nothing else reads its weights.
+    let mut cfg = p.config().clone();
+    cfg.latent.hidden = a.hidden.unwrap_or(cfg.latent.hidden);
+    cfg.latent.blocks = a.blocks.unwrap_or(cfg.latent.blocks);
+    cfg.validate().map_err(|e| e.to_string())?;
+    let mut stage = LatentStage::<CpuTrainBackend>::new(&cfg, &train, encoder, &Default::default());
     let mut batcher = Batcher::new(n, a.seed);
     let (mut recent, mut last) = (0.0f64, 0.0f64);
     for step in 1..=a.steps {
@@ -790,12 +801,14 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let mut nets = p.networks().clone();
     nets.latent = Some(stage.net.ema().clone());
     let mut meta = p.meta().clone();
+    meta.config = cfg.clone();
     if !meta.provenance.training.is_object() {
         meta.provenance.training = serde_json::json!({ "original": meta.provenance.training });
     }
     meta.provenance.training["latent_retrained"] = serde_json::json!({
         "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
         "seed": a.seed, "images": n, "final_loss_mean_of_last_500_steps": last,
+        "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks,
         "wall_seconds": t0.elapsed().as_secs_f64(),
     });
     lediflow::checkpoint::save(&a.out, &nets, &meta).map_err(|e| e.to_string())?;
