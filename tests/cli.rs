@@ -194,6 +194,7 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--steps", "2", "--batch", "4", "--hidden", "24", "--blocks", "1"])
+        .args(["--target", "sample"])
         .arg("--out")
         .arg(&resized)
         .output()
@@ -201,6 +202,18 @@ fn train_sample_info_round_trip() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let meta = lediflow::checkpoint::read_meta(&std::fs::read(&resized).unwrap()).unwrap();
     assert_eq!((meta.config.latent.hidden, meta.config.latent.blocks), (24, 1));
+    assert_eq!(meta.provenance.training["latent_retrained"]["target"], "sample");
+    let bad = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--target", "median", "--out"])
+        .arg(dir.join("never.safetensors"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--target must be mean or sample"));
+    assert!(!dir.join("never.safetensors").exists());
     let out = lediflow()
         .args(["sample", "--model"])
         .arg(&resized)

@@ -336,6 +336,11 @@ struct RetrainLatentArgs {
     /// Residual blocks of the new latent flow (default: the model's own).
     #[arg(long)]
     blocks: Option<usize>,
+    /// Latents to imitate: `mean` (the encoder's posterior means, as `train` does) or `sample`
+    /// (a fresh posterior draw mu + sigma * eps for every step: noisier targets, a smoother
+    /// latent distribution).
+    #[arg(long, default_value = "mean")]
+    target: String,
     /// The model file to write (never the input file in place).
     #[arg(long)]
     out: PathBuf,
@@ -752,23 +757,36 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     if a.steps == 0 || a.batch == 0 {
         return Err("--steps and --batch must be at least 1".into());
     }
+    let sample_target = match a.target.as_str() {
+        "mean" => false,
+        "sample" => true,
+        other => return Err(format!("--target must be mean or sample, got {other:?}")),
+    };
     let (p, ds) = model_and_data(&a.model, &a.data)?;
     let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
     let (train_set, _) = ds.split(a.data.val_every);
     let t0 = std::time::Instant::now();
-    // The frozen encoder's means of every training image, once: the latent flow's targets.
-    let mut rows = Vec::new();
+    // The frozen encoder's posterior (means and log-variances) of every training image, once.
+    let (mut rows, mut logvars) = (Vec::new(), Vec::new());
     for start in (0..train_set.len()).step_by(256) {
         let n = 256.min(train_set.len() - start);
         let px = &train_set.pixels[start * train_set.image(0).len()..(start + n) * train_set.image(0).len()];
         let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
             .map_err(|e| e.to_string())?;
-        rows.push(p.encode(x).map_err(|e| e.to_string())?);
+        let (mu, logvar) = encoder.forward(x);
+        rows.push(mu);
+        logvars.push(logvar);
     }
     let z_all = burn::tensor::Tensor::cat(rows, 0);
+    let sigma_all = (burn::tensor::Tensor::cat(logvars, 0) * 0.5).exp();
     let n = z_all.dims()[0];
-    eprintln!("encoded {n} training images in {:.1} s", t0.elapsed().as_secs_f64());
+    let mean_sigma: f32 = sigma_all.clone().mean().into_scalar();
+    let spread: f32 = z_all.clone().var(0).sqrt().mean().into_scalar();
+    eprintln!(
+        "encoded {n} training images in {:.1} s: posterior sigma {mean_sigma:.3} on average, spread of the means {spread:.3}",
+        t0.elapsed().as_secs_f64()
+    );
     let train = TrainConfig {
         batch_size: a.batch,
         seed: a.seed,
@@ -782,11 +800,18 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     cfg.validate().map_err(|e| e.to_string())?;
     let mut stage = LatentStage::<CpuTrainBackend>::new(&cfg, &train, encoder, &Default::default());
     let mut batcher = Batcher::new(n, a.seed);
+    let mut eps_rng = lediflow::rng::Rng::stream(a.seed, 0, lediflow::rng::Purpose::Training);
     let (mut recent, mut last) = (0.0f64, 0.0f64);
     for step in 1..=a.steps {
         let idx: Vec<i64> = batcher.next_indices(a.batch).into_iter().map(|i| i as i64).collect();
         let idx = burn::tensor::Tensor::<CpuBackend, 1, burn::tensor::Int>::from_ints(idx.as_slice(), p.device());
-        let loss = stage.step_latents(z_all.clone().select(0, idx)) as f64;
+        let mut z = z_all.clone().select(0, idx.clone());
+        if sample_target {
+            let shape = z.dims();
+            let eps = burn::tensor::TensorData::new(eps_rng.normal_vec(shape[0] * shape[1]), shape);
+            z = z + sigma_all.clone().select(0, idx) * burn::tensor::Tensor::from_data(eps, p.device());
+        }
+        let loss = stage.step_latents(z) as f64;
         if !loss.is_finite() {
             return Err(format!("latent loss became {loss} at step {step}: lower --lr"));
         }
@@ -808,7 +833,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     meta.provenance.training["latent_retrained"] = serde_json::json!({
         "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
         "seed": a.seed, "images": n, "final_loss_mean_of_last_500_steps": last,
-        "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks,
+        "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks, "target": a.target,
         "wall_seconds": t0.elapsed().as_secs_f64(),
     });
     lediflow::checkpoint::save(&a.out, &nets, &meta).map_err(|e| e.to_string())?;
