@@ -217,7 +217,8 @@ pub struct Pipeline<B: Backend> {
     nets: Networks<B>,
     meta: ModelMeta,
     device: B::Device,
-    /// The velocity network's and the decoder's weights for the fused CPU passes (CPU backend only).
+    /// The weights of the velocity network, the decoder and the latent flow for the fused CPU
+    /// passes (`model::cpu`; CPU backend only).
     fast: Option<CpuDit>,
     fast_decoder: Option<CpuDecoder>,
     fast_latent: Option<CpuLatentFlow>,
@@ -261,8 +262,12 @@ impl<B: Backend> Pipeline<B> {
     /// One evaluation of the image velocity network: x [N, C, H, W], t [N] -> [N, C, H, W].
     /// On the CPU backend this is the fused forward pass sampling uses, spread over rayon's
     /// threads; elsewhere burn's forward.
-    pub fn velocity(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
-        velocity_at(&self.nets.velocity, self.fast.as_ref(), rayon::current_num_threads(), x, t)
+    pub fn velocity(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Result<Tensor<B, 4>> {
+        self.check_images(&x)?;
+        if t.dims()[0] != x.dims()[0] {
+            return invalid(format!("t has {} entries for {} images", t.dims()[0], x.dims()[0]));
+        }
+        Ok(velocity_at(&self.nets.velocity, self.fast.as_ref(), all_threads(), x, t))
     }
 
     pub fn device(&self) -> &B::Device {
@@ -424,11 +429,12 @@ impl<B: Backend> Pipeline<B> {
     /// Samples `count` images. Image i depends only on (seed, first_index + i), not on count.
     ///
     /// On the CPU backend a call is cut into chunks of at most [`CPU_CHUNK`] images, shared out
-    /// to one worker thread per core (rayon's thread count, so `RAYON_NUM_THREADS` applies):
-    /// the CPU backend's own per-op threading barely speeds up networks this small, and its
-    /// per-image cost grows past ~16 images a batch (cache). The split changes nothing in the
-    /// result, since each image has its own noise stream. The progress callback is called on
-    /// the calling thread only, counting the steps of the chunks that thread runs.
+    /// to one worker thread per core (rayon's thread count, so `RAYON_NUM_THREADS` applies), so
+    /// that the whole pipeline (prior, flow steps, burn's element-wise solver updates) runs in
+    /// parallel and a large call's working set stays small. The split changes nothing in the
+    /// result (bitwise: each image has its own noise stream and the CPU passes compute every
+    /// image alone). The progress callback is called on the calling thread only, counting the
+    /// steps of the chunks that thread runs.
     pub fn sample(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
         opts.validate()?;
         Self::check_count(count)?;

@@ -223,3 +223,22 @@ fn split_sampling_equals_single_images_and_keeps_progress_on_the_caller() {
         assert!(matches!(p.sample(n, &cancel), Err(Error::Cancelled)));
     }
 }
+
+/// `Pipeline::velocity` (the fused CPU pass on this backend) agrees with the burn module and
+/// rejects inputs of the wrong shape with an error instead of a panic.
+#[test]
+fn velocity_matches_the_network_and_checks_shapes() {
+    let p = random_pipeline(4, 16, PriorKind::Learned, 6);
+    let device = Default::default();
+    let x = synthetic_images(3, 4, 16);
+    let t = Tensor::<B, 1>::from_floats([0.1, 0.5, 0.9], &device);
+    let fused = to_vec(p.velocity(x.clone(), t.clone()).unwrap());
+    let burn_ops = to_vec(p.networks().velocity.forward(x.clone(), t.clone()));
+    assert!(burn_ops.iter().any(|v| v.abs() > 1e-3), "the reference is ~0: the check would prove nothing");
+    assert!(max_abs_diff(&fused, &burn_ops) < 1e-4);
+    assert!(matches!(
+        p.velocity(x.clone(), Tensor::<B, 1>::from_floats([0.1, 0.5], &device)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(p.velocity(synthetic_images(3, 3, 16), t), Err(Error::InvalidArgument(_))));
+}

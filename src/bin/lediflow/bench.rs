@@ -184,7 +184,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         let x = Tensor::<B, 4>::random([n, c, s, s], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
         let t = Tensor::<B, 1>::full([n], 0.5, &dev);
         let fwd_ms = median_ms(a.repeats, || {
-            sync(p.velocity(x.clone(), t.clone()));
+            sync(p.velocity(x.clone(), t.clone()).map_err(|e| e.to_string())?);
             Ok(())
         })?;
         let net = &p.networks().velocity;
@@ -257,7 +257,7 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
     let x = Tensor::<B, 1>::from_floats(xv.as_slice(), dev).reshape([xs[0], xs[1], xs[2], xs[3]]);
     let t = Tensor::<B, 1>::from_floats(tv.as_slice(), dev);
     let ms = median_ms(repeats, || {
-        sync(p.velocity(x.clone(), t.clone()));
+        sync(p.velocity(x.clone(), t.clone()).map_err(|e| e.to_string())?);
         Ok(())
     })?;
     let net = &p.networks().velocity;
@@ -265,7 +265,12 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
         sync(net.forward(x.clone(), t.clone()));
         Ok(())
     })?;
-    let v: Vec<f32> = p.velocity(x.clone(), t.clone()).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+    let v: Vec<f32> = p
+        .velocity(x.clone(), t.clone())
+        .map_err(|e| e.to_string())?
+        .into_data()
+        .to_vec()
+        .map_err(|e| format!("{e:?}"))?;
     let vb: Vec<f32> = net.forward(x, t).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
     let diff = v.iter().zip(&vb).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     let raw: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
