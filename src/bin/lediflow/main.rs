@@ -771,7 +771,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let (mut rows, mut logvars) = (Vec::new(), Vec::new());
     for start in (0..train_set.len()).step_by(256) {
         let n = 256.min(train_set.len() - start);
-        let px = &train_set.pixels[start * train_set.image(0).len()..(start + n) * train_set.image(0).len()];
+        let px = &train_set.pixels[start * train_set.image_bytes()..(start + n) * train_set.image_bytes()];
         let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
             .map_err(|e| e.to_string())?;
         let (mu, logvar) = encoder.forward(x);

@@ -12,7 +12,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
 
-use super::{Dense, floats, matmul, silu_in_place};
+use super::{Dense, bias_or_zeros, floats, matmul, silu_in_place};
 use crate::model::AuxDecoder;
 use crate::model::aux::DEC_LOGVAR_OFFSET;
 
@@ -45,8 +45,7 @@ impl Conv3 {
                 }
             }
         }
-        let b = c.bias.as_ref().map(|b| floats(b.val())).unwrap_or_else(|| vec![0.0; cout]);
-        Self { w, b, cin, cout }
+        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout }
     }
 
     /// x [h*w, cin] (channels last) -> out [h*w, cout]; `col` is scratch for the im2col rows.
@@ -110,8 +109,7 @@ impl ConvT4 {
                 }
             }
         }
-        let b = c.bias.as_ref().map(|b| floats(b.val())).unwrap_or_else(|| vec![0.0; cout]);
-        Self { w, b, cin, cout }
+        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout }
     }
 
     /// x [h*w, cin] -> out [2h*2w, cout]; `taps` is scratch for the [h*w, 16*cout] products.

@@ -14,7 +14,9 @@ use std::cell::RefCell;
 
 use burn::prelude::*;
 
-use super::{Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features};
+use super::{
+    Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features, with_buffers,
+};
 use crate::model::TIME_FREQ_DIM;
 use crate::model::dit::{LN_EPS, VelocityNet};
 
@@ -189,21 +191,7 @@ impl CpuDit {
             n * (3 * d).max(hidden), // qkv, then the MLP hidden layer
             n * n,                   // one head's attention scores
         ];
-        WORKSPACE.with(|ws| {
-            let mut ws = ws.borrow_mut();
-            let total: usize = sizes.iter().sum();
-            if ws.len() < total {
-                ws.resize(total, 0.0);
-            }
-            let mut rest = &mut ws[..total];
-            let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(sizes.len());
-            for s in sizes {
-                let (head, tail) = rest.split_at_mut(s);
-                bufs.push(head);
-                rest = tail;
-            }
-            let [h, a, y, wide_buf, scores] = <[&mut [f32]; 5]>::try_from(bufs).unwrap();
-
+        with_buffers(&WORKSPACE, sizes, |[h, a, y, wide_buf, scores]| {
             // Patch tokens [n, C*p*p], then h = tokens W + b + position.
             self.patchify(x, a);
             dense(&self.patch_embed, a, n, h);

@@ -3,8 +3,15 @@
 //! evaluations) cost about as much as the image flow's 8: the time went to per-op overhead and
 //! scalar exp in SiLU, not to the products.
 
-use super::{Dense, TIME_FREQ_DIM, mean_inv_std, rows_matmul_acc, silu_in_place, time_features};
+use std::cell::RefCell;
+
+use super::{Dense, TIME_FREQ_DIM, mean_inv_std, rows_matmul_acc, silu_in_place, time_features, with_buffers};
 use crate::model::LatentFlowNet;
+
+thread_local! {
+    /// Per-thread activation buffers (the latent flow runs once per latent solver step).
+    static WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// theta_L's layer norms (parameter-free), as in `LatentFlowNet::forward`.
 const LN_EPS: f32 = 1e-5;
@@ -95,43 +102,40 @@ impl CpuLatentFlow {
         // computed once and its per-block contributions added like a bias (nt = 1).
         let shared = t.iter().all(|&v| v == t[0]);
         let nt = if shared { 1.min(n) } else { n };
-        let mut temb = vec![0f32; nt * TIME_FREQ_DIM];
-        time_features(&t[..nt], &mut temb);
-        let mut th = vec![0f32; nt * h];
-        fill_bias(&mut th, h, &self.time1.b, None);
-        product(&self.time1, &temb, nt, &mut th);
-        silu_in_place(&mut th);
-        let mut cond = vec![0f32; nt * h];
-        fill_bias(&mut cond, h, &self.time2.b, None);
-        product(&self.time2, &th, nt, &mut cond);
-        silu_in_place(&mut cond);
-        let mut tcontrib = vec![0f32; nt * h];
-
-        let mut x = vec![0f32; n * h];
-        fill_bias(&mut x, h, &self.input.b, None);
-        product(&self.input, z, n, &mut x);
-        let (mut normed, mut a) = (vec![0f32; n * h], vec![0f32; n * h]);
-        for blk in &self.blocks {
-            // x += fc2(silu(fc1(ln(x)) + time(cond)))
-            layer_norm(&x, &mut normed, h);
-            fill_bias(&mut tcontrib, h, &blk.time.b, None);
-            product(&blk.time, &cond, nt, &mut tcontrib);
-            if shared {
-                fill_bias(&mut a, h, &blk.fc1.b, Some(&tcontrib));
-            } else {
-                a.copy_from_slice(&tcontrib);
-                fill_bias_add(&mut a, h, &blk.fc1.b);
-            }
-            product(&blk.fc1, &normed, n, &mut a);
-            silu_in_place(&mut a);
-            fill_bias_add(&mut x, h, &blk.fc2.b);
-            product(&blk.fc2, &a, n, &mut x);
-        }
-        layer_norm(&x, &mut normed, h);
-        silu_in_place(&mut normed);
+        let sizes = [nt * TIME_FREQ_DIM, nt * h, nt * h, nt * h, n * h, n * h, n * h];
         let mut out = vec![0f32; n * d];
-        fill_bias(&mut out, d, &self.output.b, None);
-        product(&self.output, &normed, n, &mut out);
+        with_buffers(&WORKSPACE, sizes, |[temb, th, cond, tcontrib, x, normed, a]| {
+            time_features(&t[..nt], temb);
+            fill_bias(th, h, &self.time1.b, None);
+            product(&self.time1, temb, nt, th);
+            silu_in_place(th);
+            fill_bias(cond, h, &self.time2.b, None);
+            product(&self.time2, th, nt, cond);
+            silu_in_place(cond);
+
+            fill_bias(x, h, &self.input.b, None);
+            product(&self.input, z, n, x);
+            for blk in &self.blocks {
+                // x += fc2(silu(fc1(ln(x)) + time(cond)))
+                layer_norm(x, normed, h);
+                fill_bias(tcontrib, h, &blk.time.b, None);
+                product(&blk.time, cond, nt, tcontrib);
+                if shared {
+                    fill_bias(a, h, &blk.fc1.b, Some(tcontrib));
+                } else {
+                    a.copy_from_slice(tcontrib);
+                    fill_bias_add(a, h, &blk.fc1.b);
+                }
+                product(&blk.fc1, normed, n, a);
+                silu_in_place(a);
+                fill_bias_add(x, h, &blk.fc2.b);
+                product(&blk.fc2, a, n, x);
+            }
+            layer_norm(x, normed, h);
+            silu_in_place(normed);
+            fill_bias(&mut out, d, &self.output.b, None);
+            product(&self.output, normed, n, &mut out);
+        });
         out
     }
 }

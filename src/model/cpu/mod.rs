@@ -60,11 +60,40 @@ pub(super) fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data after convert")
 }
 
+/// A layer's bias as floats, zeros when it has none.
+pub(super) fn bias_or_zeros<B: Backend>(bias: &Option<burn::module::Param<Tensor<B, 1>>>, n: usize) -> Vec<f32> {
+    bias.as_ref().map(|b| floats(b.val())).unwrap_or_else(|| vec![0.0; n])
+}
+
+/// Runs f on K scratch buffers of the given lengths, carved out of `key`'s per-thread storage,
+/// which grows to the largest request and is kept for the next call (a solver calls the same
+/// network once per step with the same sizes). Contents are left over from earlier calls.
+/// Not re-entrant for one key: each pass has its own.
+pub(super) fn with_buffers<const K: usize, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    sizes: [usize; K],
+    f: impl FnOnce([&mut [f32]; K]) -> R,
+) -> R {
+    key.with(|ws| {
+        let mut ws = ws.borrow_mut();
+        let total: usize = sizes.iter().sum();
+        if ws.len() < total {
+            ws.resize(total, 0.0);
+        }
+        let mut rest = &mut ws[..total];
+        let bufs: [&mut [f32]; K] = std::array::from_fn(|i| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(sizes[i]);
+            rest = tail;
+            head
+        });
+        f(bufs)
+    })
+}
+
 impl Dense {
     pub(super) fn from_linear<B: Backend>(l: &Linear<B>) -> Self {
         let [input, output] = l.weight.dims();
-        let b = l.bias.as_ref().map(|b| floats(b.val())).unwrap_or_else(|| vec![0.0; output]);
-        Self { w: floats(l.weight.val()), b, input, output }
+        Self { w: floats(l.weight.val()), b: bias_or_zeros(&l.bias, output), input, output }
     }
 }
 
