@@ -235,6 +235,41 @@ fn train_sample_info_round_trip() {
     let bad = lediflow().args(["eval", "--model"]).arg(&model).arg("--data").arg(&eval_data).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--size 16"), "{}", String::from_utf8_lossy(&bad.stderr));
 
+    // Fine-tuning: start from the trained file on other images, training only the image flow.
+    // Network config and prior come from the file; a different prior, a preset or a model key
+    // is refused.
+    let tuned = dir.join("tuned.safetensors");
+    let finetune = |extra: &[&str], out: &std::path::Path| {
+        lediflow()
+            .args(["train", "--data"])
+            .arg(&eval_data)
+            .args(["--size", "16", "--batch", "4", "--steps-aux", "0", "--steps-latent", "0", "--steps-fm", "2"])
+            .arg("--init")
+            .arg(&model)
+            .args(extra)
+            .arg("--run-dir")
+            .arg(dir.join("tune-run"))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = finetune(&["--set", "train.fm.lr=1e-4"], &tuned);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = lediflow::checkpoint::read_meta(&std::fs::read(&tuned).unwrap()).unwrap();
+    assert_eq!(meta.config.dit.depth, 1);
+    assert!(meta.provenance.training["run"]["init"]["path"].as_str().unwrap().ends_with("m.safetensors"));
+    let never = dir.join("never.safetensors");
+    for (extra, msg) in [
+        (&["--prior", "gaussian"][..], "has a Learned prior"),
+        (&["--preset", "tiny"][..], "cannot be used with"),
+        (&["--set", "dit.depth=2"][..], "keeps the model file's network config"),
+    ] {
+        let bad = finetune(extra, &never);
+        assert!(String::from_utf8_lossy(&bad.stderr).contains(msg), "{}", String::from_utf8_lossy(&bad.stderr));
+    }
+    assert!(!never.exists());
+
     // Bad input: clear messages, non-zero status.
     let bad = lediflow()
         .args(["sample", "--model"])

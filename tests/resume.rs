@@ -9,7 +9,7 @@ use std::rc::Rc;
 use common::*;
 use lediflow::checkpoint::parameter_values;
 use lediflow::data::Dataset;
-use lediflow::train::run::{RunControl, RunOutcome, RunSpec, StepLog, run};
+use lediflow::train::run::{InitFrom, RunControl, RunOutcome, RunSpec, StepLog, run};
 use lediflow::train::{OptimConfig, StageSteps, TrainConfig};
 use lediflow::{CpuTrainBackend, Pipeline, PriorKind};
 
@@ -36,6 +36,7 @@ fn spec(prior: PriorKind) -> RunSpec {
         hflip: true,
         checkpoint_every: 3,
         data: serde_json::json!("synthetic"),
+        init: None,
     }
 }
 
@@ -186,4 +187,94 @@ fn a_finished_run_extends_with_more_steps_like_a_longer_run() {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }
+}
+
+/// Every parameter of the model file at `path`, by name.
+fn params(path: &std::path::Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    parameter_values(Pipeline::<B>::load(path, &Default::default()).unwrap().networks())
+}
+
+#[test]
+fn fine_tuning_starts_from_the_init_file() {
+    let data = dataset();
+    for prior in [PriorKind::Learned, PriorKind::Gaussian] {
+        let base = spec(prior);
+        let dir = tmp(&format!("{prior:?}-init"));
+        go(&base, &data, &dir, "base", false, RunControl::default()).unwrap();
+        let init_path = dir.join("init.safetensors");
+        std::fs::rename(dir.join("m.safetensors"), &init_path).unwrap();
+        let init_nets = params(&init_path);
+
+        // Every stage at 0 steps: the output holds the file's networks unchanged.
+        let mut copy = base.clone();
+        copy.steps = StageSteps { aux: 0, latent: 0, fm: 0 };
+        copy.init = Some(InitFrom::new(&init_path).unwrap());
+        go(&copy, &data, &dir, "copy", false, RunControl::default()).unwrap();
+        assert_eq!(params(&dir.join("m.safetensors")), init_nets);
+
+        // Fine-tune only the image flow: the other networks stay as they are; the velocity
+        // network moves, but only by a few Adam steps away from the file's weights (a fresh
+        // network would differ by the scale of its initialisation).
+        let mut tune = copy.clone();
+        tune.steps.fm = 4;
+        let (full_log, control) = recorder();
+        go(&tune, &data, &dir, "tune", false, control).unwrap();
+        let tuned = params(&dir.join("m.safetensors"));
+        let mut moved = 0.0f32;
+        for (name, (_, v)) in &init_nets {
+            let w = &tuned[name].1;
+            if name.starts_with("velocity") {
+                let d = v.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(d < 5e-3, "{prior:?}: {name} moved {d} in 4 fine-tuning steps");
+                moved = moved.max(d);
+            } else {
+                assert_eq!(v, w, "{prior:?}: {name} has 0 steps and must stay as in the file");
+            }
+        }
+        assert!(moved > 0.0, "{prior:?}: the velocity network did not train");
+
+        // Interrupted and resumed, the fine-tuning run gives the same losses.
+        let control = RunControl { stop_after: Some(2), ..Default::default() };
+        assert!(matches!(go(&tune, &data, &dir, "tune2", false, control).unwrap(), RunOutcome::Interrupted { .. }));
+        let (rest_log, control) = recorder();
+        go(&tune, &data, &dir, "tune2", true, control).unwrap();
+        let full = full_log.borrow();
+        let rest = rest_log.borrow();
+        assert_eq!(rest.len(), 2);
+        for (a, b) in full[2..].iter().zip(rest.iter()) {
+            assert_eq!((a.step, a.loss.to_bits()), (b.step, b.loss.to_bits()), "{prior:?}");
+        }
+        assert_eq!(params(&dir.join("m.safetensors")), tuned);
+
+        // A file that changed since the run started is refused, before anything is touched.
+        let control = RunControl { stop_after: Some(1), ..Default::default() };
+        go(&tune, &data, &dir, "tune3", false, control).unwrap();
+        let mut bytes = std::fs::read(&init_path).unwrap();
+        bytes.push(0);
+        std::fs::write(&init_path, bytes).unwrap();
+        let err = go(&tune, &data, &dir, "tune3", true, RunControl::default()).unwrap_err();
+        assert!(err.to_string().contains("changed since this run started"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn zero_step_stages_need_an_init_file_with_the_same_networks() {
+    let data = dataset();
+    let dir = tmp("init-errors");
+    let mut s = spec(PriorKind::Learned);
+    s.steps.latent = 0;
+    let err = go(&s, &data, &dir, "run", false, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("stage latent has 0 steps"), "{err}");
+    assert!(!dir.join("run").exists(), "a refused run must not create its folder");
+
+    // A Gaussian-prior file cannot start a LeDiFlow run (no auxiliary model in it).
+    go(&spec(PriorKind::Gaussian), &data, &dir, "gauss", false, RunControl::default()).unwrap();
+    let mut s = spec(PriorKind::Learned);
+    s.init = Some(InitFrom::new(&dir.join("m.safetensors")).unwrap());
+    let err = go(&s, &data, &dir, "run", false, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("different networks"), "{err}");
+    let err = InitFrom::new(&dir.join("missing.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -154,6 +154,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainable<B, M> {
         self.ema = Some(ema);
     }
 
+    /// Starts training from `model` (fine-tuning): live and EMA weights both become `model`,
+    /// the optimizer state and step count stay fresh.
+    pub fn start_from(&mut self, model: M) {
+        self.ema = Some(model.valid());
+        self.model = Some(model);
+    }
+
     pub fn set_model(&mut self, model: M) {
         self.model = Some(model);
     }

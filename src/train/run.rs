@@ -56,6 +56,60 @@ pub struct RunSpec {
     pub checkpoint_every: usize,
     /// Free-form description of the data (for the model file's provenance).
     pub data: serde_json::Value,
+    /// Fine-tuning: every stage starts from this model file's network instead of random
+    /// weights, and a stage with 0 steps keeps the file's network as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitFrom>,
+}
+
+/// The model file a fine-tuning run starts from (`lediflow train --init`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFrom {
+    pub path: PathBuf,
+    /// FNV-1a 64 of the file's bytes, in hex: a run (and `--resume`) refuses a file that
+    /// changed after the run started.
+    pub fnv64: String,
+}
+
+impl InitFrom {
+    /// Records `path` and the hash of its current contents.
+    pub fn new(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {}: {e}", path.display())))?;
+        Ok(Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes) })
+    }
+
+    /// Loads the file's networks onto `device`, checking that it is still the file recorded
+    /// and that its networks are the ones `model` describes.
+    fn load<B: Backend>(&self, model: &ModelConfig, device: &B::Device) -> Result<Networks<B>> {
+        let path = self.path.display();
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {path}: {e}")))?;
+        if fnv64_hex(&bytes) != self.fnv64 {
+            return Err(Error::InvalidArgument(format!(
+                "--init: {path} changed since this run started (its hash differs from the one recorded)"
+            )));
+        }
+        let (nets, meta) = checkpoint::from_bytes::<B>(&bytes, device)?;
+        if meta.config != *model {
+            return Err(Error::InvalidArgument(format!(
+                "--init: {path} holds different networks from the ones this run trains \
+                 ({} vs {}); a fine-tuning run keeps the file's network config",
+                serde_json::to_string(&meta.config).unwrap_or_default(),
+                serde_json::to_string(model).unwrap_or_default()
+            )));
+        }
+        Ok(nets)
+    }
+}
+
+fn fnv64_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 impl RunSpec {
@@ -350,8 +404,18 @@ pub fn run<B: AutodiffBackend>(
     if spec.train.batch_size == 0 {
         return Err(Error::InvalidArgument("batch size must be at least 1".into()));
     }
-    std::fs::create_dir_all(run_dir)?;
     let stages = spec.stages();
+    // The starting weights of a fine-tuning run (autodiff parameters, like a fresh network's).
+    let init = spec.init.as_ref().map(|i| i.load::<B>(&spec.model, device)).transpose()?;
+    if init.is_none()
+        && let Some((stage, _)) = stages.iter().find(|(_, n)| *n == 0)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "stage {} has 0 steps: only a fine-tuning run (--init MODEL) can take a network without training it",
+            stage.name()
+        )));
+    }
+    std::fs::create_dir_all(run_dir)?;
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
 
     let resumed: Option<(RunState, PathBuf)> = if resume {
@@ -396,10 +460,24 @@ pub fn run<B: AutodiffBackend>(
     for (stage, total) in stages.iter().copied().skip_while(|(s, _)| *s != first_stage) {
         let from = resumed.take().filter(|(s, _)| s.stage == stage);
         let frozen_aux = || done.aux.clone().ok_or_else(|| Error::Internal("aux stage missing".into()));
+        let missing = |what: &str| Error::Internal(format!("--init: the model file has no {what}"));
         let mut active = match stage {
-            Stage::Aux => Active::Aux(AuxStage::<B>::new(&spec.model, &spec.train, device)),
+            Stage::Aux => {
+                let mut st = AuxStage::<B>::new(&spec.model, &spec.train, device);
+                if let Some(n) = &init {
+                    st.net.start_from(AuxModel {
+                        encoder: n.encoder.clone().ok_or_else(|| missing("encoder"))?,
+                        decoder: n.decoder.clone().ok_or_else(|| missing("decoder"))?,
+                    });
+                }
+                Active::Aux(st)
+            }
             Stage::Latent => {
-                Active::Latent(LatentStage::<B>::new(&spec.model, &spec.train, frozen_aux()?.encoder, device))
+                let mut st = LatentStage::<B>::new(&spec.model, &spec.train, frozen_aux()?.encoder, device);
+                if let Some(n) = &init {
+                    st.net.start_from(n.latent.clone().ok_or_else(|| missing("latent flow"))?);
+                }
+                Active::Latent(st)
             }
             Stage::Fm => {
                 let prior = match spec.model.prior {
@@ -413,7 +491,11 @@ pub fn run<B: AutodiffBackend>(
                         }
                     }
                 };
-                Active::Fm(FmStage::<B>::new(&spec.model, &spec.train, prior, device))
+                let mut st = FmStage::<B>::new(&spec.model, &spec.train, prior, device);
+                if let Some(n) = &init {
+                    st.net.start_from(n.velocity.clone());
+                }
+                Active::Fm(st)
             }
         };
         let mut ctx = StageCtx::new(spec, stage, &from, data.len());

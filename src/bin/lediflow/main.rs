@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lediflow::data::{self, Dataset};
 use lediflow::device::DeviceKind;
-use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage};
+use lediflow::train::run::{InitFrom, RunControl, RunOutcome, RunSpec, Stage};
 use lediflow::train::{StageSteps, TrainConfig};
 use lediflow::{CpuBackend, CpuTrainBackend, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
 
@@ -127,12 +127,19 @@ enum PriorArg {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Network size preset: tiny, small, base.
-    #[arg(long, default_value = "small")]
-    preset: String,
-    /// learned = LeDiFlow; gaussian = the baseline (same FM network and budget, x0 ~ N(0, I)).
-    #[arg(long, value_enum, default_value = "learned")]
-    prior: PriorArg,
+    /// Network size preset: tiny, small, base [default: small].
+    #[arg(long, conflicts_with = "init")]
+    preset: Option<String>,
+    /// learned = LeDiFlow; gaussian = the baseline (same FM network and budget, x0 ~ N(0, I))
+    /// [default: learned, or the --init file's].
+    #[arg(long, value_enum)]
+    prior: Option<PriorArg>,
+    /// Fine-tune: start every stage from this model file's networks (config, prior, image size
+    /// and channels come from the file) instead of random weights. A stage given 0 steps keeps
+    /// the file's network unchanged, e.g. --steps-aux 0 --steps-latent 0 trains only the image
+    /// flow on new data.
+    #[arg(long, value_name = "MODEL")]
+    init: Option<PathBuf>,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
     /// (keys under `train.` address the training config, the rest the model config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -389,12 +396,42 @@ fn set_path(v: &mut serde_json::Value, key: &str, raw: &str) -> Result<(), Strin
 }
 
 fn train(args: TrainArgs) -> Result<(), String> {
-    let prior = match args.prior {
+    let prior = args.prior.map(|p| match p {
         PriorArg::Learned => PriorKind::Learned,
         PriorArg::Gaussian => PriorKind::Gaussian,
+    });
+    let (model, init) = match &args.init {
+        None => {
+            let preset = args.preset.as_deref().unwrap_or("small");
+            let prior = prior.unwrap_or(PriorKind::Learned);
+            (ModelConfig::preset(preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?, None)
+        }
+        Some(path) => {
+            let init = InitFrom::new(path).map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(path).map_err(|e| format!("--init: cannot read {}: {e}", path.display()))?;
+            let model = lediflow::checkpoint::read_meta(&bytes).map_err(|e| format!("--init: {e}"))?.config;
+            if prior.is_some_and(|p| p != model.prior) {
+                return Err(format!(
+                    "--init: {} has a {:?} prior; a fine-tuning run keeps it (drop --prior)",
+                    path.display(),
+                    model.prior
+                ));
+            }
+            let image = model.image;
+            if (image.channels, image.size) != (args.data.channels, args.data.size) {
+                return Err(format!(
+                    "--init: {} makes {}x{} images with {} channels: pass --size {} --channels {}",
+                    path.display(),
+                    image.size,
+                    image.size,
+                    image.channels,
+                    image.size,
+                    image.channels
+                ));
+            }
+            (model, Some(init))
+        }
     };
-    let model =
-        ModelConfig::preset(&args.preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?;
     let train = TrainConfig { batch_size: args.batch, seed: args.seed, ..TrainConfig::default() };
     let mut mv = serde_json::to_value(&model).unwrap();
     let mut tv = serde_json::to_value(&train).unwrap();
@@ -402,6 +439,9 @@ fn train(args: TrainArgs) -> Result<(), String> {
         let (k, v) = o.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{o}'"))?;
         match k.strip_prefix("train.") {
             Some(tk) => set_path(&mut tv, tk, v)?,
+            None if init.is_some() => {
+                return Err(format!("--set {k}: a fine-tuning run (--init) keeps the model file's network config"));
+            }
             None => set_path(&mut mv, k, v)?,
         }
     }
@@ -423,6 +463,7 @@ fn train(args: TrainArgs) -> Result<(), String> {
         hflip: args.hflip,
         checkpoint_every: args.checkpoint_every,
         data: desc,
+        init,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
@@ -455,6 +496,10 @@ fn train(args: TrainArgs) -> Result<(), String> {
             b1.set_prefix(stage.name());
             b1.set_length(total as u64);
             b1.set_position(done as u64);
+            // The jump to a resumed stage's step is not progress: record it, then restart the
+            // rate estimate so steps/s and the ETA count only steps run in this call.
+            b1.tick();
+            b1.reset_eta();
         })),
         on_step: Some(Box::new(move |l, t| {
             b2.inc(1);
