@@ -39,6 +39,20 @@ fn train_sample_info_round_trip() {
     assert!(text.contains("prior:          learned") && text.contains("16x16, 4 channels"), "{text}");
     assert!(text.contains("\"depth\": 1") && text.contains("\"beta_kl\": 0.0099999"), "{text}");
 
+    // A reader that closes the pipe early (`lediflow info | head -1`) ends the tool quietly
+    // instead of making it panic.
+    let mut child = lediflow()
+        .args(["info", "--model"])
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() != Some(101) && !err.contains("panicked"), "{err}");
+
     let grid = dir.join("grid.png");
     let singles = dir.join("singles");
     let out = lediflow()

@@ -903,6 +903,13 @@ fn info(model: &Path) -> Result<(), String> {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so `lediflow info ... | head` made println! panic once the reader
+    // closed the pipe. A command-line tool should end quietly there, like other Unix tools.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => train(a),
