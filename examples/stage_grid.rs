@@ -11,6 +11,8 @@
 //!
 //!     cargo run --release --example stage_grid -- MODEL.safetensors OUT.png [STEPS]
 //!
+//! Pixels are drawn 3x3 in the grid.
+//!
 //! Needs crawl-tiles-data (`/usr/share/crawl/dat/tiles`). Uses the Midpoint solver, seed 0.
 
 use std::path::Path;
@@ -47,14 +49,23 @@ fn main() {
     let z_flow = p.sample_latents(n, &opts).unwrap();
     let (prior_flow, _) = p.decode_prior(z_flow.clone()).unwrap();
     let sample = p.generate(z_flow, &opts).unwrap();
-    let mut out = Dataset::new(32, 4);
+    // Pixels drawn 3x3 so that the sprites can be judged by eye.
+    const ZOOM: usize = 3;
+    let mut out = Dataset::new(32 * ZOOM, 4);
     let rows = [x, recon, flow_enc, prior_flow, sample];
     // Interleave so each block of rows shows the same columns through the stages.
     let rows: Vec<Vec<u8>> = rows.into_iter().map(|t| lediflow::image::to_u8(t).unwrap()).collect();
     let per = 32 * 32 * 4;
     for b in 0..blocks {
         for r in &rows {
-            out.pixels.extend_from_slice(&r[b * cols * per..(b + 1) * cols * per]);
+            for img in r[b * cols * per..(b + 1) * cols * per].chunks_exact(per) {
+                for y in 0..32 * ZOOM {
+                    for x in 0..32 * ZOOM {
+                        let p = ((y / ZOOM) * 32 + x / ZOOM) * 4;
+                        out.pixels.extend_from_slice(&img[p..p + 4]);
+                    }
+                }
+            }
         }
     }
     out.sources = vec![String::new(); rows.len() * n];
