@@ -134,10 +134,10 @@ struct TrainArgs {
     /// [default: learned, or the --init file's].
     #[arg(long, value_enum)]
     prior: Option<PriorArg>,
-    /// Fine-tune: start every stage from this model file's networks (config, prior, image size
-    /// and channels come from the file) instead of random weights. A stage given 0 steps keeps
-    /// the file's network unchanged, e.g. --steps-aux 0 --steps-latent 0 trains only the image
-    /// flow on new data.
+    /// Fine-tune: start every stage from this model file's networks instead of random weights
+    /// (network config and prior come from the file; --size and --channels must match it). A
+    /// stage given 0 steps keeps the file's network unchanged, e.g. --steps-aux 0
+    /// --steps-latent 0 trains only the image flow on new data.
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
