@@ -232,6 +232,10 @@ fn fine_tuning_starts_from_the_init_file() {
             }
         }
         assert!(moved > 0.0, "{prior:?}: the velocity network did not train");
+        // Only the stage that trained reports a final loss.
+        let p = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+        let losses = p.meta().provenance.training["final_losses_mean_of_last_100_steps"].as_object().unwrap().clone();
+        assert_eq!(losses.keys().collect::<Vec<_>>(), vec!["fm"], "{prior:?}");
 
         // Interrupted and resumed, the fine-tuning run gives the same losses.
         let control = RunControl { stop_after: Some(2), ..Default::default() };

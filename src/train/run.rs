@@ -570,7 +570,10 @@ pub fn run<B: AutodiffBackend>(
             // more steps (`--resume` with a larger count).
             save(&mut active, &ctx, &done, &final_losses)?;
         }
-        final_losses.insert(stage.name().into(), ctx.mean_recent().into());
+        // A stage that ran no steps (taken from an --init file) has no loss to report.
+        if !ctx.recent.is_empty() {
+            final_losses.insert(stage.name().into(), ctx.mean_recent().into());
+        }
         match active {
             Active::Aux(st) => done.aux = Some(st.net.ema().clone()),
             Active::Latent(st) => done.latent = Some(st.net.ema().clone()),
