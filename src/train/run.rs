@@ -74,9 +74,17 @@ pub struct InitFrom {
 impl InitFrom {
     /// Records `path` and the hash of its current contents.
     pub fn new(path: &Path) -> Result<Self> {
+        Self::read(path).map(|(init, _)| init)
+    }
+
+    /// [`InitFrom::new`], also returning the file's metadata (its network config and prior),
+    /// from the same single read of the file.
+    pub fn read(path: &Path) -> Result<(Self, ModelMeta)> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {}: {e}", path.display())))?;
-        Ok(Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes) })
+        let meta = checkpoint::read_meta(&bytes)
+            .map_err(|e| Error::InvalidArgument(format!("--init: {}: {e}", path.display())))?;
+        Ok((Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes) }, meta))
     }
 
     /// Loads the file's networks onto `device`, checking that it is still the file recorded

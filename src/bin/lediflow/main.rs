@@ -407,9 +407,8 @@ fn train(args: TrainArgs) -> Result<(), String> {
             (ModelConfig::preset(preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?, None)
         }
         Some(path) => {
-            let init = InitFrom::new(path).map_err(|e| e.to_string())?;
-            let bytes = std::fs::read(path).map_err(|e| format!("--init: cannot read {}: {e}", path.display()))?;
-            let model = lediflow::checkpoint::read_meta(&bytes).map_err(|e| format!("--init: {e}"))?.config;
+            let (init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
+            let model = meta.config;
             if prior.is_some_and(|p| p != model.prior) {
                 return Err(format!(
                     "--init: {} has a {:?} prior; a fine-tuning run keeps it (drop --prior)",
@@ -417,16 +416,11 @@ fn train(args: TrainArgs) -> Result<(), String> {
                     model.prior
                 ));
             }
-            let image = model.image;
-            if (image.channels, image.size) != (args.data.channels, args.data.size) {
+            let (s, c) = (model.image.size, model.image.channels);
+            if (c, s) != (args.data.channels, args.data.size) {
                 return Err(format!(
-                    "--init: {} makes {}x{} images with {} channels: pass --size {} --channels {}",
-                    path.display(),
-                    image.size,
-                    image.size,
-                    image.channels,
-                    image.size,
-                    image.channels
+                    "--init: {} makes {s}x{s} images with {c} channels: pass --size {s} --channels {c}",
+                    path.display()
                 ));
             }
             (model, Some(init))
