@@ -896,6 +896,33 @@ fn info(model: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Tells glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
+///
+/// Every tensor op allocates its output afresh, and the buffers of a training step (up to a few
+/// MiB each) are above glibc's default mmap threshold or get trimmed off the heap top, so each
+/// step mapped and zero-faulted the same pages again: 2.2 million page faults and ~18% of the
+/// wall time in a 60-step FM run (BENCHMARKS.md). Only the tool does this; the library never
+/// changes its host's allocator settings. An explicit `MALLOC_*_` or `GLIBC_TUNABLES`
+/// environment setting wins.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let user_set = std::env::vars_os().any(|(k, _)| {
+            let k = k.to_string_lossy();
+            k == "GLIBC_TUNABLES" || (k.starts_with("MALLOC_") && k.ends_with('_'))
+        });
+        if !user_set {
+            // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+            unsafe {
+                // 32 MiB is the largest mmap threshold glibc accepts on 64-bit targets.
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+                libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+            }
+        }
+    }
+}
+
 fn main() {
     // Rust ignores SIGPIPE, so `lediflow info ... | head` made println! panic once the reader
     // closed the pipe. A command-line tool should end quietly there, like other Unix tools.
@@ -904,6 +931,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => train(a),
