@@ -277,12 +277,16 @@ fn train_sample_info_round_trip() {
     for (extra, msg) in [
         (&["--prior", "gaussian"][..], "has a Learned prior"),
         (&["--preset", "tiny"][..], "cannot be used with"),
-        (&["--set", "dit.depth=2"][..], "keeps the model file's network config"),
+        (&["--set", "aux.latent_dim=4"][..], "keeps the model file's network config"),
     ] {
         let bad = finetune(extra, &never);
         assert!(String::from_utf8_lossy(&bad.stderr).contains(msg), "{}", String::from_utf8_lossy(&bad.stderr));
     }
     assert!(!never.exists());
+    // Only the velocity network's shape may change; it then trains from scratch.
+    let out = finetune(&["--set", "dit.depth=2"], &tuned);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lediflow::checkpoint::read_meta(&std::fs::read(&tuned).unwrap()).unwrap().config.dit.depth, 2);
 
     // Bad input: clear messages, non-zero status.
     let bad = lediflow()

@@ -280,5 +280,54 @@ fn zero_step_stages_need_an_init_file_with_the_same_networks() {
     assert!(err.to_string().contains("different networks"), "{err}");
     let err = InitFrom::new(&dir.join("missing.safetensors")).unwrap_err();
     assert!(err.to_string().contains("cannot read"), "{err}");
+
+    // Another velocity network shape on a LeDiFlow file's prior: that network must train.
+    go(&spec(PriorKind::Learned), &data, &dir, "ledi", false, RunControl::default()).unwrap();
+    let init_path = dir.join("ledi.safetensors");
+    std::fs::rename(dir.join("m.safetensors"), &init_path).unwrap();
+    let mut s = spec(PriorKind::Learned);
+    s.init = Some(InitFrom::new(&init_path).unwrap());
+    s.model.dit.depth += 1;
+    s.steps = StageSteps { aux: 0, latent: 0, fm: 0 };
+    let err = go(&s, &data, &dir, "wider", false, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("another shape"), "{err}");
+    assert!(!dir.join("wider").exists(), "a refused run must not create its folder");
+    // Any other config change is still refused.
+    let mut other = s.clone();
+    other.model.latent.hidden += 8;
+    other.steps.fm = 2;
+    let err = go(&other, &data, &dir, "other", false, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("different networks"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn init_with_a_new_velocity_network_keeps_the_files_prior() {
+    let data = dataset();
+    let dir = tmp("init-new-velocity");
+    go(&spec(PriorKind::Learned), &data, &dir, "base", false, RunControl::default()).unwrap();
+    let init_path = dir.join("init.safetensors");
+    std::fs::rename(dir.join("m.safetensors"), &init_path).unwrap();
+    let init_nets = params(&init_path);
+
+    let mut s = spec(PriorKind::Learned);
+    s.init = Some(InitFrom::new(&init_path).unwrap());
+    s.model.dit.depth += 1;
+    s.steps = StageSteps { aux: 0, latent: 0, fm: 3 };
+    go(&s, &data, &dir, "run", false, RunControl::default()).unwrap();
+    let out = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+    assert_eq!(out.meta().config, s.model);
+    let nets = parameter_values(out.networks());
+    let mut velocity = 0;
+    for (name, v) in &nets {
+        if name.starts_with("velocity") {
+            velocity += 1;
+        } else {
+            assert_eq!(&init_nets[name], v, "{name} has 0 steps and must stay as in the file");
+        }
+    }
+    let deeper = nets.keys().filter(|n| n.starts_with("velocity")).count();
+    let before = init_nets.keys().filter(|n| n.starts_with("velocity")).count();
+    assert!(velocity == deeper && deeper > before, "the velocity network has {deeper} tensors, the file's {before}");
     let _ = std::fs::remove_dir_all(&dir);
 }

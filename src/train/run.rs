@@ -57,7 +57,9 @@ pub struct RunSpec {
     /// Free-form description of the data (for the model file's provenance).
     pub data: serde_json::Value,
     /// Fine-tuning: every stage starts from this model file's network instead of random
-    /// weights, and a stage with 0 steps keeps the file's network as it is.
+    /// weights, and a stage with 0 steps keeps the file's network as it is. Only the image-flow
+    /// network's shape (`model.dit`) may differ from the file's: that network then starts from
+    /// random weights (a larger velocity network on the file's prior).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitFrom>,
 }
@@ -88,8 +90,9 @@ impl InitFrom {
     }
 
     /// Loads the file's networks onto `device`, checking that it is still the file recorded
-    /// and that its networks are the ones `model` describes.
-    fn load<B: Backend>(&self, model: &ModelConfig, device: &B::Device) -> Result<Networks<B>> {
+    /// and that its networks are the ones `model` describes (the velocity network aside).
+    /// Returns whether the file's velocity network has `model`'s shape.
+    fn load<B: Backend>(&self, model: &ModelConfig, device: &B::Device) -> Result<(Networks<B>, bool)> {
         let path = self.path.display();
         let bytes = std::fs::read(&self.path)
             .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {path}: {e}")))?;
@@ -99,15 +102,16 @@ impl InitFrom {
             )));
         }
         let (nets, meta) = checkpoint::from_bytes::<B>(&bytes, device)?;
-        if meta.config != *model {
+        let same_but_velocity = ModelConfig { dit: model.dit.clone(), ..meta.config.clone() } == *model;
+        if !same_but_velocity {
             return Err(Error::InvalidArgument(format!(
                 "--init: {path} holds different networks from the ones this run trains \
-                 ({} vs {}); a fine-tuning run keeps the file's network config",
+                 ({} vs {}); a fine-tuning run keeps the file's network config (only `dit` may change)",
                 serde_json::to_string(&meta.config).unwrap_or_default(),
                 serde_json::to_string(model).unwrap_or_default()
             )));
         }
-        Ok(nets)
+        Ok((nets, meta.config.dit == model.dit))
     }
 }
 
@@ -414,7 +418,10 @@ pub fn run<B: AutodiffBackend>(
     }
     let stages = spec.stages();
     // The starting weights of a fine-tuning run (autodiff parameters, like a fresh network's).
-    let init = spec.init.as_ref().map(|i| i.load::<B>(&spec.model, device)).transpose()?;
+    let (init, velocity_fits) = match &spec.init {
+        Some(i) => i.load::<B>(&spec.model, device).map(|(n, fits)| (Some(n), fits))?,
+        None => (None, false),
+    };
     if init.is_none()
         && let Some((stage, _)) = stages.iter().find(|(_, n)| *n == 0)
     {
@@ -422,6 +429,13 @@ pub fn run<B: AutodiffBackend>(
             "stage {} has 0 steps: only a fine-tuning run (--init MODEL) can take a network without training it",
             stage.name()
         )));
+    }
+    if init.is_some() && !velocity_fits && spec.steps.fm == 0 {
+        return Err(Error::InvalidArgument(
+            "stage fm has 0 steps, but the --init file's velocity network has another shape (dit): \
+             a new velocity network must be trained"
+                .into(),
+        ));
     }
     std::fs::create_dir_all(run_dir)?;
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
@@ -500,7 +514,7 @@ pub fn run<B: AutodiffBackend>(
                     }
                 };
                 let mut st = FmStage::<B>::new(&spec.model, &spec.train, prior, device);
-                if let Some(n) = &init {
+                if let Some(n) = init.as_ref().filter(|_| velocity_fits) {
                     st.net.start_from(n.velocity.clone());
                 }
                 Active::Fm(st)

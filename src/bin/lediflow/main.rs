@@ -137,7 +137,8 @@ struct TrainArgs {
     /// Fine-tune: start every stage from this model file's networks instead of random weights
     /// (network config and prior come from the file; --size and --channels must match it). A
     /// stage given 0 steps keeps the file's network unchanged, e.g. --steps-aux 0
-    /// --steps-latent 0 trains only the image flow on new data.
+    /// --steps-latent 0 trains only the image flow on new data. `--set dit.KEY=VALUE` gives the
+    /// image flow another shape: it then trains from random weights on the file's prior.
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
@@ -433,8 +434,11 @@ fn train(args: TrainArgs) -> Result<(), String> {
         let (k, v) = o.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{o}'"))?;
         match k.strip_prefix("train.") {
             Some(tk) => set_path(&mut tv, tk, v)?,
-            None if init.is_some() => {
-                return Err(format!("--set {k}: a fine-tuning run (--init) keeps the model file's network config"));
+            None if init.is_some() && !k.starts_with("dit.") => {
+                return Err(format!(
+                    "--set {k}: a fine-tuning run (--init) keeps the model file's network config \
+                     (only dit.* may change: a new velocity network, trained from scratch)"
+                ));
             }
             None => set_path(&mut mv, k, v)?,
         }
