@@ -44,6 +44,7 @@ macro_rules! multiversion {
     };
 }
 
+pub(crate) mod autodiff;
 pub mod decoder;
 pub mod dit;
 pub mod latent;
