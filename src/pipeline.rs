@@ -15,6 +15,7 @@ use crate::error::{Error, Result, invalid};
 use crate::flow::{Solver, VelocityField};
 use crate::model::cpu::decoder::CpuDecoder;
 use crate::model::cpu::dit::CpuDit;
+use crate::model::cpu::encoder::CpuEncoder;
 use crate::model::cpu::latent::CpuLatentFlow;
 use crate::model::{LatentFlowNet, Networks, VelocityNet};
 use crate::rng::{Purpose, Rng, normal_rows};
@@ -217,10 +218,11 @@ pub struct Pipeline<B: Backend> {
     nets: Networks<B>,
     meta: ModelMeta,
     device: B::Device,
-    /// The weights of the velocity network, the decoder and the latent flow for the fused CPU
-    /// passes (`model::cpu`; CPU backend only).
+    /// The weights of the velocity network, the decoder, the encoder and the latent flow for
+    /// the fused CPU passes (`model::cpu`; CPU backend only).
     fast: Option<CpuDit>,
     fast_decoder: Option<CpuDecoder>,
+    fast_encoder: Option<CpuEncoder>,
     fast_latent: Option<CpuLatentFlow>,
 }
 
@@ -229,8 +231,9 @@ impl<B: Backend> Pipeline<B> {
         let cpu = std::any::TypeId::of::<B>() == std::any::TypeId::of::<crate::CpuBackend>();
         let fast = cpu.then(|| CpuDit::from_net(&nets.velocity));
         let fast_decoder = nets.decoder.as_ref().filter(|_| cpu).map(CpuDecoder::from_net);
+        let fast_encoder = nets.encoder.as_ref().filter(|_| cpu).map(CpuEncoder::from_net);
         let fast_latent = nets.latent.as_ref().filter(|_| cpu).map(CpuLatentFlow::from_net);
-        Self { nets, meta, device, fast, fast_decoder, fast_latent }
+        Self { nets, meta, device, fast, fast_decoder, fast_encoder, fast_latent }
     }
 
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
@@ -378,7 +381,14 @@ impl<B: Backend> Pipeline<B> {
         let enc = self.nets.encoder.as_ref().ok_or_else(|| {
             Error::Unsupported("encode needs a learned-prior model; this one has a Gaussian prior".into())
         })?;
-        Ok(enc.forward(images).0)
+        let Some(fast) = &self.fast_encoder else {
+            return Ok(enc.forward(images).0);
+        };
+        let n = images.dims()[0];
+        let xs =
+            images.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Internal(format!("{e:?}")))?;
+        let (mu, _) = fast.forward(&xs);
+        Ok(Tensor::from_data(TensorData::new(mu, [n, self.meta.config.aux.latent_dim]), &self.device))
     }
 
     /// Prior draw x0 for latents z with the given standard-normal eps.

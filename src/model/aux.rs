@@ -9,12 +9,12 @@ use burn::tensor::activation::{sigmoid, silu};
 use crate::config::ModelConfig;
 
 /// Encoder log-variance clamp: keeps exp() finite without hurting any sensible posterior.
-const ENC_LOGVAR_MIN: f32 = -14.0;
-const ENC_LOGVAR_MAX: f32 = 4.0;
+pub(crate) const ENC_LOGVAR_MIN: f32 = -14.0;
+pub(crate) const ENC_LOGVAR_MAX: f32 = 4.0;
 /// Added to the encoder's raw log-variance so a fresh encoder starts with posterior std ~0.14:
 /// with std 1 the decoder would see mostly noise and reconstruction would stall for hundreds
 /// of steps until the encoder learned to shrink it.
-const ENC_LOGVAR_OFFSET: f32 = -4.0;
+pub(crate) const ENC_LOGVAR_OFFSET: f32 = -4.0;
 /// Added to the decoder's raw log-variance before the sigmoid squash so a fresh decoder starts
 /// near var 0.4 (about the residual variance of an untrained mean) instead of mid-range.
 pub(crate) const DEC_LOGVAR_OFFSET: f32 = 1.4;
@@ -32,8 +32,8 @@ fn conv3<B: Backend>(c_in: usize, c_out: usize, stride: usize, device: &B::Devic
 
 #[derive(Module, Debug)]
 pub struct DownStage<B: Backend> {
-    down: Conv2d<B>,
-    conv: Conv2d<B>,
+    pub(crate) down: Conv2d<B>,
+    pub(crate) conv: Conv2d<B>,
 }
 
 #[derive(Module, Debug)]
@@ -44,10 +44,10 @@ pub struct UpStage<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct AuxEncoder<B: Backend> {
-    conv_in: Conv2d<B>,
-    stages: Vec<DownStage<B>>,
-    head: Linear<B>,
-    latent_dim: usize,
+    pub(crate) conv_in: Conv2d<B>,
+    pub(crate) stages: Vec<DownStage<B>>,
+    pub(crate) head: Linear<B>,
+    pub(crate) latent_dim: usize,
 }
 
 impl<B: Backend> AuxEncoder<B> {

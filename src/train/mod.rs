@@ -19,6 +19,7 @@ use crate::config::{ModelConfig, PriorKind};
 use crate::flow::path_point;
 use crate::loss::{PriorLoss, aux_loss, fm_loss};
 use crate::model::cpu::decoder::CpuDecoder;
+use crate::model::cpu::encoder::CpuEncoder;
 use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks, VelocityNet};
 use crate::rng::Rng;
 
@@ -219,16 +220,18 @@ pub struct FmStage<B: AutodiffBackend> {
     pub prior: FmPrior<B::InnerBackend>,
     pub rng: Rng,
     pub time_sampling: TimeSampling,
-    /// The frozen decoder as the fused CPU pass sampling uses, on the CPU backend: the prior
-    /// draw through burn's ops took a sixth of a learned-prior training step.
-    fast_decoder: Option<CpuDecoder>,
+    /// The frozen encoder and decoder as fused CPU passes (`model::cpu`), on the CPU backend:
+    /// the prior draw through burn's ops took a sixth of a learned-prior training step.
+    fast_prior: Option<(CpuEncoder, CpuDecoder)>,
 }
 
 impl<B: AutodiffBackend> FmStage<B> {
     pub fn new(cfg: &ModelConfig, train: &TrainConfig, prior: FmPrior<B::InnerBackend>, device: &B::Device) -> Self {
         let cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<crate::CpuBackend>();
-        let fast_decoder = match &prior {
-            FmPrior::Learned { decoder, .. } if cpu => Some(CpuDecoder::from_net(decoder.as_ref())),
+        let fast_prior = match &prior {
+            FmPrior::Learned { encoder, decoder, .. } if cpu => {
+                Some((CpuEncoder::from_net(encoder.as_ref()), CpuDecoder::from_net(decoder.as_ref())))
+            }
             _ => None,
         };
         Self {
@@ -236,7 +239,7 @@ impl<B: AutodiffBackend> FmStage<B> {
             prior,
             rng: Rng::stream(train.seed, 3, crate::rng::Purpose::Training),
             time_sampling: train.time_sampling,
-            fast_decoder,
+            fast_prior,
         }
     }
 
@@ -246,18 +249,24 @@ impl<B: AutodiffBackend> FmStage<B> {
         match &self.prior {
             FmPrior::Gaussian => normal::<B, 4>(&mut self.rng, shape, &y.device()),
             FmPrior::Learned { encoder, decoder, noise_scale } => {
-                let (mu_e, logvar_e) = encoder.forward(y.clone().inner());
-                let e1 = normal::<B::InnerBackend, 2>(&mut self.rng, mu_e.dims(), &mu_e.device());
-                let z = mu_e + (logvar_e * 0.5).exp() * e1;
-                if let Some(fast) = &self.fast_decoder {
-                    let z = z.into_data().convert::<f32>().into_vec::<f32>().expect("f32 latents");
-                    let (mut x0, logvar_p) = fast.forward(&z);
+                if let Some((fast_enc, fast_dec)) = &self.fast_prior {
+                    // The same draws in the same order as the burn path below.
+                    let ys = y.clone().inner().into_data().convert::<f32>().into_vec::<f32>().expect("f32 images");
+                    let (mut z, logvar_e) = fast_enc.forward(&ys);
+                    let e1 = self.rng.normal_vec(z.len());
+                    for ((z, lv), e) in z.iter_mut().zip(&logvar_e).zip(&e1) {
+                        *z += (lv * 0.5).exp() * e;
+                    }
+                    let (mut x0, logvar_p) = fast_dec.forward(&z);
                     let e2 = self.rng.normal_vec(x0.len());
                     for ((x, lv), e) in x0.iter_mut().zip(&logvar_p).zip(&e2) {
                         *x += (lv * 0.5).exp() * e * *noise_scale;
                     }
                     return Tensor::from_data(TensorData::new(x0, shape), &y.device());
                 }
+                let (mu_e, logvar_e) = encoder.forward(y.clone().inner());
+                let e1 = normal::<B::InnerBackend, 2>(&mut self.rng, mu_e.dims(), &mu_e.device());
+                let z = mu_e + (logvar_e * 0.5).exp() * e1;
                 let (mu_p, logvar_p) = decoder.forward(z);
                 let e2 = normal::<B::InnerBackend, 4>(&mut self.rng, shape, &mu_p.device());
                 Tensor::from_inner(mu_p + (logvar_p * 0.5).exp() * e2 * *noise_scale)
@@ -405,7 +414,7 @@ mod tests {
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use crate::{CpuBackend, CpuTrainBackend};
 
-    /// The fused decoder's prior draw equals burn's decoder's for the same random numbers.
+    /// The fused encoder and decoder's prior draw equals burn's for the same random numbers.
     #[test]
     fn fused_prior_draw_matches_burns() {
         let device = Default::default();
@@ -416,7 +425,7 @@ mod tests {
             noise_scale: 0.7,
         };
         let mut stage = FmStage::<CpuTrainBackend>::new(&cfg, &TrainConfig::default(), prior, &device);
-        assert!(stage.fast_decoder.is_some());
+        assert!(stage.fast_prior.is_some());
         let y = Tensor::<CpuTrainBackend, 1>::from_floats(
             (0..5 * 4 * 16 * 16).map(|i| ((i * 29 % 97) as f32 / 48.0) - 1.0).collect::<Vec<_>>().as_slice(),
             &device,
@@ -424,7 +433,7 @@ mod tests {
         .reshape([5, 4, 16, 16]);
         let rng = stage.rng.clone();
         let fast = stage.draw_x0(&y).into_data().into_vec::<f32>().unwrap();
-        stage.fast_decoder = None;
+        stage.fast_prior = None;
         stage.rng = rng;
         let slow = stage.draw_x0(&y).into_data().into_vec::<f32>().unwrap();
         let d = max_rel_diff(&slow, &fast);

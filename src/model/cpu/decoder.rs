@@ -16,25 +16,29 @@ use super::{Dense, bias_or_zeros, floats, matmul, silu_in_place};
 use crate::model::AuxDecoder;
 use crate::model::aux::DEC_LOGVAR_OFFSET;
 
-/// A 3x3, stride-1, padding-1 convolution; weight rows ordered (ky, kx, c_in), columns c_out.
-struct Conv3 {
+/// A 3x3, padding-1 convolution of stride 1 or 2 (stride 2 halves even heights and widths);
+/// weight rows ordered (ky, kx, c_in), columns c_out. Also used by the CPU encoder.
+pub(super) struct Conv3 {
     w: Vec<f32>,
     b: Vec<f32>,
-    cin: usize,
-    cout: usize,
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    pub(super) stride: usize,
 }
 
 impl Conv3 {
-    fn from_conv<B: Backend>(c: &Conv2d<B>) -> Self {
+    pub(super) fn from_conv<B: Backend>(c: &Conv2d<B>) -> Self {
         let [cout, cin, kh, kw] = c.weight.dims();
+        let stride = c.stride[0];
         assert!(
             kh == 3
                 && kw == 3
-                && c.stride == [1, 1]
+                && (stride == 1 || stride == 2)
+                && c.stride == [stride, stride]
                 && c.dilation == [1, 1]
                 && c.groups == 1
                 && matches!(c.padding, PaddingConfig2d::Explicit(1, 1, 1, 1)),
-            "the CPU decoder expects 3x3 stride-1 convolutions"
+            "the CPU passes expect 3x3 padding-1 convolutions of stride 1 or 2"
         );
         let src = floats(c.weight.val());
         let mut w = vec![0f32; 9 * cin * cout];
@@ -45,22 +49,24 @@ impl Conv3 {
                 }
             }
         }
-        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout }
+        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout, stride }
     }
 
-    /// x [h*w, cin] (channels last) -> out [h*w, cout]; `col` is scratch for the im2col rows.
-    fn forward(&self, x: &[f32], h: usize, w: usize, col: &mut Vec<f32>, out: &mut [f32]) {
-        let (cin, k) = (self.cin, 9 * self.cin);
-        if col.len() < h * w * k {
-            col.resize(h * w * k, 0.0);
+    /// x [h*w, cin] (channels last) -> out [oh*ow, cout] with (oh, ow) = (h, w) / stride;
+    /// `col` is scratch for the im2col rows.
+    pub(super) fn forward(&self, x: &[f32], h: usize, w: usize, col: &mut Vec<f32>, out: &mut [f32]) {
+        let (cin, k, s) = (self.cin, 9 * self.cin, self.stride);
+        let (oh, ow) = (h / s, w / s);
+        if col.len() < oh * ow * k {
+            col.resize(oh * ow * k, 0.0);
         }
-        for y in 0..h {
-            for xx in 0..w {
-                let row = &mut col[(y * w + xx) * k..][..k];
+        for y in 0..oh {
+            for xx in 0..ow {
+                let row = &mut col[(y * ow + xx) * k..][..k];
                 for ky in 0..3 {
-                    let sy = y as isize + ky as isize - 1;
+                    let sy = (y * s + ky) as isize - 1;
                     for kx in 0..3 {
-                        let sx = xx as isize + kx as isize - 1;
+                        let sx = (xx * s + kx) as isize - 1;
                         let tap = &mut row[(ky * 3 + kx) * cin..][..cin];
                         if sy < 0 || sy >= h as isize || sx < 0 || sx >= w as isize {
                             tap.fill(0.0); // zero padding
@@ -71,10 +77,10 @@ impl Conv3 {
                 }
             }
         }
-        for r in out[..h * w * self.cout].chunks_exact_mut(self.cout) {
+        for r in out[..oh * ow * self.cout].chunks_exact_mut(self.cout) {
             r.copy_from_slice(&self.b);
         }
-        matmul((h * w, self.cout, k), out, self.cout, true, col, (k, 1), &self.w, (self.cout, 1), 1.0);
+        matmul((oh * ow, self.cout, k), out, self.cout, true, col, (k, 1), &self.w, (self.cout, 1), 1.0);
     }
 }
 

@@ -1,13 +1,16 @@
 //! Fused CPU inference passes of the networks that dominate a sampling call: the velocity
-//! network ([`dit::CpuDit`]) and the auxiliary decoder ([`decoder::CpuDecoder`]).
+//! network ([`dit::CpuDit`]) and the auxiliary decoder ([`decoder::CpuDecoder`]); the auxiliary
+//! encoder ([`encoder::CpuEncoder`]) for `encode` and for LeDiFlow's FM training, which also
+//! decodes its prior draws here; and a vectorised GELU autodiff op for training (`autodiff`).
 //!
 //! burn runs a network as a chain of tensor operations, each writing a fresh tensor; on the CPU
 //! these small networks then spend more time allocating, copying and walking memory than
 //! multiplying. The passes here run the same networks on plain f32 buffers: matrix products
 //! through the `gemm` crate that burn's CPU backend itself uses (~165 GFLOP/s per core on these
 //! shapes), written into reused buffers, and every element-wise stage as one vectorised pass.
-//! They are built from a loaded burn module and checked against its forward pass in tests;
-//! training, CUDA and the small latent flow network stay on burn.
+//! They are built from a loaded burn module and checked against its forward pass in tests
+//! (the latent flow's too: [`latent::CpuLatentFlow`]). The networks being trained and every
+//! CUDA computation stay on burn.
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -47,6 +50,7 @@ macro_rules! multiversion {
 pub(crate) mod autodiff;
 pub mod decoder;
 pub mod dit;
+pub mod encoder;
 pub mod latent;
 
 /// A linear layer's parameters, y = x W + b with W row-major [input, output].
