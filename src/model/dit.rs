@@ -68,7 +68,15 @@ impl<B: Backend> DitBlock<B> {
     /// [B, H, N, Dh] tensor (and the merge back) made the CPU backend copy q, k, v and the output
     /// element by element, which cost more than the attention itself. Same numbers as
     /// `burn::tensor::module::attention` on the CPU backend (bitwise in the forward benchmark).
+    ///
+    /// Under autodiff (training) the heads run as one batched product instead
+    /// ([`Self::attention_batched`]): the backward pass of each column slice is a zero tensor
+    /// of the whole qkv shape with the slice's gradient written into it, all summed up again,
+    /// which for 3 x heads slices per block moved more memory than the whole rest of a step.
     fn attention(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
+        if B::ad_enabled(&h.device()) {
+            return self.attention_batched(h);
+        }
         let [b, n, d] = h.dims();
         let hd = d / self.heads;
         let qkv = linear_tokens(&self.qkv, h);
@@ -82,6 +90,19 @@ impl<B: Backend> DitBlock<B> {
             })
             .collect();
         linear_tokens(&self.proj, Tensor::cat(heads, 2))
+    }
+
+    /// The same attention with q, k, v as [B, H, N, Dh] tensors (one reshape and layout swap
+    /// of the qkv projection) and one batched product per step for all heads.
+    fn attention_batched(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, n, d] = h.dims();
+        let hd = d / self.heads;
+        let qkv = linear_tokens(&self.qkv, h).reshape([b, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
+        let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.reshape([b, self.heads, n, hd]));
+        let (q, k, v) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        linear_tokens(&self.proj, out)
     }
 }
 
@@ -192,6 +213,20 @@ mod tests {
     use super::*;
     use crate::CpuBackend;
     use crate::config::PriorKind;
+
+    /// The batched attention used in training computes what the per-head one does.
+    #[test]
+    fn batched_attention_matches_per_head_attention() {
+        let device = Default::default();
+        let cfg = ModelConfig::preset("small", 4, 32, PriorKind::Learned).unwrap();
+        let net = crate::model::cpu::test_util::randomized(VelocityNet::<CpuBackend>::new(&cfg, &device), 7);
+        let h = Tensor::<CpuBackend, 3>::random([3, 64, cfg.dit.dim], burn::tensor::Distribution::Default, &device);
+        let block = &net.blocks[1];
+        let a = block.attention(h.clone()).into_data().into_vec::<f32>().unwrap();
+        let b = block.attention_batched(h).into_data().into_vec::<f32>().unwrap();
+        let d = crate::model::cpu::test_util::max_rel_diff(&a, &b);
+        assert!(d < 1e-5, "batched and per-head attention differ by {d}");
+    }
 
     #[test]
     fn patchify_round_trips() {
