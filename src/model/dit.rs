@@ -6,7 +6,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
-use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, time_embedding};
+use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, permute, time_embedding};
 use crate::config::ModelConfig;
 
 pub(super) const LN_EPS: f64 = 1e-6;
@@ -92,16 +92,29 @@ impl<B: Backend> DitBlock<B> {
         linear_tokens(&self.proj, Tensor::cat(heads, 2))
     }
 
-    /// The same attention with q, k, v as [B, H, N, Dh] tensors (one reshape and layout swap
-    /// of the qkv projection) and one batched product per step for all heads.
+    /// The same attention with q, k, v as contiguous [B, H, N, Dh] tensors (k as [B, H, Dh, N])
+    /// and one batched product per step for all heads. q, k and v come from column slices of
+    /// the qkv *weights* (small, so their backward zero-fills are cheap), and the layout swaps
+    /// run through [`permute`] (a fast contiguous copy in training on the CPU).
     fn attention_batched(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, d] = h.dims();
-        let hd = d / self.heads;
-        let qkv = linear_tokens(&self.qkv, h).reshape([b, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
-        let mut parts = qkv.chunk(3, 0).into_iter().map(|t| t.reshape([b, self.heads, n, hd]));
-        let (q, k, v) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        let (heads, hd) = (self.heads, d / self.heads);
+        let x = h.reshape([b * n, d]);
+        let w = self.qkv.weight.val();
+        let bias = self.qkv.bias.as_ref().map(|p| p.val());
+        let part = |j: usize| {
+            let y = x.clone().matmul(w.clone().slice([0..d, j * d..(j + 1) * d]));
+            let y = match &bias {
+                Some(bias) => y + bias.clone().slice([j * d..(j + 1) * d]).unsqueeze::<2>(),
+                None => y,
+            };
+            y.reshape([b, n, heads, hd])
+        };
+        let q = permute(part(0), [0, 2, 1, 3]);
+        let k_t = permute(part(1), [0, 2, 3, 1]);
+        let v = permute(part(2), [0, 2, 1, 3]);
+        let scores = q.matmul(k_t) * (1.0 / (hd as f64).sqrt());
+        let out = permute(softmax(scores, 3).matmul(v), [0, 2, 1, 3]).reshape([b, n, d]);
         linear_tokens(&self.proj, out)
     }
 }
@@ -157,13 +170,13 @@ impl<B: Backend> VelocityNet<B> {
     fn patchify(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
         let b = x.dims()[0];
         let (c, p, g) = (self.channels, self.patch, self.size / self.patch);
-        x.reshape([b, c, g, p, g, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, g * g, c * p * p])
+        permute(x.reshape([b, c, g, p, g, p]), [0, 2, 4, 1, 3, 5]).reshape([b, g * g, c * p * p])
     }
 
     fn unpatchify(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
         let b = x.dims()[0];
         let (c, p, g) = (self.channels, self.patch, self.size / self.patch);
-        x.reshape([b, g, g, c, p, p]).permute([0, 3, 1, 4, 2, 5]).reshape([b, c, g * p, g * p])
+        permute(x.reshape([b, g, g, c, p, p]), [0, 3, 1, 4, 2, 5]).reshape([b, c, g * p, g * p])
     }
 
     /// Velocity at (x_t, t): x [B, C, H, W], t [B] -> [B, C, H, W].
@@ -213,6 +226,7 @@ mod tests {
     use super::*;
     use crate::CpuBackend;
     use crate::config::PriorKind;
+    use burn::module::AutodiffModule;
 
     /// The batched attention used in training computes what the per-head one does.
     #[test]
@@ -226,6 +240,23 @@ mod tests {
         let b = block.attention_batched(h).into_data().into_vec::<f32>().unwrap();
         let d = crate::model::cpu::test_util::max_rel_diff(&a, &b);
         assert!(d < 1e-5, "batched and per-head attention differ by {d}");
+
+        // Under autodiff (training), with the CPU's fast permute, against the per-head forward.
+        let net =
+            crate::model::cpu::test_util::randomized(VelocityNet::<crate::CpuTrainBackend>::new(&cfg, &device), 7);
+        let h = Tensor::<crate::CpuTrainBackend, 3>::random(
+            [2, 64, cfg.dit.dim],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let a = net.blocks[0].attention(h.clone()).into_data().into_vec::<f32>().unwrap();
+        let b = net.valid().blocks[0].attention(h.inner()).into_data().into_vec::<f32>().unwrap();
+        let d = crate::model::cpu::test_util::max_rel_diff(&a, &b);
+        assert!(d < 1e-5, "training attention differs from the per-head forward by {d}");
+        let x =
+            Tensor::<crate::CpuTrainBackend, 4>::random([2, 4, 32, 32], burn::tensor::Distribution::Default, &device);
+        let y = net.unpatchify(net.patchify(x.clone()));
+        y.into_data().assert_eq(&x.into_data(), true);
     }
 
     #[test]

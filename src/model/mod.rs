@@ -90,6 +90,23 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     }
 }
 
+/// `x.permute(axes)`, made contiguous at once by a fast copy on the CPU training backend
+/// (`cpu::autodiff::permute`); elsewhere burn's permuted view.
+pub(crate) fn permute<B: Backend, const D: usize>(x: Tensor<B, D>, axes: [usize; D]) -> Tensor<B, D> {
+    use std::any::{Any, TypeId};
+    if TypeId::of::<B>() != TypeId::of::<crate::CpuTrainBackend>() {
+        return x.permute(axes);
+    }
+    // B is CpuTrainBackend (checked just above): the downcasts cannot fail.
+    let x: Box<dyn Any> = Box::new(x);
+    let x = *x.downcast::<Tensor<crate::CpuTrainBackend, D>>().expect("B is CpuTrainBackend");
+    let y: Box<dyn Any> = match cpu::autodiff::permute(x, axes) {
+        Ok(y) => Box::new(y),
+        Err(x) => Box::new(x.permute(axes)),
+    };
+    *y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend")
+}
+
 /// Width of the sinusoidal time features fed to the time MLPs.
 pub(crate) const TIME_FREQ_DIM: usize = 256;
 
