@@ -65,18 +65,11 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
 /// velocity network's forward time, and 11% of a training step (`cpu::autodiff` for
 /// training). Other backends (CUDA) use burn's own GELU.
 pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    use std::any::{Any, TypeId};
-    if TypeId::of::<B>() == TypeId::of::<crate::CpuTrainBackend>() {
-        // B is CpuTrainBackend (checked just above): the downcasts cannot fail.
-        let x: Box<dyn Any> = Box::new(x);
-        let x = *x.downcast::<Tensor<crate::CpuTrainBackend, D>>().expect("B is CpuTrainBackend");
-        let y: Box<dyn Any> = match cpu::autodiff::gelu(x) {
-            Ok(y) => Box::new(y),
-            Err(x) => Box::new(burn::tensor::activation::gelu(x)),
-        };
-        return *y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend");
-    }
-    if TypeId::of::<B>() != TypeId::of::<crate::CpuBackend>() {
+    let x = match on_cpu_train(x, |x| cpu::autodiff::gelu(x).unwrap_or_else(burn::tensor::activation::gelu)) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    if std::any::TypeId::of::<B>() != std::any::TypeId::of::<crate::CpuBackend>() {
         return burn::tensor::activation::gelu(x);
     }
     let device = x.device();
@@ -93,18 +86,25 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
 /// `x.permute(axes)`, made contiguous at once by a fast copy on the CPU training backend
 /// (`cpu::autodiff::permute`); elsewhere burn's permuted view.
 pub(crate) fn permute<B: Backend, const D: usize>(x: Tensor<B, D>, axes: [usize; D]) -> Tensor<B, D> {
+    on_cpu_train(x, |x| cpu::autodiff::permute(x, axes).unwrap_or_else(|x| x.permute(axes)))
+        .unwrap_or_else(|x| x.permute(axes))
+}
+
+/// `Ok(f(x))` when `B` is the CPU training backend (`f` is written for that concrete type),
+/// `Err(x)` unchanged otherwise.
+fn on_cpu_train<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    f: impl FnOnce(Tensor<crate::CpuTrainBackend, D>) -> Tensor<crate::CpuTrainBackend, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
     use std::any::{Any, TypeId};
     if TypeId::of::<B>() != TypeId::of::<crate::CpuTrainBackend>() {
-        return x.permute(axes);
+        return Err(x);
     }
     // B is CpuTrainBackend (checked just above): the downcasts cannot fail.
     let x: Box<dyn Any> = Box::new(x);
     let x = *x.downcast::<Tensor<crate::CpuTrainBackend, D>>().expect("B is CpuTrainBackend");
-    let y: Box<dyn Any> = match cpu::autodiff::permute(x, axes) {
-        Ok(y) => Box::new(y),
-        Err(x) => Box::new(x.permute(axes)),
-    };
-    *y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend")
+    let y: Box<dyn Any> = Box::new(f(x));
+    Ok(*y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend"))
 }
 
 /// Width of the sinusoidal time features fed to the time MLPs.
@@ -183,7 +183,10 @@ mod tests {
         let v: Vec<f32> = (-4000..4000).map(|i| i as f32 * 2.5e-3).collect();
         let x = Tensor::<CpuBackend, 1>::from_floats(v.as_slice(), &device).reshape([4, 2000]);
         let ours = gelu(x.clone()).into_data();
-        let theirs = burn::tensor::activation::gelu(x).into_data();
+        let theirs = burn::tensor::activation::gelu(x.clone()).into_data();
         ours.assert_approx_eq::<f32>(&theirs, burn::tensor::Tolerance::absolute(1e-6));
+        // The training backend's dispatch (value here; the op's gradient is tested in cpu::autodiff).
+        let ours = gelu(Tensor::<crate::CpuTrainBackend, 2>::from_inner(x)).inner().into_data();
+        ours.assert_approx_eq::<f32>(&theirs, burn::tensor::Tolerance::rel_abs(1e-6, 1e-6));
     }
 }
