@@ -47,8 +47,11 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
 fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let xs = x.as_slice::<f32>().expect("contiguous f32");
-    let mut grad = contiguous(&grad);
-    // Reuses the incoming gradient's buffer when nothing else holds it (copy-on-write).
+    // `storage_mut` is the whole buffer: only a gradient that is exactly its buffer is used in
+    // place (copy-on-write if shared); views (offset, strided, part of a buffer) are copied.
+    let l = grad.layout();
+    let exact = l.is_contiguous() && l.start_offset() == 0 && grad.bytes().len() == l.num_elements() * 4;
+    let mut grad = if exact { grad } else { grad.to_contiguous() };
     gelu_grad_in_place(grad.storage_mut::<f32>(), xs);
     grad
 }
@@ -66,7 +69,7 @@ impl Backward<CpuBackend, 1> for Gelu {
     }
 }
 
-/// Exact GELU on the CPU training backend; `None` (the caller falls back to burn's GELU) for
+/// Exact GELU on the CPU training backend; `Err(x)` (the caller falls back to burn's GELU) for
 /// tensors that are not f32.
 pub(crate) fn gelu<const D: usize>(
     x: burn::tensor::Tensor<CpuTrainBackend, D>,
