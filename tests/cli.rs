@@ -171,10 +171,28 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--count", "5", "--latents", "train"])
+        .args(["--prior-scale", "0,0.5"])
         .output()
         .unwrap();
     assert!(diag.status.success(), "{}", String::from_utf8_lossy(&diag.stderr));
-    assert!(String::from_utf8_lossy(&diag.stdout).contains("| midpoint | 4 | 8 |"));
+    let table = String::from_utf8_lossy(&diag.stdout);
+    // One row per prior scale, the scale in the last column.
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| midpoint | 4 | 8 |")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].ends_with("| 0 |") && rows[1].ends_with("| 0.5 |"), "{table}");
+    let bad = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--prior-scale=-1"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("prior_scale must be"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let bad = lediflow()
         .args(["eval", "--model"])
         .arg(&model)

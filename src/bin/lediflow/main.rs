@@ -321,6 +321,10 @@ struct EvalArgs {
     /// the latent flow out of the measurement).
     #[arg(long, default_value = "flow")]
     latents: String,
+    /// LeDiFlow prior noise scales; a comma list sweeps them (0 = start from the prior mean;
+    /// ignored by Gaussian-prior models).
+    #[arg(long, default_value = "1")]
+    prior_scale: String,
 }
 
 #[derive(Args)]
@@ -708,6 +712,14 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let solvers: Vec<Solver> =
         a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let scales: Vec<f32> = a
+        .prior_scale
+        .split(',')
+        .map(|x| x.trim().parse().map_err(|_| format!("bad --prior-scale {x:?}")))
+        .collect::<Result<_, _>>()?;
+    if info.prior == PriorKind::Gaussian && scales.len() > 1 {
+        return Err("--prior-scale sweeps need a LeDiFlow model (a Gaussian prior ignores the scale)".into());
+    }
     let train_latents = match a.latents.as_str() {
         "flow" => None,
         "train" => {
@@ -727,39 +739,46 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         reference.count, train.count, a.seed
     );
     println!(
-        "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) |"
+        "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | prior scale |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
-    for solver in &solvers {
-        for &st in &steps {
-            let opts = SampleOptions { seed: a.seed, steps: st, solver: *solver, ..Default::default() };
-            let t = std::time::Instant::now();
-            let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
-            for start in (0..count).step_by(64) {
-                let n = 64.min(count - start);
-                let o = SampleOptions { first_index: start as u64, ..opts.clone() };
-                let images = match &train_latents {
-                    None => p.sample(n, &o),
-                    Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
-                };
-                pixels.extend(lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
+    for &prior_scale in &scales {
+        for solver in &solvers {
+            for &st in &steps {
+                let opts =
+                    SampleOptions { seed: a.seed, steps: st, solver: *solver, prior_scale, ..Default::default() };
+                opts.validate().map_err(|e| e.to_string())?;
+                let t = std::time::Instant::now();
+                let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
+                for start in (0..count).step_by(64) {
+                    let n = 64.min(count - start);
+                    let o = SampleOptions { first_index: start as u64, ..opts.clone() };
+                    let images = match &train_latents {
+                        None => p.sample(n, &o),
+                        Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
+                    };
+                    pixels
+                        .extend(lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
+                }
+                let sampled = t.elapsed().as_secs_f64();
+                let samples = Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
+                let r =
+                    evaluate(&samples, &reference, Some(&train), &EvalConfig::default()).map_err(|e| e.to_string())?;
+                let nfe = st * solver.evals_per_step();
+                println!(
+                    "| {solver} | {st} | {nfe} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {prior_scale} |",
+                    r.swd,
+                    r.kid_pixels,
+                    r.kid_features,
+                    r.precision,
+                    r.recall,
+                    r.nearest_train.unwrap_or(f64::NAN)
+                );
+                eprintln!("  sampling {sampled:.1} s, metrics {:.1} s", t.elapsed().as_secs_f64() - sampled);
+                rows.push(serde_json::json!({"solver": solver.name(), "steps": st, "nfe": nfe,
+                "prior_scale": prior_scale, "report": r}));
             }
-            let sampled = t.elapsed().as_secs_f64();
-            let samples = Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
-            let r = evaluate(&samples, &reference, Some(&train), &EvalConfig::default()).map_err(|e| e.to_string())?;
-            let nfe = st * solver.evals_per_step();
-            println!(
-                "| {solver} | {st} | {nfe} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |",
-                r.swd,
-                r.kid_pixels,
-                r.kid_features,
-                r.precision,
-                r.recall,
-                r.nearest_train.unwrap_or(f64::NAN)
-            );
-            eprintln!("  sampling {sampled:.1} s, metrics {:.1} s", t.elapsed().as_secs_f64() - sampled);
-            rows.push(serde_json::json!({"solver": solver.name(), "steps": st, "nfe": nfe, "report": r}));
         }
     }
     // The floor: real training tiles (as many as samples, spread over the training split)
@@ -775,7 +794,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     // The memorisation reference: held-out real images against the training split.
     let floor = lediflow::eval::nearest_train_distance(&reference, &train).map_err(|e| e.to_string())?;
     println!(
-        "| real training tiles ({k}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {floor:.4} (held-out) |",
+        "| real training tiles ({k}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {floor:.4} (held-out) | - |",
         real.swd, real.kid_pixels, real.kid_features, real.precision, real.recall
     );
     println!(
