@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, silu};
 
+use super::{conv_transpose2d, conv2d};
 use crate::config::ModelConfig;
 
 /// Encoder log-variance clamp: keeps exp() finite without hurting any sensible posterior.
@@ -67,10 +68,10 @@ impl<B: Backend> AuxEncoder<B> {
 
     /// Images [B, C, H, W] in [-1, 1] -> (mu_E, logvar_E), each [B, latent_dim].
     pub fn forward(&self, y: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let mut h = silu(self.conv_in.forward(y));
+        let mut h = silu(conv2d(&self.conv_in, y));
         for s in &self.stages {
-            h = silu(s.down.forward(h));
-            h = silu(s.conv.forward(h));
+            h = silu(conv2d(&s.down, h));
+            h = silu(conv2d(&s.conv, h));
         }
         let [b, c, hh, ww] = h.dims();
         let out = self.head.forward(h.reshape([b, c * hh * ww]));
@@ -127,12 +128,12 @@ impl<B: Backend> AuxDecoder<B> {
     pub fn forward(&self, z: Tensor<B, 2>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let b = z.dims()[0];
         let h = silu(self.head.forward(z)).reshape([b, self.top_channels, 4, 4]);
-        let mut h = silu(self.conv_top.forward(h));
+        let mut h = silu(conv2d(&self.conv_top, h));
         for s in &self.stages {
-            h = silu(s.up.forward(h));
-            h = silu(s.conv.forward(h));
+            h = silu(conv_transpose2d(&s.up, h));
+            h = silu(conv2d(&s.conv, h));
         }
-        let out = self.conv_out.forward(h);
+        let out = conv2d(&self.conv_out, h);
         let [_, _, hh, ww] = out.dims();
         let c = self.channels;
         let mu = out.clone().slice([0..b, 0..c, 0..hh, 0..ww]);

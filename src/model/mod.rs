@@ -90,6 +90,42 @@ pub(crate) fn permute<B: Backend, const D: usize>(x: Tensor<B, D>, axes: [usize;
         .unwrap_or_else(|x| x.permute(axes))
 }
 
+/// `c.forward(x)`; on the CPU training backend through `cpu::autodiff::conv2d` (im2col and
+/// matrix products in both passes, see `cpu::conv`) when the layer is one it covers.
+pub(crate) fn conv2d<B: Backend>(c: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    use burn::nn::PaddingConfig2d;
+    let Some(t) = (c as &dyn std::any::Any).downcast_ref::<burn::nn::conv::Conv2d<crate::CpuTrainBackend>>() else {
+        return c.forward(x);
+    };
+    let (Some(bias), PaddingConfig2d::Explicit(p, p1, p2, p3)) = (&t.bias, &t.padding) else {
+        return c.forward(x);
+    };
+    let [s, s1] = t.stride;
+    if [*p1, *p2, *p3] != [*p; 3] || s1 != s || t.dilation != [1, 1] || t.groups != 1 {
+        return c.forward(x);
+    }
+    on_cpu_train(x, |x| cpu::autodiff::conv2d(&x, &t.weight.val(), &bias.val(), s, *p).unwrap_or_else(|| t.forward(x)))
+        .unwrap_or_else(|x| c.forward(x))
+}
+
+/// `c.forward(x)`; on the CPU training backend through `cpu::autodiff::conv_transpose2d` when
+/// the layer is one it covers.
+pub(crate) fn conv_transpose2d<B: Backend>(c: &burn::nn::conv::ConvTranspose2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let Some(t) = (c as &dyn std::any::Any).downcast_ref::<burn::nn::conv::ConvTranspose2d<crate::CpuTrainBackend>>()
+    else {
+        return c.forward(x);
+    };
+    let ([s, s1], [p, p1]) = (t.stride, t.padding);
+    let Some(bias) = &t.bias else { return c.forward(x) };
+    if s1 != s || p1 != p || t.padding_out != [0, 0] || t.dilation != [1, 1] || t.groups != 1 {
+        return c.forward(x);
+    }
+    on_cpu_train(x, |x| {
+        cpu::autodiff::conv_transpose2d(&x, &t.weight.val(), &bias.val(), s, p).unwrap_or_else(|| t.forward(x))
+    })
+    .unwrap_or_else(|x| c.forward(x))
+}
+
 /// `Ok(f(x))` when `B` is the CPU training backend (`f` is written for that concrete type),
 /// `Err(x)` unchanged otherwise.
 fn on_cpu_train<B: Backend, const D: usize>(

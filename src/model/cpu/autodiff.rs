@@ -16,6 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::{DType, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
+use super::conv::{Conv, ConvT, Geom};
 use super::{exp_f32, gelu_in_place};
 use crate::model::erf_f32;
 use crate::{CpuBackend, CpuTrainBackend};
@@ -169,6 +170,142 @@ pub(crate) fn permute<const D: usize>(
     Ok(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
 }
 
+/// Which of the two convolution kinds a [`ConvOp`] runs, with its geometry (see `conv::Geom`:
+/// a transposed convolution's geometry is that of the convolution it is the adjoint of).
+#[derive(Clone, Copy, Debug)]
+enum ConvKind {
+    /// Weight [cout, c, k, k].
+    Conv { g: Geom, cout: usize },
+    /// Weight [cin, c, k, k].
+    Transposed { g: Geom, cin: usize },
+}
+
+impl ConvKind {
+    fn forward(&self, x: &[f32], w: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+        match *self {
+            Self::Conv { g, cout } => Conv { g, cout, w, b }.forward(x, n),
+            Self::Transposed { g, cin } => ConvT { g, cin, w, b }.forward(x, n),
+        }
+    }
+
+    fn output_shape(&self, n: usize) -> Vec<usize> {
+        match *self {
+            Self::Conv { g, cout } => vec![n, cout, g.oh, g.ow],
+            Self::Transposed { g, .. } => vec![n, g.c, g.h, g.w],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConvOp;
+
+impl Backward<CpuBackend, 3> for ConvOp {
+    /// The input and the weight (contiguous), the geometry and the batch size.
+    type State = (FlexTensor, FlexTensor, ConvKind, usize);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let gy = contiguous(&grads.consume::<CpuBackend>(&ops.node));
+        let (x, w, kind, n) = ops.state;
+        let (xs, ws, gys) = (f32s(&x), f32s(&w), f32s(&gy));
+        let (gx, gwb) = match kind {
+            ConvKind::Conv { g, cout } => {
+                let op = Conv { g, cout, w: ws, b: &[] };
+                (node_x.as_ref().map(|_| op.grad_x(gys, n)), op.grad_w_b(xs, gys, n))
+            }
+            ConvKind::Transposed { g, cin } => {
+                let op = ConvT { g, cin, w: ws, b: &[] };
+                (node_x.as_ref().map(|_| op.grad_x(gys, n)), op.grad_w_b(xs, gys, n))
+            }
+        };
+        let shaped =
+            |v: Vec<f32>, like: &FlexTensor| FlexTensor::from_data(TensorData::new(v, like.layout().shape().to_vec()));
+        if let (Some(node), Some(gx)) = (node_x, gx) {
+            grads.register::<CpuBackend>(node.id, shaped(gx, &x));
+        }
+        let (gw, gb) = gwb;
+        if let Some(node) = node_w {
+            grads.register::<CpuBackend>(node.id, shaped(gw, &w));
+        }
+        if let Some(node) = node_b {
+            let len = gb.len();
+            grads.register::<CpuBackend>(node.id, FlexTensor::from_data(TensorData::new(gb, vec![len])));
+        }
+    }
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32")
+}
+
+type Train4 = burn::tensor::Tensor<CpuTrainBackend, 4>;
+
+/// A square convolution (groups 1, dilation 1, symmetric zero padding, with bias) on the CPU
+/// training backend; `None` when the tensors or the geometry are outside what `conv` covers
+/// (the caller then uses burn's).
+fn conv_op(
+    x: &Train4,
+    w: &Train4,
+    b: &burn::tensor::Tensor<CpuTrainBackend, 1>,
+    kind: impl FnOnce([usize; 4], [usize; 4]) -> Option<ConvKind>,
+) -> Option<Train4> {
+    if [x.dtype(), w.dtype(), b.dtype()] != [DType::F32; 3] {
+        return None;
+    }
+    let kind = kind(x.dims(), w.dims())?;
+    let n = x.dims()[0];
+    let (x, w, b) =
+        (x.clone().into_primitive().tensor(), w.clone().into_primitive().tensor(), b.clone().into_primitive().tensor());
+    if n == 0 || [&x, &w, &b].iter().any(|t| t.primitive.dtype() != DType::F32) {
+        return None;
+    }
+    let (xc, wc, bc) = (contiguous(&x.primitive), contiguous(&w.primitive), contiguous(&b.primitive));
+    let y = kind.forward(f32s(&xc), f32s(&wc), f32s(&bc), n);
+    let y = FlexTensor::from_data(TensorData::new(y, kind.output_shape(n)));
+    let out = match ConvOp
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((xc, wc, kind, n), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Some(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// `x` [n, c, h, w] through a k x k convolution with weight [cout, c, k, k], bias [cout],
+/// stride `s` and zero padding `p` on every side.
+pub(crate) fn conv2d(
+    x: &Train4,
+    w: &Train4,
+    b: &burn::tensor::Tensor<CpuTrainBackend, 1>,
+    s: usize,
+    p: usize,
+) -> Option<Train4> {
+    conv_op(x, w, b, |[_, c, h, wd], [cout, wc, k, k2]| {
+        (wc == c && k == k2).then_some(())?;
+        Some(ConvKind::Conv { g: Geom::new(c, h, wd, k, s, p)?, cout })
+    })
+}
+
+/// `x` [n, cin, h, w] through a k x k transposed convolution with weight [cin, cout, k, k],
+/// bias [cout], stride `s`, padding `p` and no output padding: output (h - 1) s - 2p + k.
+pub(crate) fn conv_transpose2d(
+    x: &Train4,
+    w: &Train4,
+    b: &burn::tensor::Tensor<CpuTrainBackend, 1>,
+    s: usize,
+    p: usize,
+) -> Option<Train4> {
+    conv_op(x, w, b, |[_, cin, h, wd], [wc, cout, k, k2]| {
+        (wc == cin && k == k2 && s > 0 && h > 0 && wd > 0).then_some(())?;
+        let (oh, ow) = (((h - 1) * s + k).checked_sub(2 * p)?, ((wd - 1) * s + k).checked_sub(2 * p)?);
+        let g = Geom::new(cout, oh, ow, k, s, p)?;
+        // The adjoint convolution must map the output back onto exactly this input.
+        (g.oh == h && g.ow == wd).then_some(ConvKind::Transposed { g, cin })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use burn::prelude::*;
@@ -233,5 +370,82 @@ mod tests {
         let (y_burn, g_burn) = run(false);
         y_ours.assert_eq(&y_burn, true);
         g_ours.assert_eq(&g_burn, true);
+    }
+
+    /// Output and the gradients of input, weight and bias against burn's own layers, for the
+    /// auxiliary model's kinds (3x3 stride 1 and 2, 4x4 stride-2 transposed) plus odd sizes,
+    /// no padding and a strided input; and the geometries left to burn.
+    #[test]
+    fn convolutions_match_burns_and_their_gradients() {
+        use burn::nn::PaddingConfig2d;
+        use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+        let device = Default::default();
+        let input = |n: usize, c: usize, h: usize, w: usize| {
+            // Built as [n, c, w, h] and swapped: a non-contiguous input.
+            Tensor::<CpuTrainBackend, 1>::from_floats(
+                (0..n * c * h * w).map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>().as_slice(),
+                &device,
+            )
+            .reshape([n, c, w, h])
+            .swap_dims(2, 3)
+            .require_grad()
+        };
+        let check = |ours: (Tensor<CpuTrainBackend, 4>, Vec<TensorData>),
+                     burn: (Tensor<CpuTrainBackend, 4>, Vec<TensorData>)| {
+            let tol = burn::tensor::Tolerance::rel_abs(1e-4, 1e-4);
+            ours.0.into_data().assert_approx_eq::<f32>(&burn.0.into_data(), tol);
+            for (a, b) in ours.1.iter().zip(&burn.1) {
+                a.assert_approx_eq::<f32>(b, tol);
+            }
+        };
+        for &(cin, cout, h, w, k, s, p) in
+            &[(3, 5, 8, 8, 3, 1, 1), (4, 6, 8, 8, 3, 2, 1), (2, 3, 7, 5, 3, 2, 1), (2, 3, 6, 5, 3, 1, 0)]
+        {
+            let conv = Conv2dConfig::new([cin, cout], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .init::<CpuTrainBackend>(&device);
+            let run = |ours: bool| {
+                let x = input(3, cin, h, w);
+                let y = if ours { crate::model::conv2d(&conv, x.clone()) } else { conv.forward(x.clone()) };
+                let wgt = y.clone().inner().cos();
+                let grads = (y.clone() * Tensor::from_inner(wgt)).sum().backward();
+                let g = [
+                    x.grad(&grads).unwrap().into_data(),
+                    conv.weight.grad(&grads).unwrap().into_data(),
+                    conv.bias.as_ref().unwrap().grad(&grads).unwrap().into_data(),
+                ];
+                (y, g.to_vec())
+            };
+            check(run(true), run(false));
+        }
+        for &(cin, cout, h, w, k, s, p) in &[(4, 3, 4, 4, 4, 2, 1), (3, 2, 5, 3, 4, 2, 1), (2, 2, 4, 4, 3, 1, 1)] {
+            let conv = ConvTranspose2dConfig::new([cin, cout], [k, k])
+                .with_stride([s, s])
+                .with_padding([p, p])
+                .init::<CpuTrainBackend>(&device);
+            let run = |ours: bool| {
+                let x = input(2, cin, h, w);
+                let y = if ours { crate::model::conv_transpose2d(&conv, x.clone()) } else { conv.forward(x.clone()) };
+                let wgt = y.clone().inner().sin();
+                let grads = (y.clone() * Tensor::from_inner(wgt)).sum().backward();
+                let g = [
+                    x.grad(&grads).unwrap().into_data(),
+                    conv.weight.grad(&grads).unwrap().into_data(),
+                    conv.bias.as_ref().unwrap().grad(&grads).unwrap().into_data(),
+                ];
+                (y, g.to_vec())
+            };
+            check(run(true), run(false));
+        }
+        // Geometries the fast path does not cover are burn's: output padding, dilation.
+        let x = input(1, 2, 5, 5);
+        let t = ConvTranspose2dConfig::new([2, 2], [3, 3])
+            .with_stride([2, 2])
+            .with_padding_out([1, 1])
+            .init::<CpuTrainBackend>(&device);
+        assert_eq!(crate::model::conv_transpose2d(&t, x.clone()).dims(), t.forward(x.clone()).dims());
+        let d = Conv2dConfig::new([2, 2], [3, 3]).with_dilation([2, 2]).init::<CpuTrainBackend>(&device);
+        crate::model::conv2d(&d, x.clone()).into_data().assert_eq(&d.forward(x).into_data(), true);
     }
 }

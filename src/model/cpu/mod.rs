@@ -48,6 +48,7 @@ macro_rules! multiversion {
 }
 
 pub(crate) mod autodiff;
+pub(crate) mod conv;
 pub mod decoder;
 pub mod dit;
 pub mod encoder;
