@@ -4,9 +4,9 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::sigmoid;
 
-use super::{conv_transpose2d, conv2d};
+use super::{conv_transpose2d, conv2d, silu};
 use crate::config::ModelConfig;
 
 /// Encoder log-variance clamp: keeps exp() finite without hurting any sensible posterior.

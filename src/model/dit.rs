@@ -4,9 +4,9 @@
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 
-use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, permute, time_embedding};
+use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, permute, silu, time_embedding};
 use crate::config::ModelConfig;
 
 pub(super) const LN_EPS: f64 = 1e-6;

@@ -2,9 +2,8 @@
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
-use super::{TIME_FREQ_DIM, layer_norm, time_embedding};
+use super::{TIME_FREQ_DIM, layer_norm, silu, time_embedding};
 use crate::config::ModelConfig;
 
 #[derive(Module, Debug)]

@@ -83,6 +83,12 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     }
 }
 
+/// SiLU; on the CPU training backend a vectorised op (`cpu::autodiff::silu`), elsewhere burn's.
+pub(crate) fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    use burn::tensor::activation::silu;
+    on_cpu_train(x, |x| cpu::autodiff::silu(x).unwrap_or_else(silu)).unwrap_or_else(silu)
+}
+
 /// `x.permute(axes)`, made contiguous at once by a fast copy on the CPU training backend
 /// (`cpu::autodiff::permute`); elsewhere burn's permuted view.
 pub(crate) fn permute<B: Backend, const D: usize>(x: Tensor<B, D>, axes: [usize; D]) -> Tensor<B, D> {

@@ -4,10 +4,13 @@
 //!   (plus an `exp`) in the backward pass: 11% of a training step of the dim-192 velocity
 //!   network (perf, BENCHMARKS.md). [`gelu`] computes the same exact (erf) GELU and its
 //!   derivative with [`erf_f32`] and [`exp_f32`] in loops the compiler vectorises, and keeps
-//!   the input for the backward pass as burn's own GELU op does.
+//!   the input for the backward pass as burn's own GELU op does. [`silu`] likewise (burn's is
+//!   a chain of ops with a scalar `expf`: 18% of an auxiliary-model step).
 //! - Permute into a contiguous tensor: burn-flex makes permuted views contiguous through a
 //!   generic element-by-element strided iterator (17% of a dim-192 step, for the attention's
 //!   layout swaps). [`permute`] copies whole innermost runs instead, in both passes.
+//! - Convolutions and transposed convolutions of the auxiliary model ([`conv2d`],
+//!   [`conv_transpose2d`]): im2col and matrix products in both passes (`super::conv`).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -17,7 +20,7 @@ use burn::tensor::{DType, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
 use super::conv::{Conv, ConvT, Geom};
-use super::{exp_f32, gelu_in_place};
+use super::{exp_f32, gelu_in_place, silu_in_place};
 use crate::model::erf_f32;
 use crate::{CpuBackend, CpuTrainBackend};
 
@@ -38,35 +41,78 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() { t.clone() } else { t.to_contiguous() }
 }
 
-fn gelu_forward(x: &FlexTensor) -> FlexTensor {
-    let x = contiguous(x);
-    let mut out = x.as_slice::<f32>().expect("contiguous f32").to_vec();
-    gelu_in_place(&mut out);
-    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+multiversion! {
+    /// g *= SiLU'(x) = s (1 + x (1 - s)) with s = sigmoid(x), element by element.
+    fn silu_grad_in_place(g: &mut [f32], x: &[f32]) {
+        for (g, &x) in g.iter_mut().zip(x) {
+            let s = 1.0 / (1.0 + exp_f32(-x));
+            *g *= s * (1.0 + x * (1.0 - s));
+        }
+    }
 }
 
-fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
-    let x = contiguous(x);
-    let xs = x.as_slice::<f32>().expect("contiguous f32");
-    // `storage_mut` is the whole buffer: only a gradient that is exactly its buffer is used in
-    // place (copy-on-write if shared); views (offset, strided, part of a buffer) are copied.
-    let l = grad.layout();
-    let exact = l.is_contiguous() && l.start_offset() == 0 && grad.bytes().len() == l.num_elements() * 4;
-    let mut grad = if exact { grad } else { grad.to_contiguous() };
-    gelu_grad_in_place(grad.storage_mut::<f32>(), xs);
-    grad
+/// An element-wise activation: the function in place, and its derivative multiplied into a
+/// gradient in place given the input.
+#[derive(Clone, Copy, Debug)]
+struct Pointwise {
+    f: fn(&mut [f32]),
+    df: fn(&mut [f32], &[f32]),
 }
 
-#[derive(Debug)]
-struct Gelu;
+const GELU: Pointwise = Pointwise { f: gelu_in_place, df: gelu_grad_in_place };
+const SILU: Pointwise = Pointwise { f: silu_in_place, df: silu_grad_in_place };
 
-impl Backward<CpuBackend, 1> for Gelu {
+impl Pointwise {
+    fn forward(&self, x: &FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let mut out = x.as_slice::<f32>().expect("contiguous f32").to_vec();
+        (self.f)(&mut out);
+        FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+    }
+
+    fn grad(&self, x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        // `storage_mut` is the whole buffer: only a gradient that is exactly its buffer is used
+        // in place (copy-on-write if shared); views (offset, strided, part of a buffer) are copied.
+        let l = grad.layout();
+        let exact = l.is_contiguous() && l.start_offset() == 0 && grad.bytes().len() == l.num_elements() * 4;
+        let mut grad = if exact { grad } else { grad.to_contiguous() };
+        (self.df)(grad.storage_mut::<f32>(), xs);
+        grad
+    }
+
+    /// The activation on the CPU training backend; `Err(x)` (the caller falls back to burn's)
+    /// for tensors that are not f32.
+    fn apply<const D: usize>(
+        self,
+        x: burn::tensor::Tensor<CpuTrainBackend, D>,
+    ) -> Result<burn::tensor::Tensor<CpuTrainBackend, D>, burn::tensor::Tensor<CpuTrainBackend, D>> {
+        if x.dtype() != DType::F32 {
+            return Err(x);
+        }
+        let x = x.into_primitive().tensor();
+        if x.primitive.dtype() != DType::F32 || x.primitive.layout().shape().num_elements() == 0 {
+            return Err(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(x)));
+        }
+        let out = match self.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = self.forward(&x.primitive);
+                prep.finish(x.primitive, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(self.forward(&x.primitive)),
+        };
+        Ok(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+}
+
+impl Backward<CpuBackend, 1> for Pointwise {
     /// The op's input.
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
-        unary::<CpuBackend, _>(ops.parents, ops.node, grads, |grad| gelu_backward(&x, grad));
+        unary::<CpuBackend, _>(ops.parents, ops.node, grads, |grad| self.grad(&x, grad));
     }
 }
 
@@ -75,21 +121,14 @@ impl Backward<CpuBackend, 1> for Gelu {
 pub(crate) fn gelu<const D: usize>(
     x: burn::tensor::Tensor<CpuTrainBackend, D>,
 ) -> Result<burn::tensor::Tensor<CpuTrainBackend, D>, burn::tensor::Tensor<CpuTrainBackend, D>> {
-    if x.dtype() != DType::F32 {
-        return Err(x);
-    }
-    let x = x.into_primitive().tensor();
-    if x.primitive.dtype() != DType::F32 || x.primitive.layout().shape().num_elements() == 0 {
-        return Err(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(x)));
-    }
-    let out = match Gelu.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let y = gelu_forward(&x.primitive);
-            prep.finish(x.primitive, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&x.primitive)),
-    };
-    Ok(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+    GELU.apply(x)
+}
+
+/// SiLU on the CPU training backend; `Err(x)` for tensors that are not f32.
+pub(crate) fn silu<const D: usize>(
+    x: burn::tensor::Tensor<CpuTrainBackend, D>,
+) -> Result<burn::tensor::Tensor<CpuTrainBackend, D>, burn::tensor::Tensor<CpuTrainBackend, D>> {
+    SILU.apply(x)
 }
 
 /// A contiguous copy of any strided f32 view: innermost runs as slice copies when their stride
@@ -312,33 +351,39 @@ mod tests {
 
     use crate::CpuTrainBackend;
 
-    /// Value and gradient against burn's own GELU on the same inputs, including a
+    type Act = fn(Tensor<CpuTrainBackend, 2>) -> Tensor<CpuTrainBackend, 2>;
+
+    /// Value and gradient of `ours` against burn's activation on the same inputs, including a
     /// non-contiguous (transposed) input and a use of the input elsewhere in the graph.
-    #[test]
-    fn matches_burns_gelu_and_its_gradient() {
+    fn matches_burns_activation(ours: Act, burns: Act) {
         let device = Default::default();
         let v: Vec<f32> = (-3000..3000).map(|i| i as f32 * 3e-3 + 1e-4).collect();
-        let run = |ours: bool| {
+        let run = |f: Act| {
             let x = Tensor::<CpuTrainBackend, 1>::from_floats(v.as_slice(), &device).reshape([60, 100]).require_grad();
             let w = Tensor::<CpuTrainBackend, 1>::from_floats(
                 (0..6000).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect::<Vec<_>>().as_slice(),
                 &device,
             )
             .reshape([100, 60]);
-            let xt = x.clone().transpose();
-            let y = if ours {
-                super::gelu(xt).map_err(|_| "fell back").unwrap()
-            } else {
-                burn::tensor::activation::gelu(xt)
-            };
+            let y = f(x.clone().transpose());
             let loss = (y.clone() * w).sum() + x.clone().sum() * 0.5;
             let grads = loss.backward();
             (y.inner().into_data(), x.grad(&grads).unwrap().into_data())
         };
-        let (y_ours, g_ours) = run(true);
-        let (y_burn, g_burn) = run(false);
+        let (y_ours, g_ours) = run(ours);
+        let (y_burn, g_burn) = run(burns);
         y_ours.assert_approx_eq::<f32>(&y_burn, burn::tensor::Tolerance::rel_abs(1e-6, 1e-6));
         g_ours.assert_approx_eq::<f32>(&g_burn, burn::tensor::Tolerance::rel_abs(1e-6, 1e-6));
+    }
+
+    #[test]
+    fn matches_burns_gelu_and_its_gradient() {
+        matches_burns_activation(|x| super::gelu(x).map_err(|_| "fell back").unwrap(), burn::tensor::activation::gelu);
+    }
+
+    #[test]
+    fn matches_burns_silu_and_its_gradient() {
+        matches_burns_activation(|x| super::silu(x).map_err(|_| "fell back").unwrap(), burn::tensor::activation::silu);
     }
 
     /// Values and gradients equal burn's permute exactly, for a strided (sliced, swapped)
