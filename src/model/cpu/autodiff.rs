@@ -247,14 +247,16 @@ impl Backward<CpuBackend, 3> for ConvOp {
         let gy = contiguous(&grads.consume::<CpuBackend>(&ops.node));
         let (x, w, kind, n) = ops.state;
         let (xs, ws, gys) = (f32s(&x), f32s(&w), f32s(&gy));
+        // Only the gradients some parent asks for (a frozen layer's weights have no node).
+        let want_wb = node_w.is_some() || node_b.is_some();
         let (gx, gwb) = match kind {
             ConvKind::Conv { g, cout } => {
                 let op = Conv { g, cout, w: ws, b: &[] };
-                (node_x.as_ref().map(|_| op.grad_x(gys, n)), op.grad_w_b(xs, gys, n))
+                (node_x.as_ref().map(|_| op.grad_x(gys, n)), want_wb.then(|| op.grad_w_b(xs, gys, n)))
             }
             ConvKind::Transposed { g, cin } => {
                 let op = ConvT { g, cin, w: ws, b: &[] };
-                (node_x.as_ref().map(|_| op.grad_x(gys, n)), op.grad_w_b(xs, gys, n))
+                (node_x.as_ref().map(|_| op.grad_x(gys, n)), want_wb.then(|| op.grad_w_b(xs, gys, n)))
             }
         };
         let shaped =
@@ -262,7 +264,7 @@ impl Backward<CpuBackend, 3> for ConvOp {
         if let (Some(node), Some(gx)) = (node_x, gx) {
             grads.register::<CpuBackend>(node.id, shaped(gx, &x));
         }
-        let (gw, gb) = gwb;
+        let Some((gw, gb)) = gwb else { return };
         if let Some(node) = node_w {
             grads.register::<CpuBackend>(node.id, shaped(gw, &w));
         }
@@ -483,6 +485,19 @@ mod tests {
             };
             check(run(true), run(false));
         }
+        // A frozen layer (no weight or bias gradient wanted): the input's gradient still flows.
+        let frozen = Conv2dConfig::new([2, 3], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init::<CpuTrainBackend>(&device)
+            .no_grad();
+        let grad_x = |ours: bool| {
+            let x = input(2, 2, 6, 6);
+            let y = if ours { crate::model::conv2d(&frozen, x.clone()) } else { frozen.forward(x.clone()) };
+            let grads = (y.clone() * y).sum().backward();
+            assert!(frozen.weight.grad(&grads).is_none());
+            x.grad(&grads).unwrap().into_data()
+        };
+        grad_x(true).assert_approx_eq::<f32>(&grad_x(false), burn::tensor::Tolerance::rel_abs(1e-4, 1e-4));
         // Geometries the fast path does not cover are burn's: output padding, dilation.
         let x = input(1, 2, 5, 5);
         let t = ConvTranspose2dConfig::new([2, 2], [3, 3])
