@@ -437,6 +437,19 @@ mod tests {
             .swap_dims(2, 3)
             .require_grad()
         };
+        // The output with the gradients of input, weight and bias of a loss that weighs it.
+        type Param4 = burn::module::Param<Tensor<CpuTrainBackend, 4>>;
+        type Bias = Option<burn::module::Param<Tensor<CpuTrainBackend, 1>>>;
+        let with_grads = |x: Tensor<CpuTrainBackend, 4>, y: Tensor<CpuTrainBackend, 4>, w: &Param4, b: &Bias| {
+            let wgt = y.clone().inner().cos();
+            let grads = (y.clone() * Tensor::from_inner(wgt)).sum().backward();
+            let g = vec![
+                x.grad(&grads).unwrap().into_data(),
+                w.grad(&grads).unwrap().into_data(),
+                b.as_ref().unwrap().grad(&grads).unwrap().into_data(),
+            ];
+            (y, g)
+        };
         let check = |ours: (Tensor<CpuTrainBackend, 4>, Vec<TensorData>),
                      burn: (Tensor<CpuTrainBackend, 4>, Vec<TensorData>)| {
             let tol = burn::tensor::Tolerance::rel_abs(1e-4, 1e-4);
@@ -455,14 +468,7 @@ mod tests {
             let run = |ours: bool| {
                 let x = input(3, cin, h, w);
                 let y = if ours { crate::model::conv2d(&conv, x.clone()) } else { conv.forward(x.clone()) };
-                let wgt = y.clone().inner().cos();
-                let grads = (y.clone() * Tensor::from_inner(wgt)).sum().backward();
-                let g = [
-                    x.grad(&grads).unwrap().into_data(),
-                    conv.weight.grad(&grads).unwrap().into_data(),
-                    conv.bias.as_ref().unwrap().grad(&grads).unwrap().into_data(),
-                ];
-                (y, g.to_vec())
+                with_grads(x, y, &conv.weight, &conv.bias)
             };
             check(run(true), run(false));
         }
@@ -474,14 +480,7 @@ mod tests {
             let run = |ours: bool| {
                 let x = input(2, cin, h, w);
                 let y = if ours { crate::model::conv_transpose2d(&conv, x.clone()) } else { conv.forward(x.clone()) };
-                let wgt = y.clone().inner().sin();
-                let grads = (y.clone() * Tensor::from_inner(wgt)).sum().backward();
-                let g = [
-                    x.grad(&grads).unwrap().into_data(),
-                    conv.weight.grad(&grads).unwrap().into_data(),
-                    conv.bias.as_ref().unwrap().grad(&grads).unwrap().into_data(),
-                ];
-                (y, g.to_vec())
+                with_grads(x, y, &conv.weight, &conv.bias)
             };
             check(run(true), run(false));
         }

@@ -152,6 +152,27 @@ fn bias_grad(g: &[f32], c: usize, l: usize) -> Vec<f32> {
     out
 }
 
+/// The weight gradient [m, g.rows()] summed over a batch: for each image, the im2col of its
+/// `patches` (g's input shape) against its `other` [m, g.positions()] rows: gW += other cols^T.
+/// For a convolution, patches = x and other = gy; for a transposed one, the reverse.
+fn weight_grad(g: Geom, patches: &[f32], other: &[f32], m: usize, n: usize) -> Vec<f32> {
+    let (kk, l) = (g.rows(), g.positions());
+    let per = chunk_images(n);
+    let parts: Vec<Vec<f32>> = patches
+        .par_chunks(per * g.input_len())
+        .zip(other.par_chunks(per * m * l))
+        .map(|(patches, other)| {
+            let (mut cols, mut gw) = (vec![0f32; kk * l], vec![0f32; m * kk]);
+            for (p, o) in patches.chunks_exact(g.input_len()).zip(other.chunks_exact(m * l)) {
+                g.im2col(p, &mut cols);
+                matmul((m, kk, l), &mut gw, kk, true, o, (l, 1), &cols, (1, l), 1.0);
+            }
+            gw
+        })
+        .collect();
+    sum_partials(parts, m * kk)
+}
+
 /// A convolution: geometry `g` of its input, weight [cout, g.rows()] and bias [cout].
 pub(crate) struct Conv<'a> {
     pub g: Geom,
@@ -195,22 +216,7 @@ impl Conv<'_> {
 
     /// (weight gradient [cout, rows], bias gradient [cout]) from x and gy.
     pub(crate) fn grad_w_b(&self, x: &[f32], gy: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
-        let (g, co, kk, l) = (self.g, self.cout, self.g.rows(), self.g.positions());
-        let per = chunk_images(n);
-        let parts: Vec<Vec<f32>> = x
-            .par_chunks(per * g.input_len())
-            .zip(gy.par_chunks(per * co * l))
-            .map(|(x, gy)| {
-                let (mut cols, mut gw) = (vec![0f32; kk * l], vec![0f32; co * kk]);
-                for (x, gy) in x.chunks_exact(g.input_len()).zip(gy.chunks_exact(co * l)) {
-                    g.im2col(x, &mut cols);
-                    // gW += gy cols^T
-                    matmul((co, kk, l), &mut gw, kk, true, gy, (l, 1), &cols, (1, l), 1.0);
-                }
-                gw
-            })
-            .collect();
-        (sum_partials(parts, co * kk), bias_grad(gy, co, l))
+        (weight_grad(self.g, x, gy, self.cout, n), bias_grad(gy, self.cout, self.g.positions()))
     }
 }
 
@@ -259,22 +265,7 @@ impl ConvT<'_> {
 
     /// (weight gradient [cin, rows], bias gradient [c]) from x and gy.
     pub(crate) fn grad_w_b(&self, x: &[f32], gy: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
-        let (g, ci, kk, l) = (self.g, self.cin, self.g.rows(), self.g.positions());
-        let per = chunk_images(n);
-        let parts: Vec<Vec<f32>> = x
-            .par_chunks(per * ci * l)
-            .zip(gy.par_chunks(per * g.input_len()))
-            .map(|(x, gy)| {
-                let (mut cols, mut gw) = (vec![0f32; kk * l], vec![0f32; ci * kk]);
-                for (x, gy) in x.chunks_exact(ci * l).zip(gy.chunks_exact(g.input_len())) {
-                    g.im2col(gy, &mut cols);
-                    // gW += x cols^T
-                    matmul((ci, kk, l), &mut gw, kk, true, x, (l, 1), &cols, (1, l), 1.0);
-                }
-                gw
-            })
-            .collect();
-        (sum_partials(parts, ci * kk), bias_grad(gy, g.c, g.h * g.w))
+        (weight_grad(self.g, gy, x, self.cin, n), bias_grad(gy, self.g.c, self.g.h * self.g.w))
     }
 }
 
