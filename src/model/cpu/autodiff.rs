@@ -294,6 +294,13 @@ fn conv_op(
         return None;
     }
     let kind = kind(x.dims(), w.dims())?;
+    let bias_len = match kind {
+        ConvKind::Conv { cout, .. } => cout,
+        ConvKind::Transposed { g, .. } => g.c,
+    };
+    if b.dims() != [bias_len] {
+        return None;
+    }
     let n = x.dims()[0];
     let (x, w, b) =
         (x.clone().into_primitive().tensor(), w.clone().into_primitive().tensor(), b.clone().into_primitive().tensor());
