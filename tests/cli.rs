@@ -185,7 +185,7 @@ fn train_sample_info_round_trip() {
         .arg(&model)
         .arg("--data")
         .arg(&eval_data)
-        .args(["--size", "16", "--val-every", "2", "--prior-scale=-1"])
+        .args(["--size", "16", "--val-every", "2", "--prior-scale", "1,-1"])
         .output()
         .unwrap();
     assert!(

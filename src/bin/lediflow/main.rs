@@ -717,6 +717,10 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         .split(',')
         .map(|x| x.trim().parse().map_err(|_| format!("bad --prior-scale {x:?}")))
         .collect::<Result<_, _>>()?;
+    // Every scale checked before any sampling, not when its turn comes.
+    for &prior_scale in &scales {
+        SampleOptions { prior_scale, ..Default::default() }.validate().map_err(|e| e.to_string())?;
+    }
     if info.prior == PriorKind::Gaussian && scales.len() > 1 {
         return Err("--prior-scale sweeps need a LeDiFlow model (a Gaussian prior ignores the scale)".into());
     }
@@ -748,7 +752,6 @@ fn eval(a: EvalArgs) -> Result<(), String> {
             for &st in &steps {
                 let opts =
                     SampleOptions { seed: a.seed, steps: st, solver: *solver, prior_scale, ..Default::default() };
-                opts.validate().map_err(|e| e.to_string())?;
                 let t = std::time::Instant::now();
                 let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
                 for start in (0..count).step_by(64) {
