@@ -6,7 +6,10 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use super::{TIME_FREQ_DIM, gelu, layer_norm, linear_tokens, permute, silu, time_embedding};
+use super::{
+    TIME_FREQ_DIM, as_cpu_train, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu, softmax_last,
+    time_embedding,
+};
 use crate::config::ModelConfig;
 
 pub(super) const LN_EPS: f64 = 1e-6;
@@ -43,24 +46,41 @@ fn per_token<B: Backend>(m: Tensor<B, 2>, tokens: usize) -> Tensor<B, 3> {
     m.unsqueeze_dim::<3>(1).repeat_dim(1, tokens)
 }
 
-/// Splits a [B, k*dim] modulation vector into k pieces of [B, tokens, dim].
-fn split_modulation<B: Backend>(m: Tensor<B, 2>, k: usize, tokens: usize) -> Vec<Tensor<B, 3>> {
-    m.chunk(k, 1).into_iter().map(|c| per_token(c, tokens)).collect()
+/// layer_norm(x) * (1 + scale) + shift for tokens x [B, N, D] and per-image shift, scale
+/// [B, D]. On the CPU training backend one fused op each way (`cpu::autodiff::adaln`: the
+/// chain of burn ops below, with its copies along the tokens and their backward passes, was a
+/// large part of a training step).
+fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2>) -> Tensor<B, 3> {
+    if let (Some(xt), Some(st), Some(ct)) = (as_cpu_train(&x), as_cpu_train(&shift), as_cpu_train(&scale))
+        && let Some(y) = super::cpu::autodiff::adaln(xt, st, ct, LN_EPS)
+    {
+        return from_cpu_train(y);
+    }
+    let n = x.dims()[1];
+    layer_norm(x, LN_EPS) * (per_token(scale, n) + 1.0) + per_token(shift, n)
 }
 
-fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 3>, scale: Tensor<B, 3>) -> Tensor<B, 3> {
-    layer_norm(x, LN_EPS) * (scale + 1.0) + shift
+/// x + h * gate for tokens x, h [B, N, D] and a per-image gate [B, D] (adaLN-Zero's gated
+/// residual); one fused op each way on the CPU training backend (`cpu::autodiff::gate`).
+fn gated<B: Backend>(x: Tensor<B, 3>, h: Tensor<B, 3>, gate: Tensor<B, 2>) -> Tensor<B, 3> {
+    if let (Some(xt), Some(ht), Some(gt)) = (as_cpu_train(&x), as_cpu_train(&h), as_cpu_train(&gate))
+        && let Some(y) = super::cpu::autodiff::gate(xt, ht, gt)
+    {
+        return from_cpu_train(y);
+    }
+    let n = x.dims()[1];
+    x + h * per_token(gate, n)
 }
 
 impl<B: Backend> DitBlock<B> {
     fn forward(&self, x: Tensor<B, 3>, c: Tensor<B, 2>) -> Tensor<B, 3> {
-        let m = split_modulation(self.modulation.forward(c), 6, x.dims()[1]);
+        let m = self.modulation.forward(c).chunk(6, 1);
         let [shift1, scale1, gate1, shift2, scale2, gate2] = <[_; 6]>::try_from(m).unwrap();
         let h = modulate(x.clone(), shift1, scale1);
-        let x = x + self.attention(h) * gate1;
+        let x = gated(x, self.attention(h), gate1);
         let h = modulate(x.clone(), shift2, scale2);
         let h = linear_tokens(&self.fc2, gelu(linear_tokens(&self.fc1, h)));
-        x + h * gate2
+        gated(x, h, gate2)
     }
 
     /// Multi-head self-attention, one head at a time on column slices of the qkv projection.
@@ -114,7 +134,7 @@ impl<B: Backend> DitBlock<B> {
         let k_t = permute(part(1), [0, 2, 3, 1]);
         let v = permute(part(2), [0, 2, 1, 3]);
         let scores = q.matmul(k_t) * (1.0 / (hd as f64).sqrt());
-        let out = permute(softmax(scores, 3).matmul(v), [0, 2, 1, 3]).reshape([b, n, d]);
+        let out = permute(softmax_last(scores).matmul(v), [0, 2, 1, 3]).reshape([b, n, d]);
         linear_tokens(&self.proj, out)
     }
 }
@@ -193,8 +213,7 @@ impl<B: Backend> VelocityNet<B> {
         for blk in &self.blocks {
             h = blk.forward(h, c.clone());
         }
-        let m = split_modulation(self.final_modulation.forward(c), 2, g * g);
-        let [shift, scale] = <[_; 2]>::try_from(m).unwrap();
+        let [shift, scale] = <[_; 2]>::try_from(self.final_modulation.forward(c).chunk(2, 1)).unwrap();
         let out = linear_tokens(&self.final_proj, modulate(h, shift, scale));
         self.unpatchify(out)
     }
@@ -257,6 +276,45 @@ mod tests {
             Tensor::<crate::CpuTrainBackend, 4>::random([2, 4, 32, 32], burn::tensor::Distribution::Default, &device);
         let y = net.unpatchify(net.patchify(x.clone()));
         y.into_data().assert_eq(&x.into_data(), true);
+    }
+
+    /// A whole training forward and backward pass with the CPU training ops (fused adaLN, gates,
+    /// softmax, GELU, SiLU, permutes) against the same network on plain burn ops (another
+    /// autodiff backend type, which the dispatch leaves alone): output, input gradient and
+    /// weight gradients.
+    #[test]
+    fn training_ops_match_plain_burn_through_the_whole_network() {
+        type Plain =
+            burn::backend::Autodiff<CpuBackend, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>;
+        fn run<Bk: burn::tensor::backend::AutodiffBackend>(cfg: &ModelConfig) -> Vec<Vec<f32>> {
+            let device = Default::default();
+            let net = crate::model::cpu::test_util::randomized(VelocityNet::<Bk>::new(cfg, &device), 11);
+            let n = 2 * cfg.image.channels * cfg.image.size * cfg.image.size;
+            let v: Vec<f32> = (0..n).map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0).collect();
+            let x = Tensor::<Bk, 1>::from_floats(v.as_slice(), &device)
+                .reshape([2, cfg.image.channels, cfg.image.size, cfg.image.size])
+                .require_grad();
+            let t = Tensor::<Bk, 1>::from_floats([0.2, 0.9], &device);
+            let y = net.forward(x.clone(), t);
+            let w = Tensor::<Bk, 4>::from_data(y.clone().inner().cos().into_data(), &device);
+            let grads = (y.clone() * w).sum().backward();
+            let g =
+                |p: &burn::module::Param<Tensor<Bk, 2>>| p.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap();
+            vec![
+                y.inner().into_data().into_vec::<f32>().unwrap(),
+                x.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap(),
+                g(&net.blocks[0].modulation.weight),
+                g(&net.blocks[1].qkv.weight),
+                g(&net.blocks[1].fc1.weight),
+                g(&net.final_modulation.weight),
+                g(&net.time1.weight),
+            ]
+        }
+        let cfg = ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap();
+        for (a, b) in run::<crate::CpuTrainBackend>(&cfg).iter().zip(&run::<Plain>(&cfg)) {
+            let d = crate::model::cpu::test_util::max_rel_diff(a, b);
+            assert!(d < 1e-4, "training ops differ from plain burn by {d}");
+        }
     }
 
     #[test]

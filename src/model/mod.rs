@@ -138,15 +138,30 @@ fn on_cpu_train<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     f: impl FnOnce(Tensor<crate::CpuTrainBackend, D>) -> Tensor<crate::CpuTrainBackend, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    use std::any::{Any, TypeId};
-    if TypeId::of::<B>() != TypeId::of::<crate::CpuTrainBackend>() {
-        return Err(x);
+    match as_cpu_train(&x) {
+        Some(x) => Ok(from_cpu_train(f(x))),
+        None => Err(x),
     }
-    // B is CpuTrainBackend (checked just above): the downcasts cannot fail.
-    let x: Box<dyn Any> = Box::new(x);
-    let x = *x.downcast::<Tensor<crate::CpuTrainBackend, D>>().expect("B is CpuTrainBackend");
-    let y: Box<dyn Any> = Box::new(f(x));
-    Ok(*y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend"))
+}
+
+/// A handle on `x` as a CPU-training-backend tensor when `B` is that backend, else `None`.
+pub(crate) fn as_cpu_train<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<crate::CpuTrainBackend, D>> {
+    let x: &dyn std::any::Any = x;
+    x.downcast_ref::<Tensor<crate::CpuTrainBackend, D>>().cloned()
+}
+
+/// The inverse of [`as_cpu_train`]: only called where `B` is the CPU training backend.
+pub(crate) fn from_cpu_train<B: Backend, const D: usize>(y: Tensor<crate::CpuTrainBackend, D>) -> Tensor<B, D> {
+    let y: Box<dyn std::any::Any> = Box::new(y);
+    *y.downcast::<Tensor<B, D>>().expect("B is CpuTrainBackend")
+}
+
+/// Softmax over the last dimension; on the CPU training backend one vectorised op each way
+/// (`cpu::autodiff::softmax_last`), elsewhere burn's.
+pub(crate) fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    use burn::tensor::activation::softmax;
+    on_cpu_train(x, |x| cpu::autodiff::softmax_last(x).unwrap_or_else(|x| softmax(x, D - 1)))
+        .unwrap_or_else(|x| softmax(x, D - 1))
 }
 
 /// Width of the sinusoidal time features fed to the time MLPs.

@@ -20,6 +20,7 @@ use burn::tensor::{DType, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
 use super::conv::{Conv, ConvT, Geom};
+use super::rowops;
 use super::{exp_f32, gelu_in_place, silu_in_place};
 use crate::model::erf_f32;
 use crate::{CpuBackend, CpuTrainBackend};
@@ -354,6 +355,174 @@ pub(crate) fn conv_transpose2d(
     })
 }
 
+type Train<const D: usize> = burn::tensor::Tensor<CpuTrainBackend, D>;
+
+/// A contiguous f32 tensor of `shape` from its values.
+fn tensor_of(v: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape.to_vec()))
+}
+
+/// What the adaLN gradient needs: layer_norm(x), each row's 1 / std, the scale rows and
+/// [images, tokens, width].
+#[derive(Clone, Debug)]
+struct AdaLnState {
+    xhat: FlexTensor,
+    rstd: FlexTensor,
+    scale: FlexTensor,
+    dims: [usize; 3],
+}
+
+#[derive(Debug)]
+struct AdaLn;
+
+impl Backward<CpuBackend, 3> for AdaLn {
+    type State = AdaLnState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_shift, node_scale] = ops.parents;
+        let g = contiguous(&grads.consume::<CpuBackend>(&ops.node));
+        let AdaLnState { xhat, rstd, scale, dims: [b, n, d] } = ops.state;
+        let mut gx = node_x.as_ref().map(|_| vec![0f32; b * n * d]);
+        let mut gmod = (node_shift.is_some() || node_scale.is_some()).then(|| (vec![0f32; b * d], vec![0f32; b * d]));
+        rowops::adaln_backward(
+            f32s(&g),
+            f32s(&xhat),
+            f32s(&rstd),
+            f32s(&scale),
+            n,
+            d,
+            gx.as_deref_mut(),
+            gmod.as_mut().map(|(s, c)| (s.as_mut_slice(), c.as_mut_slice())),
+        );
+        if let (Some(node), Some(gx)) = (node_x, gx) {
+            grads.register::<CpuBackend>(node.id, tensor_of(gx, &[b, n, d]));
+        }
+        let Some((gshift, gscale)) = gmod else { return };
+        for (node, v) in [(node_shift, gshift), (node_scale, gscale)] {
+            if let Some(node) = node {
+                grads.register::<CpuBackend>(node.id, tensor_of(v, &[b, d]));
+            }
+        }
+    }
+}
+
+/// layer_norm(x) * (1 + scale) + shift for x [B, N, D] (layer norm over D without affine
+/// parameters, biased variance) and per-image shift, scale [B, D]: adaLN's modulation in one
+/// pass each way, without copying the modulation out along the tokens. `None` (the caller uses
+/// burn's ops) unless all three are f32 with matching shapes.
+pub(crate) fn adaln(x: Train<3>, shift: Train<2>, scale: Train<2>, eps: f64) -> Option<Train<3>> {
+    let [b, n, d] = x.dims();
+    if [x.dtype(), shift.dtype(), scale.dtype()] != [DType::F32; 3] || shift.dims() != [b, d] || scale.dims() != [b, d]
+    {
+        return None;
+    }
+    if b * n * d == 0 {
+        return None;
+    }
+    let (x, shift, scale) =
+        (x.into_primitive().tensor(), shift.into_primitive().tensor(), scale.into_primitive().tensor());
+    let (xc, sh, sc) = (contiguous(&x.primitive), contiguous(&shift.primitive), contiguous(&scale.primitive));
+    let (mut y, mut xhat, mut rstd) = (vec![0f32; b * n * d], vec![0f32; b * n * d], vec![0f32; b * n]);
+    rowops::adaln_forward(f32s(&xc), f32s(&sh), f32s(&sc), n, d, eps as f32, &mut y, &mut xhat, &mut rstd);
+    let y = tensor_of(y, &[b, n, d]);
+    let out = match AdaLn.prepare::<NoCheckpointing>([x.node, shift.node, scale.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = AdaLnState {
+                xhat: tensor_of(xhat, &[b * n * d]),
+                rstd: tensor_of(rstd, &[b * n]),
+                scale: sc,
+                dims: [b, n, d],
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Some(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+#[derive(Debug)]
+struct Gate;
+
+impl Backward<CpuBackend, 3> for Gate {
+    /// h, gate (contiguous) and [images, tokens, width].
+    type State = (FlexTensor, FlexTensor, [usize; 3]);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_h, node_gate] = ops.parents;
+        let g = contiguous(&grads.consume::<CpuBackend>(&ops.node));
+        let (h, gate, [b, n, d]) = ops.state;
+        let mut gh = node_h.as_ref().map(|_| vec![0f32; b * n * d]);
+        let mut ggate = node_gate.as_ref().map(|_| vec![0f32; b * d]);
+        rowops::gate_backward(f32s(&g), f32s(&h), f32s(&gate), n, d, gh.as_deref_mut(), ggate.as_deref_mut());
+        if let (Some(node), Some(v)) = (node_h, gh) {
+            grads.register::<CpuBackend>(node.id, tensor_of(v, &[b, n, d]));
+        }
+        if let (Some(node), Some(v)) = (node_gate, ggate) {
+            grads.register::<CpuBackend>(node.id, tensor_of(v, &[b, d]));
+        }
+        if let Some(node) = node_x {
+            grads.register::<CpuBackend>(node.id, g);
+        }
+    }
+}
+
+/// x + h * gate for x, h [B, N, D] and a per-image gate [B, D] (adaLN-Zero's gated residual)
+/// in one pass each way. `None` unless all three are f32 with matching shapes.
+pub(crate) fn gate(x: Train<3>, h: Train<3>, gate: Train<2>) -> Option<Train<3>> {
+    let [b, n, d] = x.dims();
+    if [x.dtype(), h.dtype(), gate.dtype()] != [DType::F32; 3] || h.dims() != [b, n, d] || gate.dims() != [b, d] {
+        return None;
+    }
+    if b * n * d == 0 {
+        return None;
+    }
+    let (x, h, gt) = (x.into_primitive().tensor(), h.into_primitive().tensor(), gate.into_primitive().tensor());
+    let (xc, hc, gc) = (contiguous(&x.primitive), contiguous(&h.primitive), contiguous(&gt.primitive));
+    let mut y = vec![0f32; b * n * d];
+    rowops::gate_forward(f32s(&xc), f32s(&hc), f32s(&gc), n, d, &mut y);
+    let y = tensor_of(y, &[b, n, d]);
+    let out = match Gate.prepare::<NoCheckpointing>([x.node, h.node, gt.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((hc, gc, [b, n, d]), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Some(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+#[derive(Debug)]
+struct Softmax;
+
+impl Backward<CpuBackend, 1> for Softmax {
+    /// The op's output (contiguous).
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let y = ops.state;
+        unary::<CpuBackend, _>(ops.parents, ops.node, grads, |g| {
+            let d = *y.layout().shape().last().expect("rank >= 1");
+            let mut g = g.to_contiguous();
+            rowops::softmax_backward(g.storage_mut::<f32>(), f32s(&y), d);
+            g
+        });
+    }
+}
+
+/// Softmax over the last dimension in one vectorised pass each way (burn's is a chain of
+/// ops with a scalar `expf`). `Err(x)` for tensors that are not f32.
+pub(crate) fn softmax_last<const D: usize>(x: Train<D>) -> Result<Train<D>, Train<D>> {
+    if x.dtype() != DType::F32 || x.dims().iter().product::<usize>() == 0 {
+        return Err(x);
+    }
+    let d = x.dims()[D - 1];
+    let x = x.into_primitive().tensor();
+    let mut y = x.primitive.to_contiguous();
+    super::softmax_rows(y.storage_mut::<f32>(), d);
+    let out = match Softmax.prepare::<NoCheckpointing>([x.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
 #[cfg(test)]
 mod tests {
     use burn::prelude::*;
@@ -513,5 +682,58 @@ mod tests {
         assert_eq!(crate::model::conv_transpose2d(&t, x.clone()).dims(), t.forward(x.clone()).dims());
         let d = Conv2dConfig::new([2, 2], [3, 3]).with_dilation([2, 2]).init::<CpuTrainBackend>(&device);
         crate::model::conv2d(&d, x.clone()).into_data().assert_eq(&d.forward(x).into_data(), true);
+    }
+
+    /// adaLN modulation, gated residual and softmax against the chains of burn ops they
+    /// replace: values and the gradients of every input, with the modulation vectors as strided
+    /// column chunks of one tensor (as in the network), and with frozen modulation vectors.
+    #[test]
+    fn adaln_gate_and_softmax_match_burns_ops_and_their_gradients() {
+        use crate::model::layer_norm;
+        let device = Default::default();
+        let (b, n, d) = (3, 5, 12);
+        let vals = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 400.0 - 1.25).collect()
+        };
+        let tensor =
+            |len: usize, seed: usize| Tensor::<CpuTrainBackend, 1>::from_floats(vals(len, seed).as_slice(), &device);
+        let run = |ours: bool, train_mod: bool| {
+            let x = tensor(b * n * d, 1).reshape([b, n, d]).require_grad();
+            let h = tensor(b * n * d, 2).reshape([b, n, d]).require_grad();
+            let m = tensor(b * 3 * d, 3).reshape([b, 3 * d]);
+            let m = if train_mod { m.require_grad() } else { m };
+            let [shift, scale, gate] = <[_; 3]>::try_from(m.clone().chunk(3, 1)).unwrap();
+            let (y, z, s) = if ours {
+                let y = super::adaln(x.clone(), shift, scale, 1e-6).unwrap();
+                let z = super::gate(x.clone(), y.clone() * h.clone(), gate).unwrap();
+                let s = super::softmax_last(z.clone()).map_err(|_| "fell back").unwrap();
+                (y, z, s)
+            } else {
+                let y = layer_norm(x.clone(), 1e-6) * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim::<3>(1);
+                let z = x.clone() + y.clone() * h.clone() * gate.unsqueeze_dim::<3>(1);
+                let s = burn::tensor::activation::softmax(z.clone(), 2);
+                (y, z, s)
+            };
+            let w1 = tensor(b * n * d, 4).reshape([b, n, d]);
+            let w2 = tensor(b * n * d, 5).reshape([b, n, d]);
+            let loss = (s.clone() * w1).sum() + (z.clone() * w2).sum() + y.clone().sum() * 0.3;
+            let grads = loss.backward();
+            let mut out = vec![y.inner().into_data(), z.inner().into_data(), s.inner().into_data()];
+            out.push(x.grad(&grads).unwrap().into_data());
+            out.push(h.grad(&grads).unwrap().into_data());
+            if train_mod {
+                out.push(m.grad(&grads).unwrap().into_data());
+            } else {
+                assert!(m.grad(&grads).is_none());
+            }
+            out
+        };
+        for train_mod in [true, false] {
+            let (ours, burns) = (run(true, train_mod), run(false, train_mod));
+            assert_eq!(ours.len(), burns.len());
+            for (a, b) in ours.iter().zip(&burns) {
+                a.assert_approx_eq::<f32>(b, burn::tensor::Tolerance::rel_abs(1e-5, 1e-5));
+            }
+        }
     }
 }

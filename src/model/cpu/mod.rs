@@ -53,6 +53,7 @@ pub mod decoder;
 pub mod dit;
 pub mod encoder;
 pub mod latent;
+mod rowops;
 
 /// A linear layer's parameters, y = x W + b with W row-major [input, output].
 pub(super) struct Dense {
@@ -347,7 +348,7 @@ pub(crate) mod test_util {
     use burn::prelude::*;
     use burn::tensor::TensorData;
 
-    /// Replaces every parameter by N(0, 0.1^2) draws: fresh networks have zero-initialised
+    /// Replaces every parameter by N(0, 0.1^2) draws (trainable ones stay trainable): fresh networks have zero-initialised
     /// output layers (adaLN-Zero), which would hide most of a forward pass from a comparison.
     struct Randomize(crate::rng::Rng);
 
@@ -356,7 +357,8 @@ pub(crate) mod test_util {
             let (id, t, mapper) = param.consume();
             let shape = t.dims();
             let v: Vec<f32> = self.0.normal_vec(shape.iter().product()).into_iter().map(|x| x * 0.1).collect();
-            Param::from_mapped_value(id, Tensor::from_data(TensorData::new(v, shape), &t.device()), mapper)
+            let fresh = Tensor::from_data(TensorData::new(v, shape), &t.device()).set_require_grad(t.is_require_grad());
+            Param::from_mapped_value(id, fresh, mapper)
         }
     }
 
