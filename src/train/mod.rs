@@ -8,6 +8,8 @@
 pub mod optim;
 pub mod run;
 
+use std::collections::HashMap;
+
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, TensorData};
@@ -223,6 +225,53 @@ pub struct FmStage<B: AutodiffBackend> {
     /// The frozen encoder and decoder as fused CPU passes (`model::cpu`), on the CPU backend:
     /// the prior draw through burn's ops took a sixth of a learned-prior training step.
     fast_prior: Option<(CpuEncoder, CpuDecoder)>,
+    /// The fused encoder's (mu_E, logvar_E) of the training images seen so far, by
+    /// [`ImageKey`]: the encoder is frozen and its fused pass works image by image, so a
+    /// cached output is bitwise what it would compute again (tested), and after the first
+    /// epoch a step runs only the decoder of the prior draw.
+    encoded: HashMap<ImageKey, (Box<[f32]>, Box<[f32]>)>,
+}
+
+/// Which training image a batch row holds: its dataset index and whether it is mirrored.
+pub type ImageKey = (usize, bool);
+
+/// At most this many cached encoder numbers (256 MB; a data set of millions of images caches
+/// its first part and encodes the rest at every step).
+const MAX_CACHED_ENCODER_FLOATS: usize = 1 << 26;
+
+/// mu_E and logvar_E of each image of `images` (keyed by `keys`), from `cache` where present,
+/// else from the encoder (and then cached while there is room).
+fn encode_cached(
+    enc: &CpuEncoder,
+    cache: &mut HashMap<ImageKey, (Box<[f32]>, Box<[f32]>)>,
+    images: &[f32],
+    keys: &[ImageKey],
+) -> (Vec<f32>, Vec<f32>) {
+    let per = images.len() / keys.len().max(1);
+    let missing: Vec<usize> = (0..keys.len()).filter(|i| !cache.contains_key(&keys[*i])).collect();
+    let batch: Vec<f32> = missing.iter().flat_map(|&i| images[i * per..(i + 1) * per].iter().copied()).collect();
+    let (fresh_mu, fresh_logvar) = if missing.is_empty() { Default::default() } else { enc.forward(&batch) };
+    let d = fresh_mu.len() / missing.len().max(1);
+    let (mut mu, mut logvar) = (Vec::with_capacity(keys.len() * d), Vec::with_capacity(keys.len() * d));
+    // missing is ascending: j counts the fresh rows used so far.
+    let mut j = 0;
+    for (i, k) in keys.iter().enumerate() {
+        if missing.get(j) == Some(&i) {
+            mu.extend_from_slice(&fresh_mu[j * d..(j + 1) * d]);
+            logvar.extend_from_slice(&fresh_logvar[j * d..(j + 1) * d]);
+            j += 1;
+        } else {
+            let (m, l) = &cache[k];
+            mu.extend_from_slice(m);
+            logvar.extend_from_slice(l);
+        }
+    }
+    if (cache.len() + missing.len()) * 2 * d <= MAX_CACHED_ENCODER_FLOATS {
+        for (j, &i) in missing.iter().enumerate() {
+            cache.insert(keys[i], (fresh_mu[j * d..(j + 1) * d].into(), fresh_logvar[j * d..(j + 1) * d].into()));
+        }
+    }
+    (mu, logvar)
 }
 
 impl<B: AutodiffBackend> FmStage<B> {
@@ -240,11 +289,13 @@ impl<B: AutodiffBackend> FmStage<B> {
             rng: Rng::stream(train.seed, 3, crate::rng::Purpose::Training),
             time_sampling: train.time_sampling,
             fast_prior,
+            encoded: HashMap::new(),
         }
     }
 
-    /// The prior draw x0 paired with each image of the batch.
-    pub fn draw_x0(&mut self, y: &Tensor<B, 4>) -> Tensor<B, 4> {
+    /// The prior draw x0 paired with each image of the batch; `keys` (one per image) name the
+    /// training images so that the frozen encoder's outputs can be reused.
+    pub fn draw_x0(&mut self, y: &Tensor<B, 4>, keys: Option<&[ImageKey]>) -> Tensor<B, 4> {
         let shape = y.dims();
         match &self.prior {
             FmPrior::Gaussian => normal::<B, 4>(&mut self.rng, shape, &y.device()),
@@ -252,7 +303,10 @@ impl<B: AutodiffBackend> FmStage<B> {
                 if let Some((fast_enc, fast_dec)) = &self.fast_prior {
                     // The same draws in the same order as the burn path below.
                     let ys = y.clone().inner().into_data().convert::<f32>().into_vec::<f32>().expect("f32 images");
-                    let (mut z, logvar_e) = fast_enc.forward(&ys);
+                    let (mut z, logvar_e) = match keys {
+                        Some(keys) if keys.len() == shape[0] => encode_cached(fast_enc, &mut self.encoded, &ys, keys),
+                        _ => fast_enc.forward(&ys),
+                    };
                     let e1 = self.rng.normal_vec(z.len());
                     for ((z, lv), e) in z.iter_mut().zip(&logvar_e).zip(&e1) {
                         *z += (lv * 0.5).exp() * e;
@@ -275,9 +329,14 @@ impl<B: AutodiffBackend> FmStage<B> {
     }
 
     pub fn step(&mut self, y: Tensor<B, 4>) -> f32 {
+        self.step_keyed(y, None)
+    }
+
+    /// [`Self::step`] for a batch whose images are named by `keys` (see [`Self::draw_x0`]).
+    pub fn step_keyed(&mut self, y: Tensor<B, 4>, keys: Option<&[ImageKey]>) -> f32 {
         let device = y.device();
         let n = y.dims()[0];
-        let x0 = self.draw_x0(&y);
+        let x0 = self.draw_x0(&y, keys);
         let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
         let xt = path_point(x0.clone(), y.clone(), t.clone());
         let loss = fm_loss(self.net.model().forward(xt, t), y - x0);
@@ -432,10 +491,30 @@ mod tests {
         )
         .reshape([5, 4, 16, 16]);
         let rng = stage.rng.clone();
-        let fast = stage.draw_x0(&y).into_data().into_vec::<f32>().unwrap();
+        let fast = stage.draw_x0(&y, None).into_data().into_vec::<f32>().unwrap();
+        // With image keys: the first draw fills the encoder cache, the second (the same images
+        // in another order, one twice) reads it; both are bitwise the uncached draws.
+        let keys = [(3, false), (0, true), (7, false), (1, false), (2, false)];
+        stage.rng = rng.clone();
+        let cached = stage.draw_x0(&y, Some(&keys)).into_data().into_vec::<f32>().unwrap();
+        assert_eq!(cached, fast);
+        let order = [4, 0, 2, 2, 1];
+        let per = 4 * 16 * 16;
+        let y2: Vec<f32> = order
+            .iter()
+            .flat_map(|&i| y.clone().into_data().into_vec::<f32>().unwrap()[i * per..(i + 1) * per].to_vec())
+            .collect();
+        let y2 = Tensor::<CpuTrainBackend, 1>::from_floats(y2.as_slice(), &device).reshape([5, 4, 16, 16]);
+        let keys2: Vec<ImageKey> = order.iter().map(|&i| keys[i]).collect();
+        stage.rng = rng.clone();
+        let uncached = stage.draw_x0(&y2, None).into_data().into_vec::<f32>().unwrap();
+        stage.rng = rng.clone();
+        assert_eq!(stage.encoded.len(), 5);
+        let from_cache = stage.draw_x0(&y2, Some(&keys2)).into_data().into_vec::<f32>().unwrap();
+        assert_eq!(from_cache, uncached);
         stage.fast_prior = None;
         stage.rng = rng;
-        let slow = stage.draw_x0(&y).into_data().into_vec::<f32>().unwrap();
+        let slow = stage.draw_x0(&y, None).into_data().into_vec::<f32>().unwrap();
         let d = max_rel_diff(&slow, &fast);
         assert!(d < 1e-4, "fused and burn prior draws differ by {d}");
     }

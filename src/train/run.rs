@@ -16,7 +16,7 @@ use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::{AuxModel, AuxStage, Epochs, FmPrior, FmStage, LatentStage, StageSteps, TrainConfig, Trainable};
+use super::{AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentStage, StageSteps, TrainConfig, Trainable};
 use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
 use crate::data::Dataset;
@@ -186,14 +186,23 @@ impl DataBatcher {
         Self { epochs: Epochs::new(len), rng: Rng::stream(seed, 0, Purpose::Training).state(), hflip }
     }
 
-    pub fn next<B: Backend>(&mut self, data: &Dataset, batch: usize, device: &B::Device) -> Tensor<B, 4> {
+    /// The next batch, with the dataset index and mirroring of each of its images.
+    pub fn next<B: Backend>(
+        &mut self,
+        data: &Dataset,
+        batch: usize,
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Vec<ImageKey>) {
         let mut rng = Rng::from_state(self.rng);
         let (s, c) = (data.size, data.channels);
         let plane = s * s;
         let mut out = vec![0f32; batch * c * plane];
+        let mut keys = Vec::with_capacity(batch);
         for b in 0..batch {
-            let img = data.image(self.epochs.next_index(&mut rng));
+            let index = self.epochs.next_index(&mut rng);
+            let img = data.image(index);
             let flip = self.hflip && rng.below(2) == 1;
+            keys.push((index, flip));
             let dst = &mut out[b * c * plane..(b + 1) * c * plane];
             for y in 0..s {
                 for x in 0..s {
@@ -205,7 +214,7 @@ impl DataBatcher {
             }
         }
         self.rng = rng.state();
-        Tensor::from_data(TensorData::new(out, [batch, c, s, s]), device)
+        (Tensor::from_data(TensorData::new(out, [batch, c, s, s]), device), keys)
     }
 }
 
@@ -357,14 +366,14 @@ enum Active<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Active<B> {
-    fn step(&mut self, stage: Stage, y: Tensor<B, 4>) -> StepLog {
+    fn step(&mut self, stage: Stage, y: Tensor<B, 4>, keys: &[ImageKey]) -> StepLog {
         match self {
             Active::Aux(st) => {
                 let l = st.step(y);
                 StepLog { stage, step: 0, loss: l.total, mse: l.mse, kl: l.kl }
             }
             Active::Latent(st) => StepLog { stage, step: 0, loss: st.step(y), mse: 0.0, kl: 0.0 },
-            Active::Fm(st) => StepLog { stage, step: 0, loss: st.step(y), mse: 0.0, kl: 0.0 },
+            Active::Fm(st) => StepLog { stage, step: 0, loss: st.step_keyed(y, Some(keys)), mse: 0.0, kl: 0.0 },
         }
     }
 
@@ -560,8 +569,8 @@ pub fn run<B: AutodiffBackend>(
                 save(&mut active, &ctx, &done, &final_losses)?;
                 return Ok(RunOutcome::Interrupted { stage, step: ctx.step });
             }
-            let y = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
-            let mut l = active.step(stage, y);
+            let (y, keys) = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
+            let mut l = active.step(stage, y, &keys);
             ctx.step += 1;
             steps_this_call += 1;
             l.step = ctx.step;
