@@ -74,11 +74,9 @@ impl Pointwise {
     fn grad(&self, x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
         let xs = x.as_slice::<f32>().expect("contiguous f32");
-        // `storage_mut` is the whole buffer: only a gradient that is exactly its buffer is used
-        // in place (copy-on-write if shared); views (offset, strided, part of a buffer) are copied.
-        let l = grad.layout();
-        let exact = l.is_contiguous() && l.start_offset() == 0 && grad.bytes().len() == l.num_elements() * 4;
-        let mut grad = if exact { grad } else { grad.to_contiguous() };
+        // `storage_mut` is the whole buffer: `to_contiguous` keeps a gradient that is exactly its
+        // buffer (used in place, copy-on-write if shared) and copies views.
+        let mut grad = grad.to_contiguous();
         (self.df)(grad.storage_mut::<f32>(), xs);
         grad
     }
@@ -260,18 +258,16 @@ impl Backward<CpuBackend, 3> for ConvOp {
                 (node_x.as_ref().map(|_| op.grad_x(gys, n)), want_wb.then(|| op.grad_w_b(xs, gys, n)))
             }
         };
-        let shaped =
-            |v: Vec<f32>, like: &FlexTensor| FlexTensor::from_data(TensorData::new(v, like.layout().shape().to_vec()));
         if let (Some(node), Some(gx)) = (node_x, gx) {
-            grads.register::<CpuBackend>(node.id, shaped(gx, &x));
+            grads.register::<CpuBackend>(node.id, tensor_of(gx, x.layout().shape()));
         }
         let Some((gw, gb)) = gwb else { return };
         if let Some(node) = node_w {
-            grads.register::<CpuBackend>(node.id, shaped(gw, &w));
+            grads.register::<CpuBackend>(node.id, tensor_of(gw, w.layout().shape()));
         }
         if let Some(node) = node_b {
             let len = gb.len();
-            grads.register::<CpuBackend>(node.id, FlexTensor::from_data(TensorData::new(gb, vec![len])));
+            grads.register::<CpuBackend>(node.id, tensor_of(gb, &[len]));
         }
     }
 }
@@ -309,8 +305,7 @@ fn conv_op(
         return None;
     }
     let (xc, wc, bc) = (contiguous(&x.primitive), contiguous(&w.primitive), contiguous(&b.primitive));
-    let y = kind.forward(f32s(&xc), f32s(&wc), f32s(&bc), n);
-    let y = FlexTensor::from_data(TensorData::new(y, kind.output_shape(n)));
+    let y = tensor_of(kind.forward(f32s(&xc), f32s(&wc), f32s(&bc), n), &kind.output_shape(n));
     let out = match ConvOp
         .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
         .compute_bound()
