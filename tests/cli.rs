@@ -39,6 +39,32 @@ fn train_sample_info_round_trip() {
     assert!(text.contains("prior:          learned") && text.contains("16x16, 4 channels"), "{text}");
     assert!(text.contains("\"depth\": 1") && text.contains("\"beta_kl\": 0.0099999"), "{text}");
 
+    // The run's last checkpoint exports as a model file (f16 here) that samples like the run's own.
+    let exported = dir.join("exported.safetensors");
+    let out = lediflow()
+        .args(["export", "--fp16", "--run-dir"])
+        .arg(dir.join("run"))
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("image flow at step 3 of 3"));
+    let info = lediflow().args(["info", "--model"]).arg(&exported).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("\"fm_step\": 3"), "{text}");
+    assert!(std::fs::metadata(&exported).unwrap().len() < std::fs::metadata(&model).unwrap().len());
+    let out = lediflow()
+        .args(["export", "--run-dir"])
+        .arg(dir.join("no-run"))
+        .arg("--out")
+        .arg(dir.join("x.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint"));
+    assert!(!dir.join("x.safetensors").exists());
+
     // A reader that closes the pipe early (`lediflow info | head -1`) ends the tool quietly
     // instead of making it panic.
     let mut child = lediflow()

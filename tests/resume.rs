@@ -331,3 +331,49 @@ fn init_with_a_new_velocity_network_keeps_the_files_prior() {
     assert!(velocity == deeper && deeper > before, "the velocity network has {deeper} tensors, the file's {before}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn export_writes_the_model_a_run_would_end_with_at_its_checkpoint() {
+    use lediflow::train::run::{ExportedAt, export};
+    let data = dataset();
+    for prior in [PriorKind::Learned, PriorKind::Gaussian] {
+        let long = spec(prior);
+        let mut short = long.clone();
+        short.steps.fm = 4;
+        let before_fm = if prior == PriorKind::Learned { long.steps.aux + long.steps.latent } else { 0 };
+        let dir = tmp(&format!("{prior:?}-export"));
+
+        // A run interrupted in its fm stage exports bitwise the model a run with that many fm
+        // steps writes at its end.
+        let control = RunControl { stop_after: Some(before_fm + 4), ..Default::default() };
+        assert!(matches!(go(&long, &data, &dir, "long", false, control).unwrap(), RunOutcome::Interrupted { .. }));
+        let (nets, meta, at) = export::<B>(&dir.join("long"), &Default::default()).unwrap();
+        assert_eq!(at, ExportedAt { step: 4, steps: long.steps.fm });
+        assert_eq!(meta.provenance.training["exported_from_checkpoint"]["fm_step"], 4);
+        go(&short, &data, &dir, "short", false, RunControl::default()).unwrap();
+        let finished = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+        assert_eq!(parameter_values(&nets), parameter_values(finished.networks()), "{prior:?}");
+        assert_eq!(
+            meta.provenance.training["final_losses_mean_of_last_100_steps"].get("aux"),
+            finished.meta().provenance.training["final_losses_mean_of_last_100_steps"].get("aux")
+        );
+
+        // What it exports samples like any model file.
+        let path = dir.join("exported.safetensors");
+        lediflow::checkpoint::save(&path, &nets, &meta).unwrap();
+        let p = Pipeline::<B>::load(&path, &Default::default()).unwrap();
+        let img = p.sample(2, &lediflow::SampleOptions { steps: 2, ..Default::default() }).unwrap();
+        assert!(img.into_data().to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+
+        // Before the fm stage there is nothing to sample with: a clear error, no file.
+        if prior == PriorKind::Learned {
+            let control = RunControl { stop_after: Some(3), ..Default::default() };
+            go(&long, &data, &dir, "early", false, control).unwrap();
+            let err = export::<B>(&dir.join("early"), &Default::default()).unwrap_err();
+            assert!(err.to_string().contains("step 3 of 7 of stage aux"), "{err}");
+        }
+        let err = export::<B>(&dir.join("nothing"), &Default::default()).unwrap_err();
+        assert!(err.to_string().contains("no checkpoint"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

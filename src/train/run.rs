@@ -21,7 +21,7 @@ use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks};
+use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks, VelocityNet};
 use crate::rng::{Purpose, Rng};
 
 /// The three stages, in training order.
@@ -290,6 +290,10 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.join(name).display()))))
 }
 
+fn parse_state(bytes: &[u8]) -> Result<RunState> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))
+}
+
 /// The checkpoint folder to resume from: `ckpt`, else a complete `ckpt.new` (a crash between
 /// the two renames), else `ckpt.old`.
 fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -452,8 +456,7 @@ pub fn run<B: AutodiffBackend>(
     let resumed: Option<(RunState, PathBuf)> = if resume {
         let dir = find_checkpoint(run_dir)
             .ok_or_else(|| Error::InvalidArgument(format!("--resume: no checkpoint in {}", run_dir.display())))?;
-        let state: RunState = serde_json::from_slice(&read(&dir, "state.json")?)
-            .map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))?;
+        let state = parse_state(&read(&dir, "state.json")?)?;
         spec.check_resume(&state.spec, state.stage, state.step)?;
         Some((state, dir))
     } else {
@@ -649,6 +652,94 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     Err(Error::Internal("no stage ran".into()))
+}
+
+/// Where the checkpoint behind an [`export`]ed model file stood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportedAt {
+    /// Image-flow (fm) steps done at the checkpoint.
+    pub step: usize,
+    /// The run's fm step target.
+    pub steps: usize,
+}
+
+/// The model a run folder's latest checkpoint holds: the finished stages' networks and the
+/// image flow's EMA weights at the checkpoint's step (what the run would write if it ended
+/// there), so a long run can be sampled and evaluated before it ends, or while it runs. The run
+/// must have taken at least one image-flow (fm) step: before that there is no velocity network
+/// to sample with.
+pub fn export<B: Backend>(run_dir: &Path, device: &B::Device) -> Result<(Networks<B>, ModelMeta, ExportedAt)> {
+    // A run that is writing a checkpoint swaps folders (ckpt -> ckpt.old, ckpt.new -> ckpt):
+    // read state.json before and after the weights and try again if a swap came between.
+    let mut last_err = None;
+    for _ in 0..5 {
+        let Some(dir) = find_checkpoint(run_dir) else {
+            return Err(Error::InvalidArgument(format!("no checkpoint in {}", run_dir.display())));
+        };
+        match export_from(&dir, device) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e @ Error::InvalidArgument(_)) => return Err(e),
+            Err(e) => last_err = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(last_err.unwrap_or_else(|| {
+        Error::Internal(format!("{}: the checkpoint kept changing while it was read", run_dir.display()))
+    }))
+}
+
+/// One attempt of [`export`]: `Ok(None)` when the checkpoint changed while it was read.
+fn export_from<B: Backend>(dir: &Path, device: &B::Device) -> Result<Option<(Networks<B>, ModelMeta, ExportedAt)>> {
+    let state_bytes = read(dir, "state.json")?;
+    let state = parse_state(&state_bytes)?;
+    let spec = &state.spec;
+    if state.stage != Stage::Fm || state.step == 0 {
+        let total = spec.stages().iter().find(|(s, _)| *s == state.stage).map_or(0, |s| s.1);
+        return Err(Error::InvalidArgument(format!(
+            "the run's checkpoint is at step {} of {} of stage {}: a model file needs the image-flow (fm) \
+             stage's network, so export once the fm stage has taken a step",
+            state.step,
+            total,
+            state.stage.name()
+        )));
+    }
+    let cfg = &spec.model;
+    let learned = cfg.prior == PriorKind::Learned;
+    let encoder_decoder = if learned {
+        let m = AuxModel { encoder: AuxEncoder::new(cfg, device), decoder: AuxDecoder::new(cfg, device) };
+        Some(load_module(m, read(dir, "aux.done.mpk")?, device)?)
+    } else {
+        None
+    };
+    let latent = if learned {
+        Some(load_module(LatentFlowNet::new(cfg, device), read(dir, "latent.done.mpk")?, device)?)
+    } else {
+        None
+    };
+    let velocity = load_module(VelocityNet::new(cfg, device), read(dir, "ema.mpk")?, device)?;
+    if read(dir, "state.json")? != state_bytes {
+        return Ok(None);
+    }
+    let (encoder, decoder) = encoder_decoder.map(|a| (Some(a.encoder), Some(a.decoder))).unwrap_or((None, None));
+    let at = ExportedAt { step: state.step, steps: spec.steps.fm };
+    let recent_mean = if state.recent.is_empty() {
+        serde_json::Value::Null
+    } else {
+        (state.recent.iter().sum::<f32>() / state.recent.len() as f32).into()
+    };
+    let training = serde_json::json!({
+        "run": spec,
+        "wall_seconds": state.elapsed_s,
+        "final_losses_mean_of_last_100_steps": state.final_losses,
+        "exported_from_checkpoint": {
+            "fm_step": at.step,
+            "fm_steps": at.steps,
+            "fm_loss_mean_of_recent_steps": recent_mean,
+        },
+    });
+    let meta = ModelMeta::new(cfg.clone(), training);
+    Ok(Some((Networks { encoder, decoder, latent, velocity }, meta, at)))
 }
 
 fn net_files<B: AutodiffBackend, M: AutodiffModule<B>>(net: &Trainable<B, M>) -> Result<Vec<(&'static str, Vec<u8>)>> {

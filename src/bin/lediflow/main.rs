@@ -57,6 +57,17 @@ enum Command {
         #[arg(long)]
         fp16: bool,
     },
+    /// Write a model file from a training run's latest checkpoint (its image flow's EMA weights at
+    /// that step), to sample or evaluate a long run before it ends; the run may keep running.
+    Export {
+        /// The run's folder (`train --run-dir`).
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        fp16: bool,
+    },
     /// Load a data set the way `train` does and write a contact sheet of it.
     Data {
         #[command(flatten)]
@@ -949,6 +960,20 @@ fn keep_freed_memory() {
     }
 }
 
+/// Writes a model file atomically, with f16 or f32 tensors.
+fn write_model(
+    out: &Path,
+    nets: &lediflow::model::Networks<CpuBackend>,
+    meta: &lediflow::checkpoint::ModelMeta,
+    fp16: bool,
+) -> Result<(), String> {
+    let dtype = if fp16 { lediflow::checkpoint::StoreDtype::F16 } else { lediflow::checkpoint::StoreDtype::F32 };
+    let bytes = lediflow::checkpoint::to_bytes_as(nets, meta, dtype).map_err(|e| e.to_string())?;
+    lediflow::checkpoint::write_atomic(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
 fn main() {
     // Rust ignores SIGPIPE, so `lediflow info ... | head` made println! panic once the reader
     // closed the pipe. A command-line tool should end quietly there, like other Unix tools.
@@ -971,11 +996,13 @@ fn main() {
         Command::Convert { model, out, fp16 } => (|| {
             let p = Pipeline::<CpuBackend>::load(&model, &Default::default())
                 .map_err(|e| format!("{}: {e}", model.display()))?;
-            let dtype =
-                if fp16 { lediflow::checkpoint::StoreDtype::F16 } else { lediflow::checkpoint::StoreDtype::F32 };
-            let bytes = lediflow::checkpoint::to_bytes_as(p.networks(), p.meta(), dtype).map_err(|e| e.to_string())?;
-            lediflow::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
-            eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+            write_model(&out, p.networks(), p.meta(), fp16)
+        })(),
+        Command::Export { run_dir, out, fp16 } => (|| {
+            let (nets, meta, at) = lediflow::train::run::export::<CpuBackend>(&run_dir, &Default::default())
+                .map_err(|e| format!("{}: {e}", run_dir.display()))?;
+            write_model(&out, &nets, &meta, fp16)?;
+            eprintln!("(image flow at step {} of {}, EMA weights)", at.step, at.steps);
             Ok(())
         })(),
         Command::Data { data: d, sheet, max, columns } => (|| {
