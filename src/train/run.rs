@@ -290,6 +290,17 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.join(name).display()))))
 }
 
+/// A finished auxiliary stage's saved (EMA) networks.
+fn load_done_aux<B: Backend>(dir: &Path, cfg: &ModelConfig, device: &B::Device) -> Result<AuxModel<B>> {
+    let m = AuxModel { encoder: AuxEncoder::new(cfg, device), decoder: AuxDecoder::new(cfg, device) };
+    load_module(m, read(dir, "aux.done.mpk")?, device)
+}
+
+/// A finished latent-flow stage's saved (EMA) network.
+fn load_done_latent<B: Backend>(dir: &Path, cfg: &ModelConfig, device: &B::Device) -> Result<LatentFlowNet<B>> {
+    load_module(LatentFlowNet::new(cfg, device), read(dir, "latent.done.mpk")?, device)
+}
+
 fn parse_state(bytes: &[u8]) -> Result<RunState> {
     serde_json::from_slice(bytes).map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))
 }
@@ -473,17 +484,8 @@ pub fn run<B: AutodiffBackend>(
     if let Some((_, dir)) = &resumed {
         for st in order.iter().take_while(|s| **s != first_stage) {
             match st {
-                Stage::Aux => {
-                    let m = AuxModel {
-                        encoder: AuxEncoder::new(&spec.model, &idev),
-                        decoder: AuxDecoder::new(&spec.model, &idev),
-                    };
-                    done.aux = Some(load_module(m, read(dir, "aux.done.mpk")?, &idev)?);
-                }
-                Stage::Latent => {
-                    let m = LatentFlowNet::new(&spec.model, &idev);
-                    done.latent = Some(load_module(m, read(dir, "latent.done.mpk")?, &idev)?);
-                }
+                Stage::Aux => done.aux = Some(load_done_aux(dir, &spec.model, &idev)?),
+                Stage::Latent => done.latent = Some(load_done_latent(dir, &spec.model, &idev)?),
                 Stage::Fm => {}
             }
         }
@@ -705,23 +707,16 @@ fn export_from<B: Backend>(dir: &Path, device: &B::Device) -> Result<Option<(Net
         )));
     }
     let cfg = &spec.model;
-    let learned = cfg.prior == PriorKind::Learned;
-    let encoder_decoder = if learned {
-        let m = AuxModel { encoder: AuxEncoder::new(cfg, device), decoder: AuxDecoder::new(cfg, device) };
-        Some(load_module(m, read(dir, "aux.done.mpk")?, device)?)
+    let (encoder, decoder, latent) = if cfg.prior == PriorKind::Learned {
+        let aux = load_done_aux(dir, cfg, device)?;
+        (Some(aux.encoder), Some(aux.decoder), Some(load_done_latent(dir, cfg, device)?))
     } else {
-        None
-    };
-    let latent = if learned {
-        Some(load_module(LatentFlowNet::new(cfg, device), read(dir, "latent.done.mpk")?, device)?)
-    } else {
-        None
+        (None, None, None)
     };
     let velocity = load_module(VelocityNet::new(cfg, device), read(dir, "ema.mpk")?, device)?;
     if read(dir, "state.json")? != state_bytes {
         return Ok(None);
     }
-    let (encoder, decoder) = encoder_decoder.map(|a| (Some(a.encoder), Some(a.decoder))).unwrap_or((None, None));
     let at = ExportedAt { step: state.step, steps: spec.steps.fm };
     let recent_mean = if state.recent.is_empty() {
         serde_json::Value::Null
