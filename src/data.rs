@@ -91,6 +91,23 @@ impl Dataset {
         }
         (train, val)
     }
+
+    /// The images followed by their horizontal mirrors (twice the length; a mirror's source
+    /// is its original's with ` (mirrored)` appended).
+    pub fn with_mirrors(&self) -> Dataset {
+        let (s, c) = (self.size, self.channels);
+        let mut out = self.clone();
+        for i in 0..self.len() {
+            let img = self.image(i);
+            for y in 0..s {
+                for x in (0..s).rev() {
+                    out.pixels.extend_from_slice(&img[(y * s + x) * c..(y * s + x + 1) * c]);
+                }
+            }
+            out.sources.push(format!("{} (mirrored)", self.sources[i]));
+        }
+        out
+    }
 }
 
 /// ITU-R BT.601 luma.

@@ -252,7 +252,7 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--steps", "2", "--batch", "4", "--hidden", "24", "--blocks", "1"])
-        .args(["--target", "sample"])
+        .args(["--target", "sample", "--hflip"])
         .arg("--out")
         .arg(&resized)
         .output()
@@ -261,6 +261,11 @@ fn train_sample_info_round_trip() {
     let meta = lediflow::checkpoint::read_meta(&std::fs::read(&resized).unwrap()).unwrap();
     assert_eq!((meta.config.latent.hidden, meta.config.latent.blocks), (24, 1));
     assert_eq!(meta.provenance.training["latent_retrained"]["target"], "sample");
+    // --hflip: the training images and their mirrors.
+    let plain = lediflow::checkpoint::read_meta(&std::fs::read(&retrained).unwrap()).unwrap();
+    let images = |m: &lediflow::checkpoint::ModelMeta| m.provenance.training["latent_retrained"]["images"].as_u64();
+    assert_eq!(images(&meta), images(&plain).map(|n| 2 * n));
+    assert_eq!(meta.provenance.training["latent_retrained"]["hflip"], true);
     let bad = lediflow()
         .args(["retrain-latent", "--model"])
         .arg(&model)

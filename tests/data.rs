@@ -76,6 +76,34 @@ fn validation_split_is_deterministic_and_disjoint() {
 }
 
 #[test]
+fn mirrors_follow_the_images_flipped_left_to_right() {
+    // 2 images of 3x3 pixels, 2 channels: pixel (x, y) of image i holds [10 i + 3 y + x, i].
+    let mut ds = Dataset::new(3, 2);
+    for i in 0..2u8 {
+        for y in 0..3u8 {
+            for x in 0..3u8 {
+                ds.pixels.extend([10 * i + 3 * y + x, i]);
+            }
+        }
+        ds.sources.push(format!("img {i}"));
+    }
+    let m = ds.with_mirrors();
+    assert_eq!(m.len(), 4);
+    assert_eq!(m.image(0), ds.image(0));
+    assert_eq!(m.image(1), ds.image(1));
+    assert_eq!(m.sources[3], "img 1 (mirrored)");
+    for i in 0..2 {
+        let (orig, flip) = (ds.image(i), m.image(2 + i));
+        for y in 0..3 {
+            for x in 0..3 {
+                let (a, b) = ((y * 3 + x) * 2, (y * 3 + 2 - x) * 2);
+                assert_eq!(flip[a..a + 2], orig[b..b + 2], "image {i} pixel ({x}, {y})");
+            }
+        }
+    }
+}
+
+#[test]
 fn duplicates_are_removed_before_splitting() {
     let mut ds = numbered(5);
     let first = ds.image(0).to_vec();

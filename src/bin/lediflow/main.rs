@@ -364,6 +364,10 @@ struct RetrainLatentArgs {
     /// latent distribution).
     #[arg(long, default_value = "mean")]
     target: String,
+    /// Also imitate the latents of the training images' horizontal mirrors (twice the
+    /// latents; for models whose auxiliary model and image flow were trained with `--hflip`).
+    #[arg(long)]
+    hflip: bool,
     /// The model file to write (never the input file in place).
     #[arg(long)]
     out: PathBuf,
@@ -842,6 +846,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
     let (train_set, _) = ds.split(a.data.val_every);
+    let train_set = if a.hflip { train_set.with_mirrors() } else { train_set };
     let t0 = std::time::Instant::now();
     // The frozen encoder's posterior (means and log-variances) of every training image, once.
     let (mut rows, mut logvars) = (Vec::new(), Vec::new());
@@ -908,7 +913,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     }
     meta.provenance.training["latent_retrained"] = serde_json::json!({
         "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
-        "seed": a.seed, "images": n, "final_loss_mean_of_last_500_steps": last,
+        "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
         "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks, "target": a.target,
         "wall_seconds": t0.elapsed().as_secs_f64(),
     });
