@@ -190,6 +190,38 @@ fn train_sample_info_round_trip() {
     assert!(table.contains("| real training tiles (5) |"), "{table}");
     assert_eq!(doc["real_floor"]["images"], 5);
     assert!(doc["real_floor"]["report"]["swd"].as_f64().unwrap() >= 0.0);
+    // Several seeds: one sample set each, every metric as mean ± sd, each seed's report in the JSON.
+    let out = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--count", "5", "--steps", "1", "--seed", "0,1,7", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("| midpoint | 1 | 2 |")).expect("the midpoint row");
+    assert_eq!(row.matches(" ± ").count(), 6, "{row}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["seeds"], serde_json::json!([0, 1, 7]));
+    let per_seed = doc["results"][0]["per_seed"].as_array().unwrap();
+    assert_eq!(per_seed.len(), 3);
+    let swds: Vec<f64> = per_seed.iter().map(|r| r["report"]["swd"].as_f64().unwrap()).collect();
+    let mean = swds.iter().sum::<f64>() / 3.0;
+    assert!((doc["results"][0]["report"]["swd"].as_f64().unwrap() - mean).abs() < 1e-9);
+    assert!(swds[0] != swds[1], "different seeds must draw different samples: {swds:?}");
+    assert!(doc["results"][0]["sd"]["swd"].as_f64().unwrap() > 0.0);
+    let bad = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--seed", "0,x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad --seed"), "{}", String::from_utf8_lossy(&bad.stderr));
     // Diagnostic: the encoder's latents of training images instead of the latent flow.
     let diag = lediflow()
         .args(["eval", "--model"])

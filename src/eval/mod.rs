@@ -208,6 +208,57 @@ pub struct Report {
     pub nearest_train: Option<f64>,
 }
 
+impl Report {
+    /// The mean report over several independent sample sets (for example one per sampling seed)
+    /// and the sample standard deviation of each metric (`swd_levels` of the spread left empty;
+    /// all zero for a single report). With a few hundred samples the sample draw moves the
+    /// metrics by more than many differences between models: compare means over seeds.
+    pub fn mean_and_sd(reports: &[Report]) -> Result<(Report, Report)> {
+        let n = reports.len();
+        if n == 0 {
+            return invalid("no reports to average");
+        }
+        let mean_sd = |f: &dyn Fn(&Report) -> f64| {
+            let m = reports.iter().map(f).sum::<f64>() / n as f64;
+            let var =
+                if n > 1 { reports.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+            (m, var.sqrt())
+        };
+        let levels = reports[0].swd_levels.len();
+        if reports
+            .iter()
+            .any(|r| r.swd_levels.len() != levels || r.nearest_train.is_some() != reports[0].nearest_train.is_some())
+        {
+            return invalid("reports of different shapes cannot be averaged");
+        }
+        let (swd, swd_sd) = mean_sd(&|r| r.swd);
+        let (kid_pixels, kid_pixels_sd) = mean_sd(&|r| r.kid_pixels);
+        let (kid_features, kid_features_sd) = mean_sd(&|r| r.kid_features);
+        let (precision, precision_sd) = mean_sd(&|r| r.precision);
+        let (recall, recall_sd) = mean_sd(&|r| r.recall);
+        let nearest = reports[0].nearest_train.map(|_| mean_sd(&|r| r.nearest_train.unwrap_or(0.0)));
+        let mean = Report {
+            swd,
+            swd_levels: (0..levels).map(|l| mean_sd(&|r| r.swd_levels[l]).0).collect(),
+            kid_pixels,
+            kid_features,
+            precision,
+            recall,
+            nearest_train: nearest.map(|v| v.0),
+        };
+        let sd = Report {
+            swd: swd_sd,
+            swd_levels: Vec::new(),
+            kid_pixels: kid_pixels_sd,
+            kid_features: kid_features_sd,
+            precision: precision_sd,
+            recall: recall_sd,
+            nearest_train: nearest.map(|v| v.1),
+        };
+        Ok((mean, sd))
+    }
+}
+
 /// Settings of [`evaluate`]; the defaults are the documented protocol.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
@@ -307,6 +358,31 @@ pub(crate) mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn mean_and_sd_of_reports() {
+        let r = |swd: f64, nt: f64| Report {
+            swd,
+            swd_levels: vec![swd, 2.0 * swd],
+            kid_pixels: 1.0,
+            kid_features: -swd,
+            precision: 0.5,
+            recall: swd / 10.0,
+            nearest_train: Some(nt),
+        };
+        let (m, sd) = Report::mean_and_sd(&[r(1.0, 0.2), r(3.0, 0.4)]).unwrap();
+        assert!((m.swd - 2.0).abs() < 1e-12 && (sd.swd - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(m.swd_levels, vec![2.0, 4.0]);
+        assert!((m.kid_features + 2.0).abs() < 1e-12 && (m.recall - 0.2).abs() < 1e-12);
+        assert!(sd.kid_pixels.abs() < 1e-12 && sd.precision.abs() < 1e-12);
+        assert!((m.nearest_train.unwrap() - 0.3).abs() < 1e-12);
+        let (one, zero) = Report::mean_and_sd(&[r(5.0, 0.1)]).unwrap();
+        assert_eq!((one.swd, zero.swd, zero.nearest_train), (5.0, 0.0, Some(0.0)));
+        assert!(Report::mean_and_sd(&[]).is_err());
+        let mut other = r(1.0, 0.1);
+        other.nearest_train = None;
+        assert!(Report::mean_and_sd(&[r(1.0, 0.1), other]).is_err());
     }
 
     fn increasing(v: &[f64]) -> bool {

@@ -322,8 +322,11 @@ struct EvalArgs {
     /// Solvers; a comma list sweeps them (euler,midpoint,heun,rk4).
     #[arg(long, default_value = "midpoint")]
     solver: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Sampling seeds; a comma list (e.g. 0,1,2) draws one sample set per seed and reports each
+    /// metric as mean ± standard deviation over them. With a few hundred samples the draw alone
+    /// moves SWD and KID by more than many differences between models.
+    #[arg(long, default_value = "0")]
+    seed: String,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -710,7 +713,7 @@ fn model_and_data(model: &Path, data: &DataArgs) -> Result<(Pipeline<CpuBackend>
 }
 
 fn eval(a: EvalArgs) -> Result<(), String> {
-    use lediflow::eval::{EvalConfig, Images, evaluate};
+    use lediflow::eval::{EvalConfig, Images, Report, evaluate};
     let (p, ds) = model_and_data(&a.model, &a.data)?;
     let info = p.info();
     let (train_set, held_out) = ds.split(a.data.val_every);
@@ -731,6 +734,11 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         .prior_scale
         .split(',')
         .map(|x| x.trim().parse().map_err(|_| format!("bad --prior-scale {x:?}")))
+        .collect::<Result<_, _>>()?;
+    let seeds: Vec<u64> = a
+        .seed
+        .split(',')
+        .map(|x| x.trim().parse().map_err(|_| format!("bad --seed {x:?}")))
         .collect::<Result<_, _>>()?;
     // Every scale checked before any sampling, not when its turn comes.
     for &prior_scale in &scales {
@@ -754,8 +762,11 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         other => return Err(format!("--latents must be flow or train, got '{other}'")),
     };
     eprintln!(
-        "reference: {} held-out images; memorisation against {} training images; {count} samples, seed {}",
-        reference.count, train.count, a.seed
+        "reference: {} held-out images; memorisation against {} training images; {count} samples, seed {}{}",
+        reference.count,
+        train.count,
+        a.seed,
+        if seeds.len() > 1 { " (metrics: mean ± sd over the seeds' sample sets)" } else { "" }
     );
     println!(
         "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | prior scale |"
@@ -765,37 +776,62 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     for &prior_scale in &scales {
         for solver in &solvers {
             for &st in &steps {
-                let opts =
-                    SampleOptions { seed: a.seed, steps: st, solver: *solver, prior_scale, ..Default::default() };
-                let t = std::time::Instant::now();
-                let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
-                for start in (0..count).step_by(64) {
-                    let n = 64.min(count - start);
-                    let o = SampleOptions { first_index: start as u64, ..opts.clone() };
-                    let images = match &train_latents {
-                        None => p.sample(n, &o),
-                        Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
-                    };
-                    pixels
-                        .extend(lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
+                let mut reports = Vec::with_capacity(seeds.len());
+                for &seed in &seeds {
+                    let opts = SampleOptions { seed, steps: st, solver: *solver, prior_scale, ..Default::default() };
+                    let t = std::time::Instant::now();
+                    let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
+                    for start in (0..count).step_by(64) {
+                        let n = 64.min(count - start);
+                        let o = SampleOptions { first_index: start as u64, ..opts.clone() };
+                        let images = match &train_latents {
+                            None => p.sample(n, &o),
+                            Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
+                        };
+                        pixels.extend(
+                            lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
+                        );
+                    }
+                    let sampled = t.elapsed().as_secs_f64();
+                    let samples =
+                        Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
+                    reports.push(
+                        evaluate(&samples, &reference, Some(&train), &EvalConfig::default())
+                            .map_err(|e| e.to_string())?,
+                    );
+                    eprintln!(
+                        "  {solver} {st} steps, seed {seed}: sampling {sampled:.1} s, metrics {:.1} s",
+                        t.elapsed().as_secs_f64() - sampled
+                    );
                 }
-                let sampled = t.elapsed().as_secs_f64();
-                let samples = Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
-                let r =
-                    evaluate(&samples, &reference, Some(&train), &EvalConfig::default()).map_err(|e| e.to_string())?;
+                let (r, sd) = Report::mean_and_sd(&reports).map_err(|e| e.to_string())?;
                 let nfe = st * solver.evals_per_step();
+                // One seed: plain values; several: mean ± sd.
+                let cell = |m: f64, s: f64, digits: usize| {
+                    if seeds.len() > 1 { format!("{m:.digits$} ± {s:.digits$}") } else { format!("{m:.digits$}") }
+                };
                 println!(
-                    "| {solver} | {st} | {nfe} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {prior_scale} |",
-                    r.swd,
-                    r.kid_pixels,
-                    r.kid_features,
-                    r.precision,
-                    r.recall,
-                    r.nearest_train.unwrap_or(f64::NAN)
+                    "| {solver} | {st} | {nfe} | {} | {} | {} | {} | {} | {} | {prior_scale} |",
+                    cell(r.swd, sd.swd, 2),
+                    cell(r.kid_pixels, sd.kid_pixels, 3),
+                    cell(r.kid_features, sd.kid_features, 3),
+                    cell(r.precision, sd.precision, 3),
+                    cell(r.recall, sd.recall, 3),
+                    cell(r.nearest_train.unwrap_or(f64::NAN), sd.nearest_train.unwrap_or(f64::NAN), 4)
                 );
-                eprintln!("  sampling {sampled:.1} s, metrics {:.1} s", t.elapsed().as_secs_f64() - sampled);
-                rows.push(serde_json::json!({"solver": solver.name(), "steps": st, "nfe": nfe,
-                "prior_scale": prior_scale, "report": r}));
+                let mut row = serde_json::json!({"solver": solver.name(), "steps": st, "nfe": nfe,
+                    "prior_scale": prior_scale, "report": r});
+                if seeds.len() > 1 {
+                    row["sd"] = serde_json::json!(sd);
+                    row["per_seed"] = serde_json::json!(
+                        seeds
+                            .iter()
+                            .zip(&reports)
+                            .map(|(s, r)| serde_json::json!({"seed": s, "report": r}))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                rows.push(row);
             }
         }
     }
@@ -819,7 +855,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         "\nheld-out real images: nearest training image at RMS {floor:.4} (samples far below this copy the training set)"
     );
     if let Some(path) = &a.json {
-        let doc = serde_json::json!({"model": a.model.display().to_string(), "count": count, "seed": a.seed,
+        let doc = serde_json::json!({"model": a.model.display().to_string(), "count": count, "seeds": seeds,
             "latents": a.latents,
             "reference_images": reference.count, "held_out_nearest_train": floor,
             "real_floor": {"images": k, "report": real}, "results": rows});
