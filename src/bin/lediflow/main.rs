@@ -712,6 +712,11 @@ fn model_and_data(model: &Path, data: &DataArgs) -> Result<(Pipeline<CpuBackend>
     Ok((p, ds))
 }
 
+/// A flag's comma-separated list of numbers ("1,2,4").
+fn comma_list<T: std::str::FromStr>(spec: &str, flag: &str) -> Result<Vec<T>, String> {
+    spec.split(',').map(|x| x.trim().parse().map_err(|_| format!("bad {flag} {x:?}"))).collect()
+}
+
 fn eval(a: EvalArgs) -> Result<(), String> {
     use lediflow::eval::{EvalConfig, Images, Report, evaluate};
     let (p, ds) = model_and_data(&a.model, &a.data)?;
@@ -723,23 +728,11 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     let as_images = |d: &Dataset| Images::from_u8(&d.pixels, d.len(), d.channels, d.size).map_err(|e| e.to_string());
     let (reference, train) = (as_images(&held_out)?, as_images(&train_set)?);
     let count = a.count.unwrap_or(held_out.len());
-    let steps: Vec<usize> = a
-        .steps
-        .split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad --steps {x:?}")))
-        .collect::<Result<_, _>>()?;
+    let steps: Vec<usize> = comma_list(&a.steps, "--steps")?;
     let solvers: Vec<Solver> =
         a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
-    let scales: Vec<f32> = a
-        .prior_scale
-        .split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad --prior-scale {x:?}")))
-        .collect::<Result<_, _>>()?;
-    let seeds: Vec<u64> = a
-        .seed
-        .split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad --seed {x:?}")))
-        .collect::<Result<_, _>>()?;
+    let scales: Vec<f32> = comma_list(&a.prior_scale, "--prior-scale")?;
+    let seeds: Vec<u64> = comma_list(&a.seed, "--seed")?;
     // Every scale checked before any sampling, not when its turn comes.
     for &prior_scale in &scales {
         SampleOptions { prior_scale, ..Default::default() }.validate().map_err(|e| e.to_string())?;
