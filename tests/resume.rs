@@ -78,7 +78,10 @@ fn tmp(name: &str) -> std::path::PathBuf {
 fn interrupted_and_resumed_equals_uninterrupted() {
     let data = dataset();
     for (prior, stops) in [(PriorKind::Learned, vec![9usize, 1, 3]), (PriorKind::Gaussian, vec![4])] {
-        let spec = spec(prior);
+        let mut spec = spec(prior);
+        // A learning-rate decay over the stages' last steps, stopped inside it, resumes exactly too.
+        spec.train.aux.decay_steps = 3;
+        spec.train.fm.decay_steps = 4;
         let dir = tmp(&format!("{prior:?}-full"));
         let (full_log, control) = recorder();
         let out = go(&spec, &data, &dir, "run", false, control).unwrap();
@@ -159,6 +162,16 @@ fn a_finished_run_extends_with_more_steps_like_a_longer_run() {
             let err = go(&bad, &data, &dir2, "run", true, RunControl::default()).unwrap_err();
             assert!(err.to_string().contains("stage aux is finished"), "{err}");
         }
+        // With a learning-rate decay the count cannot change once the decay has begun.
+        let mut decayed = short.clone();
+        decayed.train.fm.decay_steps = 2;
+        let dir3 = tmp(&format!("{prior:?}-decayed"));
+        go(&decayed, &data, &dir3, "run", false, RunControl::default()).unwrap();
+        let mut longer = decayed.clone();
+        longer.steps.fm += 4;
+        let err = go(&longer, &data, &dir3, "run", true, RunControl::default()).unwrap_err();
+        assert!(err.to_string().contains("inside its learning-rate decay"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir3);
         let mut shrunk = short.clone();
         shrunk.steps.fm -= 1;
         let err = go(&shrunk, &data, &dir2, "run", true, RunControl::default()).unwrap_err();

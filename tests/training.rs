@@ -114,7 +114,7 @@ fn losses_fall_and_learned_prior_beats_gaussian_at_low_nfe() {
     let (c, s, n) = (3, 16, 4);
     let images = synthetic_images(n, c, s);
     let train_images = to_vec(images.clone());
-    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99 };
+    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0 };
     let train = TrainConfig {
         batch_size: n,
         beta_kl: 1e-3,

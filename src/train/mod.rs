@@ -91,6 +91,17 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The optimiser settings of `stage`.
+    pub fn optim(&self, stage: run::Stage) -> &OptimConfig {
+        match stage {
+            run::Stage::Aux => &self.aux,
+            run::Stage::Latent => &self.latent,
+            run::Stage::Fm => &self.fm,
+        }
+    }
+}
+
 /// The auxiliary model trained as one unit.
 #[derive(Module, Debug)]
 pub struct AuxModel<B: Backend> {

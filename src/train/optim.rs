@@ -114,11 +114,35 @@ pub struct OptimConfig {
     pub grad_clip: f32,
     /// EMA decay of the sampling weights (0 = EMA equals the live weights).
     pub ema_decay: f32,
+    /// Linear decay of the learning rate to 0 over the last this many steps of the stage
+    /// (a cool-down; 0 = constant after the warm-up). Files and checkpoints written before
+    /// this option existed read as 0.
+    #[serde(default)]
+    pub decay_steps: usize,
 }
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 3e-4, warmup_steps: 200, grad_clip: 1.0, ema_decay: 0.999 }
+        Self { lr: 3e-4, warmup_steps: 200, grad_clip: 1.0, ema_decay: 0.999, decay_steps: 0 }
+    }
+}
+
+impl OptimConfig {
+    /// The learning rate of the step taken at `step` (0-based) of a stage of `total` steps
+    /// (`total` 0 = unknown: no decay). Warm-up and decay multiply where they overlap.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let w = self.warmup_steps;
+        let warm = if w == 0 || step >= w { 1.0 } else { (step + 1) as f64 / w as f64 };
+        let d = self.decay_steps;
+        let left = total.saturating_sub(step);
+        let cool = if d == 0 || total == 0 || left >= d { 1.0 } else { left as f64 / d as f64 };
+        self.lr * warm * cool
+    }
+
+    /// The first step whose learning rate the decay lowers, in a stage of `total` steps
+    /// (`total` when there is no decay).
+    pub fn decay_start(&self, total: usize) -> usize {
+        if self.decay_steps == 0 { total } else { total.saturating_sub(self.decay_steps - 1) }
     }
 }
 
@@ -131,13 +155,15 @@ pub struct Trainable<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub optim: OptimizerAdaptor<Adam, M, B>,
     pub step: usize,
     pub config: OptimConfig,
+    /// Steps of the whole stage, for the learning-rate decay (0 = unknown: no decay).
+    pub total_steps: usize,
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainable<B, M> {
     pub fn new(model: M, config: OptimConfig) -> Self {
         let ema = model.valid();
         let optim = AdamConfig::new().with_epsilon(1e-8).init::<B, M>();
-        Self { model: Some(model), ema: Some(ema), optim, step: 0, config }
+        Self { model: Some(model), ema: Some(ema), optim, step: 0, config, total_steps: 0 }
     }
 
     /// The live (training) weights.
@@ -165,9 +191,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainable<B, M> {
         self.model = Some(model);
     }
 
+    /// The learning rate of the next step.
     pub fn lr(&self) -> f64 {
-        let w = self.config.warmup_steps;
-        if w == 0 || self.step >= w { self.config.lr } else { self.config.lr * (self.step + 1) as f64 / w as f64 }
+        self.config.lr_at(self.step, self.total_steps)
     }
 
     /// Backpropagates `loss`, clips, takes one Adam step and updates the EMA. Returns the
@@ -247,5 +273,32 @@ impl<B: Backend> ModuleMapper<B> for SeededInit {
             new = new.require_grad();
         }
         Param::from_mapped_value(id, new, mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OptimConfig;
+
+    #[test]
+    fn learning_rate_warms_up_holds_and_decays_to_zero() {
+        let c = OptimConfig { lr: 1.0, warmup_steps: 4, decay_steps: 5, ..OptimConfig::default() };
+        let lrs: Vec<f64> = (0..12).map(|s| c.lr_at(s, 12)).collect();
+        let want = [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2];
+        for (s, (a, b)) in lrs.iter().zip(want).enumerate() {
+            assert!((a - b).abs() < 1e-12, "step {s}: {a} vs {b}");
+        }
+        // The first decayed step is the one decay_start names.
+        assert_eq!(c.decay_start(12), 8);
+        assert!(c.lr_at(7, 12) == 1.0 && c.lr_at(8, 12) < 1.0);
+        // Overlapping warm-up and decay multiply; no decay without a known total or with 0 steps.
+        assert!((c.lr_at(0, 3) - 0.25 * 0.6).abs() < 1e-12);
+        assert_eq!(c.lr_at(100, 0), 1.0);
+        let flat = OptimConfig { lr: 1.0, warmup_steps: 0, ..OptimConfig::default() };
+        assert_eq!(flat.lr_at(11, 12), 1.0);
+        assert_eq!(flat.decay_start(12), 12);
+        // Config files written before the option existed read as "no decay".
+        let old = r#"{"lr":0.001,"warmup_steps":200,"grad_clip":1.0,"ema_decay":0.999}"#;
+        assert_eq!(serde_json::from_str::<OptimConfig>(old).unwrap().decay_steps, 0);
     }
 }

@@ -137,8 +137,9 @@ impl RunSpec {
     /// Whether a checkpoint made with `saved` at `step` of `stage` can continue under `self`.
     /// Everything must match, except that the step counts of `stage` and of the stages after it
     /// may differ as long as `stage` has not already run past its new count: this extends a
-    /// finished or running run with more steps (the learning rate has no schedule that depends
-    /// on the total, so the extended run equals one started with the larger count).
+    /// finished or running run with more steps, and the extended run equals one started with
+    /// the larger count. With a learning-rate decay (`decay_steps`) the count of `stage` can
+    /// change only while no step has yet been taken at a decayed rate under either count.
     pub fn check_resume(&self, saved: &RunSpec, stage: Stage, step: usize) -> Result<()> {
         let mut a = self.clone();
         let mut b = saved.clone();
@@ -164,6 +165,15 @@ impl RunSpec {
                 return Err(Error::InvalidArgument(format!(
                     "--resume: stage {} is already at step {step}; it cannot stop at {new}",
                     st.name()
+                )));
+            }
+            let optim = self.train.optim(st);
+            if st == stage && new != old && step > optim.decay_start(new.min(old)) {
+                return Err(Error::InvalidArgument(format!(
+                    "--resume: stage {} is at step {step}, inside its learning-rate decay (the last {} of \
+                     {old} steps); its step count cannot change to {new} any more",
+                    st.name(),
+                    optim.decay_steps
                 )));
             }
         }
@@ -392,6 +402,15 @@ impl<B: AutodiffBackend> Active<B> {
         }
     }
 
+    /// Tells the stage's optimiser how many steps the stage has (for the learning-rate decay).
+    fn set_total(&mut self, total: usize) {
+        match self {
+            Active::Aux(st) => st.net.total_steps = total,
+            Active::Latent(st) => st.net.total_steps = total,
+            Active::Fm(st) => st.net.total_steps = total,
+        }
+    }
+
     fn rng(&mut self) -> &mut Rng {
         match self {
             Active::Aux(st) => &mut st.rng,
@@ -534,6 +553,7 @@ pub fn run<B: AutodiffBackend>(
                 Active::Fm(st)
             }
         };
+        active.set_total(total);
         let mut ctx = StageCtx::new(spec, stage, &from, data.len());
         // A checkpoint at step 0 marks a stage boundary: the stage starts fresh.
         if let Some((state, dir)) = from.as_ref().filter(|(s, _)| s.step > 0) {

@@ -153,7 +153,8 @@ struct TrainArgs {
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
-    /// (keys under `train.` address the training config, the rest the model config).
+    /// --set train.fm.decay_steps=4000 (linear learning-rate decay to 0 over a stage's last steps;
+    /// keys under `train.` address the training config, the rest the model config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     #[arg(long, default_value_t = 64)]
