@@ -229,15 +229,17 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--count", "5", "--latents", "train"])
-        .args(["--prior-scale", "0,0.5"])
+        .args(["--prior-scale", "0,0.5", "--time-shift", "1,3"])
         .output()
         .unwrap();
     assert!(diag.status.success(), "{}", String::from_utf8_lossy(&diag.stderr));
     let table = String::from_utf8_lossy(&diag.stdout);
-    // One row per prior scale, the scale in the last column.
+    // One row per (prior scale, time shift), those two in the last columns.
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| midpoint | 4 | 8 |")).collect();
-    assert_eq!(rows.len(), 2, "{table}");
-    assert!(rows[0].ends_with("| 0 |") && rows[1].ends_with("| 0.5 |"), "{table}");
+    assert_eq!(rows.len(), 4, "{table}");
+    for (row, end) in rows.iter().zip(["| 0 | 1 |", "| 0 | 3 |", "| 0.5 | 1 |", "| 0.5 | 3 |"]) {
+        assert!(row.ends_with(end), "{table}");
+    }
     let bad = lediflow()
         .args(["eval", "--model"])
         .arg(&model)
@@ -248,6 +250,19 @@ fn train_sample_info_round_trip() {
         .unwrap();
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("prior_scale must be"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let bad = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--time-shift", "3,0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("time_shift must be"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );

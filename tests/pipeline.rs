@@ -160,6 +160,9 @@ fn bad_arguments_are_errors() {
     assert!(bad(SampleOptions { steps: 0, ..opts(0) }));
     assert!(bad(SampleOptions { prior_scale: f32::NAN, ..opts(0) }));
     assert!(bad(SampleOptions { prior_scale: -1.0, ..opts(0) }));
+    assert!(bad(SampleOptions { time_shift: 0.0, ..opts(0) }));
+    assert!(bad(SampleOptions { time_shift: f32::NAN, ..opts(0) }));
+    assert!(!bad(SampleOptions { time_shift: 3.0, ..opts(0) }));
     assert!(bad(SampleOptions { latent_steps: 0, ..opts(0) }));
     assert!(matches!(p.sample(0, &opts(0)), Err(Error::InvalidArgument(_))));
     assert!(matches!(p.sample(1 << 20, &opts(0)), Err(Error::InvalidArgument(_))));

@@ -75,6 +75,11 @@ pub struct LdfSampleParams {
     /// Images per network batch, 1..=4096, or 0 for the library's choice (default 0: 32 images,
     /// fewer if the model's memory limit needs it). Results do not depend on it.
     pub batch_size: u32,
+    /// Timestep shift of the image flow's solver grid, in [0.01, 100] (default 1: equal steps).
+    /// > 1 takes shorter steps near the prior and longer ones near the data (Stable Diffusion 3's
+    /// shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after the first
+    /// release: a caller whose `struct_size` ends before it gets the default.
+    pub time_shift: f64,
 }
 
 /// What a loaded model is. Set `struct_size = sizeof(LdfModelInfo)` before `ldf_model_info`.
@@ -103,8 +108,9 @@ pub struct LdfModelInfo {
     pub parameters: u64,
 }
 
-/// Smallest `struct_size` accepted: the size of the first published version of each struct.
-const SAMPLE_PARAMS_V1: usize = size_of::<LdfSampleParams>();
+/// Smallest `struct_size` accepted: the size of the first published version of each struct
+/// (`LdfSampleParams` ended with `batch_size`; `time_shift` starts exactly where it ended).
+const SAMPLE_PARAMS_V1: usize = std::mem::offset_of!(LdfSampleParams, time_shift);
 const MODEL_INFO_V1: usize = size_of::<LdfModelInfo>();
 
 /// Default batch when the caller leaves `batch_size` at 0.
@@ -129,6 +135,7 @@ impl Default for LdfSampleParams {
             inpaint_candidates: o.inpaint_candidates as u32,
             interpolation: LDF_INTERPOLATION_LINEAR,
             batch_size: 0,
+            time_shift: o.time_shift as f64,
         }
     }
 }
@@ -265,6 +272,7 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         steps: p.steps as usize,
         solver: solver_of(p.solver, "solver")?,
         prior_scale: p.prior_scale,
+        time_shift: p.time_shift as f32,
         latent_steps: p.latent_steps as usize,
         latent_solver: solver_of(p.latent_solver, "latent_solver")?,
         inpaint_candidates: p.inpaint_candidates as usize,

@@ -3,7 +3,7 @@
 
 pub mod solver;
 
-pub use solver::{AdaptiveOptions, Solution, Solver, VelocityField, solve_adaptive};
+pub use solver::{AdaptiveOptions, Solution, Solver, VelocityField, solve_adaptive, time_grid};
 
 use burn::prelude::*;
 

@@ -3,6 +3,7 @@
  * Built by tests/c/run.sh with -Wall -Wextra -Werror -fsanitize=address,undefined.
  * Usage: abi_test <learned-prior model> <gaussian-prior model> */
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -162,6 +163,7 @@ static void test_params(void) {
     EXPECT(p.steps == 4 && p.solver == LDF_SOLVER_MIDPOINT && p.prior_scale == 1.0f);
     EXPECT(p.seed == 0 && p.first_index == 0 && p.progress == NULL && p.cancel == NULL);
     EXPECT(p.batch_size == 0 && p.interpolation == LDF_INTERPOLATION_LINEAR);
+    EXPECT(p.time_shift == 1.0);
     ldf_sample_params_init(NULL);
 
     size_t n = info.image_bytes;
@@ -172,7 +174,7 @@ static void test_params(void) {
     bad.field = value;                                                            \
     EXPECT_STATUS(ldf_sample(model, 1, &bad, out, n), LDF_ERR_INVALID_ARGUMENT);
     BAD_PARAM(struct_size, 0)
-    BAD_PARAM(struct_size, sizeof(LdfSampleParams) - 4)
+    BAD_PARAM(struct_size, offsetof(LdfSampleParams, time_shift) - 4)
     BAD_PARAM(struct_size, sizeof(LdfSampleParams) + 8)
     BAD_PARAM(steps, 0)
     BAD_PARAM(steps, 1000000)
@@ -186,7 +188,20 @@ static void test_params(void) {
     BAD_PARAM(interpolation, 2)
     BAD_PARAM(batch_size, 100000)
     BAD_PARAM(inpaint_candidates, 1u << 20)
+    BAD_PARAM(time_shift, NAN)
+    BAD_PARAM(time_shift, 0.0)
+    BAD_PARAM(time_shift, 1000.0)
 #undef BAD_PARAM
+    /* A caller compiled against the first header (struct_size up to batch_size) gets the
+     * default time_shift: the library does not read past its struct_size. */
+    LdfSampleParams old = params(1);
+    old.struct_size = offsetof(LdfSampleParams, time_shift);
+    old.time_shift = NAN;
+    EXPECT_STATUS(ldf_sample(model, 1, &old, out, n), LDF_OK);
+    /* A shifted grid samples too. */
+    LdfSampleParams shifted = params(1);
+    shifted.time_shift = 3.0;
+    EXPECT_STATUS(ldf_sample(model, 1, &shifted, out, n), LDF_OK);
     /* Every solver works. */
     const LdfSolver solvers[] = {LDF_SOLVER_EULER, LDF_SOLVER_MIDPOINT, LDF_SOLVER_HEUN, LDF_SOLVER_RK4};
     for (int i = 0; i < 4; i++) {

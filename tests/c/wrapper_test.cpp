@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
     auto params = lediflow::SampleParams().seed(3).steps(2);
     auto images = model.sample(3, params);
     EXPECT(images.size() == 3 * info.image_bytes);
+    EXPECT(model.sample(3, lediflow::SampleParams().seed(3).steps(2).time_shift(3.0)).size() == images.size());
     auto z = model.sample_latents(3, params);
     EXPECT(model.generate(z, params) == images);
     auto enc = model.encode(images);

@@ -62,6 +62,15 @@ def test_sample_shape_and_determinism(model):
     assert a.std() > 1.0
 
 
+def test_time_shift(gaussian):
+    a = gaussian.sample(2, seed=1, steps=2)
+    np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=1.0))
+    assert not np.array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=3.0))
+    with pytest.raises(lediflow.LediflowError) as e:
+        gaussian.sample(1, time_shift=0.0)
+    assert "time_shift" in e.value.message
+
+
 @pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4"])
 def test_solvers(model, solver):
     assert model.sample(1, steps=1, solver=solver).shape == (1, 32, 32, 4)
