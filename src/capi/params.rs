@@ -76,9 +76,9 @@ pub struct LdfSampleParams {
     /// fewer if the model's memory limit needs it). Results do not depend on it.
     pub batch_size: u32,
     /// Timestep shift of the image flow's solver grid, in [0.01, 100] (default 1: equal steps).
-    /// > 1 takes shorter steps near the prior and longer ones near the data (Stable Diffusion 3's
-    /// shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after the first
-    /// release: a caller whose `struct_size` ends before it gets the default.
+    /// Values above 1 take shorter steps near the prior and longer ones near the data (Stable
+    /// Diffusion 3's shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after
+    /// the first release: a caller whose `struct_size` ends before it gets the default.
     pub time_shift: f64,
 }
 
