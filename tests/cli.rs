@@ -418,5 +418,34 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown key 'nope'"));
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--time-limit=-1", "--run-dir", "/tmp/x", "--out", "/tmp/x.st"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--time-limit must be"));
+
+    // A time limit stops with a checkpoint and status 124; --resume finishes the run.
+    let timed = |extra: &[&str]| {
+        lediflow()
+            .args(["train", "--data"])
+            .arg(&data)
+            .args(["--size", "16", "--channels", "4", "--preset", "tiny", "--batch", "4", "--prior", "gaussian"])
+            .args(["--steps-fm", "3", "--val-every", "3", "--run-dir"])
+            .arg(dir.join("timed"))
+            .arg("--out")
+            .arg(dir.join("timed.safetensors"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = timed(&["--time-limit", "0"]);
+    assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time limit reached: stopped in stage fm at step 0"));
+    assert!(dir.join("timed/ckpt/state.json").is_file() && !dir.join("timed.safetensors").exists());
+    let out = timed(&["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("timed.safetensors").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }

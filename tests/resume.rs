@@ -390,3 +390,57 @@ fn export_writes_the_model_a_run_would_end_with_at_its_checkpoint() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn a_deadline_stops_with_a_checkpoint_and_a_cool_down_can_be_added_before_it_starts() {
+    // The recipe for a run of unknown speed: train without a decay until a wall-clock limit,
+    // then resume with the count that is left plus a decay over it. That equals a run started
+    // with that count and decay.
+    let data = dataset();
+    let short = spec(PriorKind::Gaussian);
+    let mut target = short.clone();
+    target.steps.fm += 4;
+    target.train.fm.decay_steps = 3;
+    let dir = tmp("cool-target");
+    let (target_log, control) = recorder();
+    go(&target, &data, &dir, "run", false, control).unwrap();
+
+    let dir2 = tmp("cool-added");
+    let (log, _) = recorder();
+    let l2 = log.clone();
+    let control = RunControl {
+        deadline: Some(std::time::Instant::now()),
+        on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))),
+        ..Default::default()
+    };
+    let out = go(&short, &data, &dir2, "run", false, control).unwrap();
+    assert_eq!(out, RunOutcome::Interrupted { stage: lediflow::train::run::Stage::Fm, step: 0 });
+    assert!(!dir2.join("m.safetensors").exists());
+    for s in [&short, &target] {
+        let l2 = log.clone();
+        let control =
+            RunControl { on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))), ..Default::default() };
+        assert!(matches!(go(s, &data, &dir2, "run", true, control).unwrap(), RunOutcome::Finished { .. }));
+    }
+    let (a, b) = (target_log.borrow(), log.borrow());
+    assert_eq!(a.len(), 10);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert_eq!((x.stage, x.step, x.loss.to_bits()), (y.stage, y.step, y.loss.to_bits()));
+    }
+    let p1 = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+    let p2 = Pipeline::<B>::load(dir2.join("m.safetensors"), &Default::default()).unwrap();
+    assert_eq!(parameter_values(p1.networks()), parameter_values(p2.networks()));
+    // Once a decayed step was taken, the decay cannot change any more.
+    let mut other = target.clone();
+    other.train.fm.decay_steps = 1;
+    let err = go(&other, &data, &dir2, "run", true, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("inside its learning-rate decay"), "{err}");
+    // Nor can any other training setting.
+    let mut lr = target.clone();
+    lr.train.fm.lr *= 2.0;
+    let err = go(&lr, &data, &dir2, "run", true, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("different settings"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}

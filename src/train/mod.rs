@@ -100,6 +100,14 @@ impl TrainConfig {
             run::Stage::Fm => &self.fm,
         }
     }
+
+    pub fn optim_mut(&mut self, stage: run::Stage) -> &mut OptimConfig {
+        match stage {
+            run::Stage::Aux => &mut self.aux,
+            run::Stage::Latent => &mut self.latent,
+            run::Stage::Fm => &mut self.fm,
+        }
+    }
 }
 
 /// The auxiliary model trained as one unit.

@@ -145,6 +145,11 @@ impl RunSpec {
         let mut b = saved.clone();
         a.steps = StageSteps { aux: 0, latent: 0, fm: 0 };
         b.steps = a.steps;
+        // The learning-rate decay of the current and later stages may change too (checked below).
+        for st in [Stage::Aux, Stage::Latent, Stage::Fm].into_iter().filter(|s| *s >= stage) {
+            a.train.optim_mut(st).decay_steps = 0;
+            b.train.optim_mut(st).decay_steps = 0;
+        }
         if a != b {
             return Err(Error::InvalidArgument(
                 "--resume: the checkpoint was made with different settings (model, training or data); \
@@ -167,13 +172,17 @@ impl RunSpec {
                     st.name()
                 )));
             }
-            let optim = self.train.optim(st);
-            if st == stage && new != old && step > optim.decay_start(new.min(old)) {
+            // Steps before a decay starts see the same learning rate under any count and decay,
+            // so the schedule can change until a step was taken at a decayed rate under either.
+            let (now, then) = (self.train.optim(st), saved.train.optim(st));
+            let changed = new != old || now.decay_steps != then.decay_steps;
+            if st == stage && changed && step > now.decay_start(new).min(then.decay_start(old)) {
                 return Err(Error::InvalidArgument(format!(
                     "--resume: stage {} is at step {step}, inside its learning-rate decay (the last {} of \
-                     {old} steps); its step count cannot change to {new} any more",
+                     {old} steps); its step count and decay cannot change to {new} and {} any more",
                     st.name(),
-                    optim.decay_steps
+                    then.decay_steps,
+                    now.decay_steps
                 )));
             }
         }
@@ -269,6 +278,9 @@ pub struct RunControl {
     pub stop: Option<Arc<AtomicBool>>,
     /// Stop (with a checkpoint) after this many steps in this invocation: simulates an interruption.
     pub stop_after: Option<usize>,
+    /// Stop (with a checkpoint) at the first step boundary after this instant: a wall-clock
+    /// budget for one invocation (a batch job's time slot, a lent machine).
+    pub deadline: Option<Instant>,
     /// Called after every step.
     pub on_step: Option<StepCallback>,
     /// Called when a stage starts: (stage, steps already done, total steps).
@@ -589,7 +601,8 @@ pub fn run<B: AutodiffBackend>(
         };
         while ctx.step < total {
             let stop_requested = control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-                || control.stop_after.is_some_and(|n| steps_this_call >= n);
+                || control.stop_after.is_some_and(|n| steps_this_call >= n)
+                || control.deadline.is_some_and(|d| Instant::now() >= d);
             if stop_requested {
                 save(&mut active, &ctx, &done, &final_losses)?;
                 return Ok(RunOutcome::Interrupted { stage, step: ctx.step });

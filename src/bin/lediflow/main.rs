@@ -186,6 +186,11 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Wall-clock budget for this invocation, in seconds: at the first step after it (counted
+    /// from the start, data loading included) save a checkpoint and exit with status 124;
+    /// --resume continues. For time-limited batch slots and lent machines.
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: Option<f64>,
 }
 
 /// Solver settings shared by every generating subcommand.
@@ -429,6 +434,14 @@ fn set_path(v: &mut serde_json::Value, key: &str, raw: &str) -> Result<(), Strin
 }
 
 fn train(args: TrainArgs) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let deadline = match args.time_limit {
+        Some(t) if !(t.is_finite() && t >= 0.0) => {
+            return Err(format!("--time-limit must be a number of seconds >= 0, got {t}"));
+        }
+        Some(t) => Some(started + std::time::Duration::from_secs_f64(t.min(1e9))),
+        None => None,
+    };
     let prior = args.prior.map(|p| match p {
         PriorArg::Learned => PriorKind::Learned,
         PriorArg::Gaussian => PriorKind::Gaussian,
@@ -519,8 +532,9 @@ fn train(args: TrainArgs) -> Result<(), String> {
     let plain = !std::io::stderr().is_terminal();
     let totals = spec.steps;
     let control = RunControl {
-        stop: Some(stop),
+        stop: Some(stop.clone()),
         stop_after: None,
+        deadline,
         on_stage: Some(Box::new(move |stage: Stage, done, total| {
             b1.reset();
             b1.set_prefix(stage.name());
@@ -596,8 +610,14 @@ fn train(args: TrainArgs) -> Result<(), String> {
             Ok(())
         }
         RunOutcome::Interrupted { stage, step } => {
-            eprintln!("stopped in stage {} at step {step}; continue with the same command plus --resume", stage.name());
-            std::process::exit(130);
+            // No signal came: the time limit stopped the run.
+            let timed_out = !stop.load(Ordering::SeqCst);
+            let why = if timed_out { "time limit reached: " } else { "" };
+            eprintln!(
+                "{why}stopped in stage {} at step {step}; continue with the same command plus --resume",
+                stage.name()
+            );
+            std::process::exit(if timed_out { 124 } else { 130 });
         }
     }
 }
