@@ -223,10 +223,11 @@ typedef struct LdfSampleParams {
    */
   uint32_t batch_size;
   /**
-   * Timestep shift of the image flow's solver grid, in [0.01, 100] (default 1: equal steps).
-   * Values above 1 take shorter steps near the prior and longer ones near the data (Stable
-   * Diffusion 3's shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after
-   * the first release: a caller whose `struct_size` ends before it gets the default.
+   * Timestep shift of the image flow's solver grid, in [0.01, 100], or 0 (the default) for the
+   * model file's recommendation (1 = equal steps where the file has none). Values above 1
+   * take shorter steps near the prior and longer ones near the data (Stable Diffusion 3's
+   * shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after the first
+   * release: a caller whose `struct_size` ends before it gets the default.
    */
   double time_shift;
 } LdfSampleParams;

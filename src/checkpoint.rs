@@ -36,6 +36,34 @@ pub struct ModelMeta {
     pub format_version: u32,
     pub config: ModelConfig,
     pub provenance: Provenance,
+    /// Sampling settings the model's maker recommends; a call that leaves a setting to the model
+    /// (e.g. `SampleOptions::time_shift` = None) uses them. Absent in older files.
+    #[serde(default, skip_serializing_if = "SamplingDefaults::is_empty")]
+    pub sampling: SamplingDefaults,
+}
+
+/// Recommended sampling settings stored in a model file (`lediflow convert --time-shift`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingDefaults {
+    /// The image flow's solver-grid shift ([`crate::flow::time_grid`]); None = 1 (equal steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_shift: Option<f32>,
+}
+
+impl SamplingDefaults {
+    pub fn is_empty(&self) -> bool {
+        self.time_shift.is_none()
+    }
+
+    /// Checks the values against the ranges sampling accepts (a model file is untrusted input).
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = self.time_shift
+            && !(t.is_finite() && (0.01..=100.0).contains(&t))
+        {
+            return Err(Error::Format(format!("sampling.time_shift must be in [0.01, 100], got {t}")));
+        }
+        Ok(())
+    }
 }
 
 /// Where a model came from.
@@ -58,6 +86,7 @@ impl ModelMeta {
             format_version: FORMAT_VERSION,
             config,
             provenance: Provenance { library_version: env!("CARGO_PKG_VERSION").to_string(), created_unix, training },
+            sampling: SamplingDefaults::default(),
         }
     }
 }
@@ -280,6 +309,7 @@ pub fn read_meta(bytes: &[u8]) -> Result<ModelMeta> {
     let meta: ModelMeta =
         serde_json::from_value(value).map_err(|e| Error::Format(format!("metadata does not match the schema: {e}")))?;
     meta.config.validate()?;
+    meta.sampling.validate()?;
     Ok(meta)
 }
 

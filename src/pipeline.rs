@@ -61,7 +61,8 @@ pub struct SampleOptions {
     pub prior_scale: f32,
     /// Timestep shift of the image flow's solver grid ([`crate::flow::time_grid`]): 1 = equal
     /// steps; > 1 shorter steps near the prior. Gaussian-prior flows need it at few steps.
-    pub time_shift: f32,
+    /// None (the default) = the model file's recommendation ([`Pipeline::time_shift`]).
+    pub time_shift: Option<f32>,
     /// Latent-flow solver steps (cheap: an MLP on latent_dim numbers).
     pub latent_steps: usize,
     pub latent_solver: Solver,
@@ -81,7 +82,7 @@ impl Default for SampleOptions {
             steps: 4,
             solver: Solver::Midpoint,
             prior_scale: 1.0,
-            time_shift: 1.0,
+            time_shift: None,
             latent_steps: 16,
             latent_solver: Solver::Midpoint,
             inpaint_candidates: 16,
@@ -119,8 +120,10 @@ impl SampleOptions {
         if !self.prior_scale.is_finite() || !(0.0..=100.0).contains(&self.prior_scale) {
             return invalid(format!("prior_scale must be finite and in [0, 100], got {}", self.prior_scale));
         }
-        if !self.time_shift.is_finite() || !(0.01..=100.0).contains(&self.time_shift) {
-            return invalid(format!("time_shift must be finite and in [0.01, 100], got {}", self.time_shift));
+        if let Some(t) = self.time_shift
+            && !(t.is_finite() && (0.01..=100.0).contains(&t))
+        {
+            return invalid(format!("time_shift must be finite and in [0.01, 100], got {t}"));
         }
         if self.inpaint_candidates > 4096 {
             return invalid(format!("inpaint_candidates must be <= 4096, got {}", self.inpaint_candidates));
@@ -264,6 +267,23 @@ impl<B: Backend> Pipeline<B> {
 
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
+    }
+
+    /// The solver-grid shift a call with `opts` uses: its own, else the model file's
+    /// recommendation, else 1 (equal steps).
+    pub fn time_shift(&self, opts: &SampleOptions) -> f32 {
+        opts.time_shift.or(self.meta.sampling.time_shift).unwrap_or(1.0)
+    }
+
+    /// Sets the sampling settings recommended in this model's metadata (written with it by
+    /// [`crate::checkpoint::save`]); validated like a loaded file's.
+    pub fn set_sampling_defaults(&mut self, sampling: crate::checkpoint::SamplingDefaults) -> Result<()> {
+        sampling.validate().map_err(|e| match e {
+            Error::Format(m) => Error::InvalidArgument(m),
+            e => e,
+        })?;
+        self.meta.sampling = sampling;
+        Ok(())
     }
 
     pub fn networks(&self) -> &Networks<B> {
@@ -425,7 +445,7 @@ impl<B: Backend> Pipeline<B> {
             Ok(x)
         };
         let field = ImageField { net: &self.nets.velocity, fast: self.fast.as_ref(), threads };
-        let sol = opts.solver.solve_shifted(&field, x0, opts.steps, opts.time_shift, &mut hook)?;
+        let sol = opts.solver.solve_shifted(&field, x0, opts.steps, self.time_shift(opts), &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))
     }
 

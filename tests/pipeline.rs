@@ -160,9 +160,9 @@ fn bad_arguments_are_errors() {
     assert!(bad(SampleOptions { steps: 0, ..opts(0) }));
     assert!(bad(SampleOptions { prior_scale: f32::NAN, ..opts(0) }));
     assert!(bad(SampleOptions { prior_scale: -1.0, ..opts(0) }));
-    assert!(bad(SampleOptions { time_shift: 0.0, ..opts(0) }));
-    assert!(bad(SampleOptions { time_shift: f32::NAN, ..opts(0) }));
-    assert!(!bad(SampleOptions { time_shift: 3.0, ..opts(0) }));
+    assert!(bad(SampleOptions { time_shift: Some(0.0), ..opts(0) }));
+    assert!(bad(SampleOptions { time_shift: Some(f32::NAN), ..opts(0) }));
+    assert!(!bad(SampleOptions { time_shift: Some(3.0), ..opts(0) }));
     assert!(bad(SampleOptions { latent_steps: 0, ..opts(0) }));
     assert!(matches!(p.sample(0, &opts(0)), Err(Error::InvalidArgument(_))));
     assert!(matches!(p.sample(1 << 20, &opts(0)), Err(Error::InvalidArgument(_))));
@@ -244,4 +244,35 @@ fn velocity_matches_the_network_and_checks_shapes() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(p.velocity(synthetic_images(3, 3, 16), t), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn a_model_files_recommended_time_shift_is_the_default() {
+    let mut p = random_pipeline(4, 16, PriorKind::Gaussian, 3);
+    let px = |p: &lediflow::Pipeline<B>, t: Option<f32>| {
+        to_vec(p.sample(2, &SampleOptions { time_shift: t, ..opts(1) }).unwrap())
+    };
+    // No recommendation: equal steps.
+    assert_eq!(p.time_shift(&opts(0)), 1.0);
+    assert_eq!(px(&p, None), px(&p, Some(1.0)));
+    let bad = lediflow::checkpoint::SamplingDefaults { time_shift: Some(500.0) };
+    assert!(p.set_sampling_defaults(bad.clone()).is_err());
+    p.set_sampling_defaults(lediflow::checkpoint::SamplingDefaults { time_shift: Some(3.0) }).unwrap();
+    // It travels with the file; an explicit shift still wins.
+    let dir = std::env::temp_dir().join(format!("lediflow-shift-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    p.save(dir.join("m.safetensors")).unwrap();
+    let q = lediflow::Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
+    assert_eq!(q.meta().sampling.time_shift, Some(3.0));
+    assert_eq!(q.time_shift(&opts(0)), 3.0);
+    assert_eq!(q.time_shift(&SampleOptions { time_shift: Some(2.0), ..opts(0) }), 2.0);
+    assert_eq!(px(&q, None), px(&q, Some(3.0)));
+    assert_ne!(px(&q, None), px(&q, Some(1.0)));
+    // A file recommending an out-of-range shift is refused at load, like any bad metadata.
+    let mut meta = q.meta().clone();
+    meta.sampling = bad;
+    lediflow::checkpoint::save(&dir.join("bad.safetensors"), q.networks(), &meta).unwrap();
+    let err = lediflow::Pipeline::<B>::load(dir.join("bad.safetensors"), &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("sampling.time_shift"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -43,6 +43,7 @@ struct SampleParams {
     SampleParams &steps(uint32_t v) { raw.steps = v; return *this; }
     SampleParams &solver(LdfSolver v) { raw.solver = v; return *this; }
     SampleParams &prior_scale(float v) { raw.prior_scale = v; return *this; }
+    /** Solver-grid shift; 0 (the default) = the model file's recommendation. */
     SampleParams &time_shift(double v) { raw.time_shift = v; return *this; }
     SampleParams &first_index(uint64_t v) { raw.first_index = v; return *this; }
     SampleParams &batch_size(uint32_t v) { raw.batch_size = v; return *this; }

@@ -75,10 +75,11 @@ pub struct LdfSampleParams {
     /// Images per network batch, 1..=4096, or 0 for the library's choice (default 0: 32 images,
     /// fewer if the model's memory limit needs it). Results do not depend on it.
     pub batch_size: u32,
-    /// Timestep shift of the image flow's solver grid, in [0.01, 100] (default 1: equal steps).
-    /// Values above 1 take shorter steps near the prior and longer ones near the data (Stable
-    /// Diffusion 3's shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after
-    /// the first release: a caller whose `struct_size` ends before it gets the default.
+    /// Timestep shift of the image flow's solver grid, in [0.01, 100], or 0 (the default) for the
+    /// model file's recommendation (1 = equal steps where the file has none). Values above 1
+    /// take shorter steps near the prior and longer ones near the data (Stable Diffusion 3's
+    /// shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after the first
+    /// release: a caller whose `struct_size` ends before it gets the default.
     pub time_shift: f64,
 }
 
@@ -135,7 +136,7 @@ impl Default for LdfSampleParams {
             inpaint_candidates: o.inpaint_candidates as u32,
             interpolation: LDF_INTERPOLATION_LINEAR,
             batch_size: 0,
-            time_shift: o.time_shift as f64,
+            time_shift: o.time_shift.map_or(0.0, f64::from),
         }
     }
 }
@@ -272,7 +273,8 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         steps: p.steps as usize,
         solver: solver_of(p.solver, "solver")?,
         prior_scale: p.prior_scale,
-        time_shift: p.time_shift as f32,
+        // 0 leaves it to the model; anything else (NaN, out of range) is checked by validate.
+        time_shift: (p.time_shift != 0.0).then_some(p.time_shift as f32),
         latent_steps: p.latent_steps as usize,
         latent_solver: solver_of(p.latent_solver, "latent_solver")?,
         inpaint_candidates: p.inpaint_candidates as usize,

@@ -163,7 +163,7 @@ static void test_params(void) {
     EXPECT(p.steps == 4 && p.solver == LDF_SOLVER_MIDPOINT && p.prior_scale == 1.0f);
     EXPECT(p.seed == 0 && p.first_index == 0 && p.progress == NULL && p.cancel == NULL);
     EXPECT(p.batch_size == 0 && p.interpolation == LDF_INTERPOLATION_LINEAR);
-    EXPECT(p.time_shift == 1.0);
+    EXPECT(p.time_shift == 0.0); /* the model's recommendation */
     ldf_sample_params_init(NULL);
 
     size_t n = info.image_bytes;
@@ -189,7 +189,8 @@ static void test_params(void) {
     BAD_PARAM(batch_size, 100000)
     BAD_PARAM(inpaint_candidates, 1u << 20)
     BAD_PARAM(time_shift, NAN)
-    BAD_PARAM(time_shift, 0.0)
+    BAD_PARAM(time_shift, -1.0)
+    BAD_PARAM(time_shift, 0.001)
     BAD_PARAM(time_shift, 1000.0)
 #undef BAD_PARAM
     /* A caller compiled against the first header (struct_size up to batch_size) gets the
@@ -198,10 +199,21 @@ static void test_params(void) {
     old.struct_size = offsetof(LdfSampleParams, time_shift);
     old.time_shift = NAN;
     EXPECT_STATUS(ldf_sample(model, 1, &old, out, n), LDF_OK);
-    /* A shifted grid samples too. */
+    /* A shifted grid samples too, and differs; 0 takes the model's recommendation, which for a
+     * file without one is 1 (equal steps). */
     LdfSampleParams shifted = params(1);
     shifted.time_shift = 3.0;
     EXPECT_STATUS(ldf_sample(model, 1, &shifted, out, n), LDF_OK);
+    unsigned char *out_equal = malloc(n), *out_model = malloc(n);
+    LdfSampleParams equal = params(1), model_default = params(1);
+    equal.time_shift = 1.0;
+    model_default.time_shift = 0.0;
+    EXPECT_STATUS(ldf_sample(model, 1, &equal, out_equal, n), LDF_OK);
+    EXPECT_STATUS(ldf_sample(model, 1, &model_default, out_model, n), LDF_OK);
+    EXPECT(memcmp(out_equal, out_model, n) == 0);
+    EXPECT(memcmp(out_equal, out, n) != 0);
+    free(out_equal);
+    free(out_model);
     /* Every solver works. */
     const LdfSolver solvers[] = {LDF_SOLVER_EULER, LDF_SOLVER_MIDPOINT, LDF_SOLVER_HEUN, LDF_SOLVER_RK4};
     for (int i = 0; i < 4; i++) {

@@ -214,7 +214,7 @@ class _Call:
 
     def __init__(self, seed=0, steps=4, solver="midpoint", prior_scale=1.0, progress=None, cancel=None,
                  first_index=0, batch_size=0, latent_steps=16, latent_solver="midpoint",
-                 inpaint_candidates=16, interpolation="linear", time_shift=1.0):
+                 inpaint_candidates=16, interpolation="linear", time_shift=None):
         lib = _load()
         p = _Params()
         lib.ldf_sample_params_init(C.byref(p))
@@ -227,7 +227,8 @@ class _Call:
         p.latent_steps, p.inpaint_candidates = int(latent_steps), int(inpaint_candidates)
         p.interpolation = _enum(INTERPOLATIONS, interpolation, "interpolation")
         p.batch_size = int(batch_size)
-        p.time_shift = float(time_shift)
+        # None (or 0) leaves the shift to the model file's recommendation.
+        p.time_shift = 0.0 if time_shift is None else float(time_shift)
         if cancel is not None:
             p.cancel = cancel._ptr
         self.error = None
@@ -350,7 +351,7 @@ class Model:
         """`count` images as uint8 (count, H, W, C). progress(step, total) returning False cancels.
         Options: cancel, first_index, batch_size, latent_steps, latent_solver, time_shift (solver
         grid: 1 = equal steps, > 1 shorter steps near the prior; about 3 for Gaussian-prior models
-        at 4 Midpoint steps)."""
+        at 4 Midpoint steps; None, the default, = the model file's recommendation, else 1)."""
         n = self._count(count)
         call = _Call(seed, steps, solver, prior_scale, progress, **options)
         out = np.empty((n, *self._shape), np.uint8)

@@ -62,12 +62,17 @@ def test_sample_shape_and_determinism(model):
     assert a.std() > 1.0
 
 
-def test_time_shift(gaussian):
+def test_time_shift(model, gaussian):
+    # The shipped baseline recommends shift 3 (its file says so); None and 0 take it.
     a = gaussian.sample(2, seed=1, steps=2)
-    np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=1.0))
-    assert not np.array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=3.0))
+    np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=3.0))
+    np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=0.0))
+    assert not np.array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=1.0))
+    # The shipped LeDiFlow model has no recommendation: equal steps.
+    b = model.sample(2, seed=1, steps=2)
+    np.testing.assert_array_equal(b, model.sample(2, seed=1, steps=2, time_shift=1.0))
     with pytest.raises(lediflow.LediflowError) as e:
-        gaussian.sample(1, time_shift=0.0)
+        gaussian.sample(1, time_shift=-1.0)
     assert "time_shift" in e.value.message
 
 

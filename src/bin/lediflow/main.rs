@@ -56,6 +56,11 @@ enum Command {
         out: PathBuf,
         #[arg(long)]
         fp16: bool,
+        /// Record this solver-grid shift as the model's recommendation: sampling calls that
+        /// leave the shift to the model (the CLI without --time-shift, the C ABI's 0, Python's
+        /// None) use it.
+        #[arg(long)]
+        time_shift: Option<f32>,
     },
     /// Write a model file from a training run's latest checkpoint (its image flow's EMA weights at
     /// that step), to sample or evaluate a long run before it ends; the run may keep running.
@@ -210,9 +215,10 @@ struct GenArgs {
     #[arg(long, default_value_t = 1.0)]
     prior_scale: f32,
     /// Timestep shift of the solver grid (1 = equal steps; > 1 shorter steps near the prior:
-    /// about 3 suits the Gaussian baseline at 4 Midpoint steps).
-    #[arg(long, default_value_t = 1.0)]
-    time_shift: f32,
+    /// about 3 suits the Gaussian baseline at 4 Midpoint steps) [default: the model file's
+    /// recommendation (`info` shows it), else 1].
+    #[arg(long)]
+    time_shift: Option<f32>,
 }
 
 impl GenArgs {
@@ -351,8 +357,8 @@ struct EvalArgs {
     #[arg(long, default_value = "1")]
     prior_scale: String,
     /// Timestep shifts of the solver grid; a comma list sweeps them (1 = equal steps; > 1
-    /// shorter steps near the prior).
-    #[arg(long, default_value = "1")]
+    /// shorter steps near the prior; `model` = the model file's recommendation, else 1).
+    #[arg(long, default_value = "model")]
     time_shift: String,
 }
 
@@ -763,13 +769,17 @@ fn eval(a: EvalArgs) -> Result<(), String> {
         a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
     let scales: Vec<f32> = comma_list(&a.prior_scale, "--prior-scale")?;
     let seeds: Vec<u64> = comma_list(&a.seed, "--seed")?;
-    let shifts: Vec<f32> = comma_list(&a.time_shift, "--time-shift")?;
+    let shifts: Vec<f32> = if a.time_shift == "model" {
+        vec![p.time_shift(&SampleOptions::default())]
+    } else {
+        comma_list(&a.time_shift, "--time-shift")?
+    };
     // Every scale and shift checked before any sampling, not when its turn comes.
     for &prior_scale in &scales {
         SampleOptions { prior_scale, ..Default::default() }.validate().map_err(|e| e.to_string())?;
     }
     for &time_shift in &shifts {
-        SampleOptions { time_shift, ..Default::default() }.validate().map_err(|e| e.to_string())?;
+        SampleOptions { time_shift: Some(time_shift), ..Default::default() }.validate().map_err(|e| e.to_string())?;
     }
     if info.prior == PriorKind::Gaussian && scales.len() > 1 {
         return Err("--prior-scale sweeps need a LeDiFlow model (a Gaussian prior ignores the scale)".into());
@@ -810,7 +820,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
                         steps: st,
                         solver: *solver,
                         prior_scale,
-                        time_shift,
+                        time_shift: Some(time_shift),
                         ..Default::default()
                     };
                     let t = std::time::Instant::now();
@@ -1004,6 +1014,10 @@ fn info(model: &Path) -> Result<(), String> {
     println!("latent dim:     {}", i.latent_dim);
     println!("parameters:     {}", i.parameters);
     println!("written by:     lediflow {}", meta.provenance.library_version);
+    match meta.sampling.time_shift {
+        Some(t) => println!("time shift:     {t} (recommended; sampling uses it unless given --time-shift)"),
+        None => println!("time shift:     1 (no recommendation: equal steps)"),
+    }
     println!("metadata:\n{}", serde_json::to_string_pretty(&meta).unwrap());
     Ok(())
 }
@@ -1068,9 +1082,14 @@ fn main() {
         Command::Bench(a) => bench::bench(a),
         Command::RetrainLatent(a) => retrain_latent(a),
         Command::Info { model } => info(&model),
-        Command::Convert { model, out, fp16 } => (|| {
-            let p = Pipeline::<CpuBackend>::load(&model, &Default::default())
+        Command::Convert { model, out, fp16, time_shift } => (|| {
+            let mut p = Pipeline::<CpuBackend>::load(&model, &Default::default())
                 .map_err(|e| format!("{}: {e}", model.display()))?;
+            if let Some(t) = time_shift {
+                let sampling =
+                    lediflow::checkpoint::SamplingDefaults { time_shift: Some(t), ..p.meta().sampling.clone() };
+                p.set_sampling_defaults(sampling).map_err(|e| format!("--time-shift: {e}"))?;
+            }
             write_model(&out, p.networks(), p.meta(), fp16)
         })(),
         Command::Export { run_dir, out, fp16 } => (|| {
