@@ -136,6 +136,12 @@ typedef struct LdfModelInfo {
    * Number of network parameters.
    */
   uint64_t parameters;
+  /**
+   * The solver-grid shift a call gets with `time_shift = 0`: the model file's recommendation,
+   * or 1 (equal steps) where it has none. Added after the first release: a caller whose
+   * `struct_size` ends before it does not get it.
+   */
+  double time_shift;
 } LdfModelInfo;
 
 /**

@@ -208,6 +208,7 @@ fn info_of<B: Backend>(p: &Pipeline<B>) -> LdfModelInfo {
         latent_bytes: i.latent_dim * size_of::<f32>(),
         mask_bytes: i.width * i.height,
         parameters: i.parameters as u64,
+        time_shift: p.time_shift(&crate::SampleOptions::default()) as f64,
     }
 }
 

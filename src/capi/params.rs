@@ -107,12 +107,17 @@ pub struct LdfModelInfo {
     pub mask_bytes: usize,
     /// Number of network parameters.
     pub parameters: u64,
+    /// The solver-grid shift a call gets with `time_shift = 0`: the model file's recommendation,
+    /// or 1 (equal steps) where it has none. Added after the first release: a caller whose
+    /// `struct_size` ends before it does not get it.
+    pub time_shift: f64,
 }
 
 /// Smallest `struct_size` accepted: the size of the first published version of each struct
-/// (`LdfSampleParams` ended with `batch_size`; `time_shift` starts exactly where it ended).
+/// (`LdfSampleParams` ended with `batch_size`, `LdfModelInfo` with `parameters`; the `time_shift`
+/// added to each starts exactly where it ended).
 const SAMPLE_PARAMS_V1: usize = std::mem::offset_of!(LdfSampleParams, time_shift);
-const MODEL_INFO_V1: usize = size_of::<LdfModelInfo>();
+const MODEL_INFO_V1: usize = std::mem::offset_of!(LdfModelInfo, time_shift);
 
 /// Default batch when the caller leaves `batch_size` at 0.
 pub(crate) const DEFAULT_BATCH: usize = 32;

@@ -150,9 +150,22 @@ static void test_info(void) {
     EXPECT(info.mask_bytes == (size_t)info.width * info.height);
     EXPECT(info.parameters > 0 && info.format_version >= 1);
 
+    EXPECT(info.time_shift == 1.0); /* the shipped LeDiFlow file recommends none */
+
     LdfModelInfo g = {.struct_size = sizeof g};
     EXPECT_STATUS(ldf_model_info(gaussian, &g), LDF_OK);
     EXPECT(g.prior == LDF_PRIOR_GAUSSIAN && g.latent_dim == 0 && g.latent_bytes == 0);
+    EXPECT(g.time_shift == 3.0); /* the shipped baseline's file recommends 3 */
+    /* A caller compiled against the first header gets the fields it knows, and nothing is
+     * written past its struct_size. */
+    LdfModelInfo old;
+    memset(&old, 0xAB, sizeof old);
+    old.struct_size = offsetof(LdfModelInfo, time_shift);
+    EXPECT_STATUS(ldf_model_info(gaussian, &old), LDF_OK);
+    EXPECT(old.parameters == g.parameters);
+    unsigned char untouched[sizeof old.time_shift];
+    memset(untouched, 0xAB, sizeof untouched);
+    EXPECT(memcmp(&old.time_shift, untouched, sizeof untouched) == 0);
 }
 
 static void test_params(void) {

@@ -104,6 +104,7 @@ class _Info(C.Structure):
         ("latent_bytes", C.c_size_t),
         ("mask_bytes", C.c_size_t),
         ("parameters", C.c_uint64),
+        ("time_shift", C.c_double),
     ]
 
 
@@ -200,6 +201,7 @@ class ModelInfo:
     prior: str
     format_version: int
     parameters: int
+    time_shift: float  # what time_shift=None samples with: the file's recommendation, else 1
 
 
 def _enum(table: dict, value: str, what: str) -> int:
@@ -284,7 +286,7 @@ class Model:
         _check(_load().ldf_model_info(self._handle(), C.byref(i)))
         self._raw_info = i
         self.info = ModelInfo(i.width, i.height, i.channels, i.latent_dim, PRIORS.get(i.prior, str(i.prior)),
-                              i.format_version, i.parameters)
+                              i.format_version, i.parameters, i.time_shift)
 
     def _handle(self):
         if not self._ptr:

@@ -64,6 +64,7 @@ def test_sample_shape_and_determinism(model):
 
 def test_time_shift(model, gaussian):
     # The shipped baseline recommends shift 3 (its file says so); None and 0 take it.
+    assert gaussian.info.time_shift == 3.0 and model.info.time_shift == 1.0
     a = gaussian.sample(2, seed=1, steps=2)
     np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=3.0))
     np.testing.assert_array_equal(a, gaussian.sample(2, seed=1, steps=2, time_shift=0.0))
