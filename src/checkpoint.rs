@@ -22,8 +22,19 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Networks;
 
-/// Version of the file layout this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest file format version this build reads and writes. 2 (session 13): the image
+/// network may predict the clean image (`dit.prediction = "data"`); such files say 2 so that
+/// older libraries, which would read the output as a velocity, refuse them. Every other file is
+/// still written as 1.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format version a file with `config` is written with: the oldest that reads it right.
+pub fn format_version_for(config: &ModelConfig) -> u32 {
+    match config.dit.prediction {
+        crate::config::Prediction::Velocity => 1,
+        crate::config::Prediction::Data => 2,
+    }
+}
 /// Metadata key holding the JSON [`ModelMeta`].
 pub const METADATA_KEY: &str = "lediflow";
 
@@ -83,7 +94,7 @@ impl ModelMeta {
         let created_unix =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Self {
-            format_version: FORMAT_VERSION,
+            format_version: format_version_for(&config),
             config,
             provenance: Provenance { library_version: env!("CARGO_PKG_VERSION").to_string(), created_unix, training },
             sampling: SamplingDefaults::default(),

@@ -66,6 +66,22 @@ pub struct DitConfig {
     pub depth: usize,
     pub heads: usize,
     pub mlp_ratio: usize,
+    /// What the network outputs (absent in files written before it existed: velocity).
+    #[serde(default)]
+    pub prediction: Prediction,
+}
+
+/// What the image network's output means; sampling and training turn it into the velocity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prediction {
+    /// The velocity x1 - x0 itself.
+    #[default]
+    Velocity,
+    /// The clean image x1 ("x-prediction", Li & He 2025, "Back to Basics: Let Denoising
+    /// Generative Models Denoise"): velocity = (x1_hat - x_t) / max(1 - t, 0.05). A clean image
+    /// is easier to emit through a narrow patch token than per-pixel noise is.
+    Data,
 }
 
 /// Everything needed to build the networks of one pipeline.
@@ -99,21 +115,42 @@ impl ModelConfig {
                 prior,
                 aux: AuxConfig { latent_dim: 8, base_channels: 16, logvar_min: -9.0, logvar_max: 1.0 },
                 latent: LatentFlowConfig { hidden: 64, blocks: 2 },
-                dit: DitConfig { patch_size: size / 8, dim: 32, depth: 2, heads: 2, mlp_ratio: 2 },
+                dit: DitConfig {
+                    patch_size: size / 8,
+                    dim: 32,
+                    depth: 2,
+                    heads: 2,
+                    mlp_ratio: 2,
+                    prediction: Prediction::Velocity,
+                },
             },
             "small" => ModelConfig {
                 image,
                 prior,
                 aux: AuxConfig { latent_dim: 32, base_channels: 32, logvar_min: -9.0, logvar_max: 1.0 },
                 latent: LatentFlowConfig { hidden: 256, blocks: 3 },
-                dit: DitConfig { patch_size: size / 8, dim: 128, depth: 4, heads: 4, mlp_ratio: 4 },
+                dit: DitConfig {
+                    patch_size: size / 8,
+                    dim: 128,
+                    depth: 4,
+                    heads: 4,
+                    mlp_ratio: 4,
+                    prediction: Prediction::Velocity,
+                },
             },
             "base" => ModelConfig {
                 image,
                 prior,
                 aux: AuxConfig { latent_dim: 64, base_channels: 64, logvar_min: -9.0, logvar_max: 1.0 },
                 latent: LatentFlowConfig { hidden: 512, blocks: 4 },
-                dit: DitConfig { patch_size: size / 16, dim: 384, depth: 8, heads: 6, mlp_ratio: 4 },
+                dit: DitConfig {
+                    patch_size: size / 16,
+                    dim: 384,
+                    depth: 8,
+                    heads: 6,
+                    mlp_ratio: 4,
+                    prediction: Prediction::Velocity,
+                },
             },
             other => {
                 return Err(Error::InvalidArgument(format!(
@@ -201,6 +238,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn configs_written_before_the_prediction_field_read_as_velocity_prediction() {
+        let mut v = serde_json::to_value(ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap()).unwrap();
+        v["dit"].as_object_mut().unwrap().remove("prediction");
+        let cfg: ModelConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(cfg.dit.prediction, Prediction::Velocity);
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v["dit"]["prediction"] = "data".into();
+        assert_eq!(serde_json::from_value::<ModelConfig>(v).unwrap().dit.prediction, Prediction::Data);
     }
 
     #[test]

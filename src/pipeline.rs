@@ -10,9 +10,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use crate::checkpoint::{self, ModelMeta};
-use crate::config::{ModelConfig, PriorKind};
+use crate::config::{ModelConfig, Prediction, PriorKind};
 use crate::error::{Error, Result, invalid};
-use crate::flow::{Solver, VelocityField};
+use crate::flow::{Solver, VelocityField, output_to_velocity};
 use crate::model::cpu::decoder::CpuDecoder;
 use crate::model::cpu::dit::CpuDit;
 use crate::model::cpu::encoder::CpuEncoder;
@@ -157,34 +157,37 @@ pub struct ModelInfo {
 struct ImageField<'a, B: Backend> {
     net: &'a VelocityNet<B>,
     fast: Option<&'a CpuDit>,
+    prediction: Prediction,
     /// Threads the fused pass may spread one call's images over.
     threads: usize,
 }
 
-/// Velocity of `net` at (x, t) with t given per image, through `fast` when present.
+/// Velocity of `net` at (x, t) with t given per image, through `fast` when present; a
+/// data-predicting network's output is turned into the velocity it stands for.
 fn velocity_at<B: Backend>(
     net: &VelocityNet<B>,
     fast: Option<&CpuDit>,
+    prediction: Prediction,
     threads: usize,
     x: Tensor<B, 4>,
     t: Tensor<B, 1>,
 ) -> Tensor<B, 4> {
-    let Some(fast) = fast else {
-        return net.forward(x, t);
-    };
     let (dims, device) = (x.dims(), x.device());
     let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
-    match (floats(x.clone().into_data()), floats(t.clone().into_data())) {
-        (Ok(xs), Ok(ts)) => Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads), dims), &device),
-        _ => net.forward(x, t),
-    }
+    let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
+        Some((fast, Ok(xs), Ok(ts))) => {
+            Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads), dims), &device)
+        }
+        _ => net.forward(x.clone(), t.clone()),
+    };
+    output_to_velocity(prediction, out, x, t)
 }
 
 impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
     fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
         let n = x.dims()[0];
         let tt = Tensor::<B, 1>::full([n], t, &x.device());
-        velocity_at(self.net, self.fast, self.threads, x, tt)
+        velocity_at(self.net, self.fast, self.prediction, self.threads, x, tt)
     }
 }
 
@@ -298,7 +301,7 @@ impl<B: Backend> Pipeline<B> {
         if t.dims()[0] != x.dims()[0] {
             return invalid(format!("t has {} entries for {} images", t.dims()[0], x.dims()[0]));
         }
-        Ok(velocity_at(&self.nets.velocity, self.fast.as_ref(), all_threads(), x, t))
+        Ok(velocity_at(&self.nets.velocity, self.fast.as_ref(), self.config().dit.prediction, all_threads(), x, t))
     }
 
     pub fn device(&self) -> &B::Device {
@@ -444,7 +447,12 @@ impl<B: Backend> Pipeline<B> {
             }
             Ok(x)
         };
-        let field = ImageField { net: &self.nets.velocity, fast: self.fast.as_ref(), threads };
+        let field = ImageField {
+            net: &self.nets.velocity,
+            fast: self.fast.as_ref(),
+            prediction: self.config().dit.prediction,
+            threads,
+        };
         let sol = opts.solver.solve_shifted(&field, x0, opts.steps, self.time_shift(opts), &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))
     }

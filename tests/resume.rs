@@ -245,6 +245,22 @@ fn fine_tuning_starts_from_the_init_file() {
             }
         }
         assert!(moved > 0.0, "{prior:?}: the velocity network did not train");
+        // With fresh_velocity the image flow starts from random weights instead: far from the
+        // file's after the same 4 steps, while the other networks still come from the file.
+        let mut fresh = tune.clone();
+        fresh.init.as_mut().unwrap().fresh_velocity = true;
+        fresh.train.seed += 1; // (the file's network started from the same seed's weights)
+        go(&fresh, &data, &dir, "fresh", false, RunControl::default()).unwrap();
+        let fresh_nets = params(&dir.join("m.safetensors"));
+        let far = init_nets
+            .iter()
+            .filter(|(name, _)| name.starts_with("velocity"))
+            .map(|(name, (_, v))| v.iter().zip(&fresh_nets[name].1).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
+            .fold(0.0, f32::max);
+        assert!(far > 5e-2, "{prior:?}: a fresh velocity network ended {far} from the file's");
+        for (name, (_, v)) in init_nets.iter().filter(|(name, _)| !name.starts_with("velocity")) {
+            assert_eq!(v, &fresh_nets[name].1, "{prior:?}: {name}");
+        }
         // Only the stage that trained reports a final loss.
         let p = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
         let losses = p.meta().provenance.training["final_losses_mean_of_last_100_steps"].as_object().unwrap().clone();

@@ -175,3 +175,40 @@ fn losses_fall_and_learned_prior_beats_gaussian_at_low_nfe() {
         assert!(dl < db, "{solver}: LeDiFlow {dl} not closer than the Gaussian baseline {db}");
     }
 }
+
+#[test]
+fn a_data_predicting_image_flow_trains_saves_and_samples() {
+    // x-prediction: the network emits the clean image and the velocity is (x1_hat - x_t) /
+    // max(1 - t, 0.05); the loss stays on the velocity. (On these 4 toy images it samples as
+    // close to the data as velocity prediction does: 0.0136 vs 0.0130 in one run.)
+    let (c, s, n) = (3, 16, 4);
+    let images = synthetic_images(n, c, s);
+    let train_images = to_vec(images.clone());
+    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0 };
+    let train = TrainConfig { batch_size: n, fm: adam, seed: 7, ..TrainConfig::default() };
+    let mut cfg = tiny_config(c, s, PriorKind::Gaussian);
+    cfg.dit.prediction = lediflow::config::Prediction::Data;
+    let (nets, hist) = run(&cfg, &train, &images, StageSteps { aux: 0, latent: 0, fm: 400 });
+    let fall = first(&hist.fm) / last(&hist.fm);
+    eprintln!("data-prediction FM {:.3} -> {:.4} ({fall:.1}x)", first(&hist.fm), last(&hist.fm));
+    assert!(fall >= 5.0, "loss fell only {fall:.1}x");
+    // Files of such models say format 2, so libraries that would read the output as a velocity
+    // refuse them; the setting survives a save and load.
+    let p = Pipeline::new(nets, ModelMeta::new(cfg, serde_json::Value::Null), Default::default());
+    assert_eq!(p.meta().format_version, 2);
+    let bytes = lediflow::checkpoint::to_bytes(p.networks(), p.meta()).unwrap();
+    let q = Pipeline::<B>::from_bytes(&bytes, &Default::default()).unwrap();
+    assert_eq!(q.config().dit.prediction, lediflow::config::Prediction::Data);
+    let o = SampleOptions { seed: 1, steps: 4, solver: Solver::Midpoint, ..Default::default() };
+    let (a, b) = (to_vec(p.sample(8, &o).unwrap()), to_vec(q.sample(8, &o).unwrap()));
+    assert_eq!(a, b);
+    let untrained = Pipeline::new(
+        random_networks(&tiny_config(c, s, PriorKind::Gaussian), 1),
+        ModelMeta::new(tiny_config(c, s, PriorKind::Gaussian), serde_json::Value::Null),
+        Default::default(),
+    );
+    let d = nearest_distance(&a, &train_images, c * s * s);
+    let d0 = nearest_distance(&to_vec(untrained.sample(8, &o).unwrap()), &train_images, c * s * s);
+    eprintln!("distance to the nearest training image: trained {d:.4}, untrained {d0:.4}");
+    assert!(d < 0.5 * d0, "trained samples ({d}) not much nearer the data than untrained ones ({d0})");
+}

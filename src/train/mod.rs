@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use optim::{OptimConfig, SeededInit, Trainable};
 
 use crate::config::{ModelConfig, PriorKind};
-use crate::flow::path_point;
+use crate::flow::{output_to_velocity, path_point};
 use crate::loss::{PriorLoss, aux_loss, fm_loss};
 use crate::model::cpu::decoder::CpuDecoder;
 use crate::model::cpu::encoder::CpuEncoder;
@@ -241,6 +241,8 @@ pub struct FmStage<B: AutodiffBackend> {
     pub prior: FmPrior<B::InnerBackend>,
     pub rng: Rng,
     pub time_sampling: TimeSampling,
+    /// What the network's output means (the loss is on the velocity either way).
+    pub prediction: crate::config::Prediction,
     /// The frozen encoder and decoder as fused CPU passes (`model::cpu`), on the CPU backend:
     /// the prior draw through burn's ops took a sixth of a learned-prior training step.
     fast_prior: Option<(CpuEncoder, CpuDecoder)>,
@@ -307,6 +309,7 @@ impl<B: AutodiffBackend> FmStage<B> {
             prior,
             rng: Rng::stream(train.seed, 3, crate::rng::Purpose::Training),
             time_sampling: train.time_sampling,
+            prediction: cfg.dit.prediction,
             fast_prior,
             encoded: HashMap::new(),
         }
@@ -358,7 +361,8 @@ impl<B: AutodiffBackend> FmStage<B> {
         let x0 = self.draw_x0(&y, keys);
         let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
         let xt = path_point(x0.clone(), y.clone(), t.clone());
-        let loss = fm_loss(self.net.model().forward(xt, t), y - x0);
+        let out = self.net.model().forward(xt.clone(), t.clone());
+        let loss = fm_loss(output_to_velocity(self.prediction, out, xt, t), y - x0);
         let v = scalar(loss.clone());
         self.net.apply(loss);
         v

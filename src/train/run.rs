@@ -71,6 +71,10 @@ pub struct InitFrom {
     /// FNV-1a 64 of the file's bytes, in hex: a run (and `--resume`) refuses a file that
     /// changed after the run started.
     pub fnv64: String,
+    /// Start the image flow from random weights even where the file's has the same shape (a
+    /// new image flow on the file's prior, e.g. a from-scratch control run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_velocity: bool,
 }
 
 impl InitFrom {
@@ -86,7 +90,7 @@ impl InitFrom {
             .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {}: {e}", path.display())))?;
         let meta = checkpoint::read_meta(&bytes)
             .map_err(|e| Error::InvalidArgument(format!("--init: {}: {e}", path.display())))?;
-        Ok((Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes) }, meta))
+        Ok((Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes), fresh_velocity: false }, meta))
     }
 
     /// Loads the file's networks onto `device`, checking that it is still the file recorded
@@ -111,7 +115,7 @@ impl InitFrom {
                 serde_json::to_string(model).unwrap_or_default()
             )));
         }
-        Ok((nets, meta.config.dit == model.dit))
+        Ok((nets, meta.config.dit == model.dit && !self.fresh_velocity))
     }
 }
 

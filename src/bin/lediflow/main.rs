@@ -157,6 +157,9 @@ struct TrainArgs {
     /// image flow another shape: it then trains from random weights on the file's prior.
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
+    /// With --init: train the image flow from random weights even if its shape is the file's.
+    #[arg(long, requires = "init")]
+    fresh_velocity: bool,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
     /// --set train.fm.decay_steps=4000 (linear learning-rate decay to 0 over a stage's last steps;
     /// keys under `train.` address the training config, the rest the model config).
@@ -459,7 +462,8 @@ fn train(args: TrainArgs) -> Result<(), String> {
             (ModelConfig::preset(preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?, None)
         }
         Some(path) => {
-            let (init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
+            let (mut init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
+            init.fresh_velocity = args.fresh_velocity;
             let model = meta.config;
             if prior.is_some_and(|p| p != model.prior) {
                 return Err(format!(
