@@ -16,10 +16,10 @@ pub fn path_point<B: Backend>(x0: Tensor<B, 4>, x1: Tensor<B, 4>, t: Tensor<B, 1
 
 /// Smallest 1 - t a data-predicting network's velocity divides by: near t = 1 the division
 /// would otherwise amplify the network's error without bound.
-pub const DATA_PREDICTION_MIN_GAP: f32 = 0.05;
+const DATA_PREDICTION_MIN_GAP: f32 = 0.05;
 
 /// The velocity of the straight path through x_t that ends at `x1_hat`: (x1_hat - x_t) / (1 - t),
-/// with 1 - t clamped at [`DATA_PREDICTION_MIN_GAP`]; t per batch row. Exact for x1_hat = x1
+/// with 1 - t clamped at 0.05 (`DATA_PREDICTION_MIN_GAP`); t per batch row. Exact for x1_hat = x1
 /// wherever 1 - t >= the clamp.
 pub fn velocity_from_data<B: Backend>(x1_hat: Tensor<B, 4>, xt: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
     let n = t.dims()[0];
