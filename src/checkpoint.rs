@@ -69,7 +69,7 @@ impl SamplingDefaults {
     /// Checks the values against the ranges sampling accepts (a model file is untrusted input).
     pub fn validate(&self) -> Result<()> {
         if let Some(t) = self.time_shift
-            && !(t.is_finite() && (0.01..=100.0).contains(&t))
+            && !crate::pipeline::valid_time_shift(t)
         {
             return Err(Error::Format(format!("sampling.time_shift must be in [0.01, 100], got {t}")));
         }

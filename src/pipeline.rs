@@ -109,6 +109,12 @@ impl std::fmt::Debug for SampleOptions {
     }
 }
 
+/// Whether `t` is a solver-grid shift sampling accepts (finite, in [0.01, 100]); model files'
+/// recommendations are held to the same range.
+pub(crate) fn valid_time_shift(t: f32) -> bool {
+    t.is_finite() && (0.01..=100.0).contains(&t)
+}
+
 impl SampleOptions {
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.steps > MAX_STEPS {
@@ -121,7 +127,7 @@ impl SampleOptions {
             return invalid(format!("prior_scale must be finite and in [0, 100], got {}", self.prior_scale));
         }
         if let Some(t) = self.time_shift
-            && !(t.is_finite() && (0.01..=100.0).contains(&t))
+            && !valid_time_shift(t)
         {
             return invalid(format!("time_shift must be finite and in [0.01, 100], got {t}"));
         }
