@@ -23,17 +23,16 @@ use crate::error::{Error, Result};
 use crate::model::Networks;
 
 /// The newest file format version this build reads and writes. 2 (session 13): the image
-/// network may predict the clean image (`dit.prediction = "data"`); such files say 2 so that
-/// older libraries, which would read the output as a velocity, refuse them. Every other file is
-/// still written as 1.
+/// network may predict the clean image (`dit.prediction = "data"`) or have a per-pixel head
+/// (`dit.pixel_head`, session 14); such files say 2 so that older libraries, which would read
+/// the output as a velocity or not know the head's tensors, refuse them with a version message.
+/// Every other file is still written as 1.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The format version a file with `config` is written with: the oldest that reads it right.
 pub fn format_version_for(config: &ModelConfig) -> u32 {
-    match config.dit.prediction {
-        crate::config::Prediction::Velocity => 1,
-        crate::config::Prediction::Data => 2,
-    }
+    let data = config.dit.prediction == crate::config::Prediction::Data;
+    if data || config.dit.pixel_head > 0 { 2 } else { 1 }
 }
 /// Metadata key holding the JSON [`ModelMeta`].
 pub const METADATA_KEY: &str = "lediflow";

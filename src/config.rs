@@ -69,6 +69,14 @@ pub struct DitConfig {
     /// What the network outputs (absent in files written before it existed: velocity).
     #[serde(default)]
     pub prediction: Prediction,
+    /// Hidden channels of an optional per-pixel head (0 = none, the plain DiT; absent in files
+    /// written before it existed). The DiT works on patch tokens, and its output for a patch is
+    /// one linear map of one token, so fine per-pixel structure inside a patch is hard for it to
+    /// draw. The head (in the spirit of U-ViT's output conv and DeCo's pixel decoder) adds
+    /// 3x3 convolutions at full resolution over x_t, conditioned on the DiT's final tokens,
+    /// and adds their output to the DiT's.
+    #[serde(default)]
+    pub pixel_head: usize,
 }
 
 /// What the image network's output means; sampling and training turn it into the velocity.
@@ -122,6 +130,7 @@ impl ModelConfig {
                     heads: 2,
                     mlp_ratio: 2,
                     prediction: Prediction::Velocity,
+                    pixel_head: 0,
                 },
             },
             "small" => ModelConfig {
@@ -136,6 +145,7 @@ impl ModelConfig {
                     heads: 4,
                     mlp_ratio: 4,
                     prediction: Prediction::Velocity,
+                    pixel_head: 0,
                 },
             },
             "base" => ModelConfig {
@@ -150,6 +160,7 @@ impl ModelConfig {
                     heads: 6,
                     mlp_ratio: 4,
                     prediction: Prediction::Velocity,
+                    pixel_head: 0,
                 },
             },
             other => {
@@ -214,6 +225,9 @@ impl ModelConfig {
         }
         if d.mlp_ratio == 0 || d.mlp_ratio > 16 {
             return bad(format!("dit.mlp_ratio out of range 1..=16: {}", d.mlp_ratio));
+        }
+        if d.pixel_head > 1024 {
+            return bad(format!("dit.pixel_head out of range 0..=1024: {}", d.pixel_head));
         }
         Ok(())
     }

@@ -261,6 +261,21 @@ fn fine_tuning_starts_from_the_init_file() {
         for (name, (_, v)) in init_nets.iter().filter(|(name, _)| !name.starts_with("velocity")) {
             assert_eq!(v, &fresh_nets[name].1, "{prior:?}: {name}");
         }
+        // A per-pixel head added in fine-tuning (dit.pixel_head, which the file's network
+        // lacks): the file's velocity network plus a head whose last convolution starts at zero,
+        // so the first step's loss is bitwise the plain fine-tuning run's; then the head trains.
+        let mut grow = tune.clone();
+        grow.model.dit.pixel_head = 4;
+        let (grow_log, control) = recorder();
+        go(&grow, &data, &dir, "grow", false, control).unwrap();
+        assert_eq!(grow_log.borrow()[0].loss.to_bits(), full_log.borrow()[0].loss.to_bits(), "{prior:?}");
+        let grown = params(&dir.join("m.safetensors"));
+        for (name, (_, v)) in init_nets.iter().filter(|(name, _)| name.starts_with("velocity")) {
+            let d = v.iter().zip(&grown[name].1).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d < 5e-3, "{prior:?}: {name} moved {d} in 4 fine-tuning steps with a new head");
+        }
+        let head_out = &grown["velocity.pixel_head.conv_out.weight"].1;
+        assert!(head_out.iter().any(|w| *w != 0.0), "{prior:?}: the new head did not train");
         // Only the stage that trained reports a final loss.
         let p = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
         let losses = p.meta().provenance.training["final_losses_mean_of_last_100_steps"].as_object().unwrap().clone();

@@ -2,12 +2,13 @@
 //! sin-cos positions and adaLN-Zero time conditioning. Zero-initialised modulation and output
 //! make every block start as the identity and the initial velocity zero.
 
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{
-    TIME_FREQ_DIM, as_cpu_train, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu, softmax_last,
+    TIME_FREQ_DIM, as_cpu_train, conv2d, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu, softmax_last,
     time_embedding,
 };
 use crate::config::ModelConfig;
@@ -24,6 +25,24 @@ pub struct DitBlock<B: Backend> {
     pub(super) heads: usize,
 }
 
+/// The optional per-pixel head (`dit.pixel_head` hidden channels, H): the DiT's final tokens
+/// projected to H features per pixel (H*p*p per token, unpatchified), added to a 3x3 conv of
+/// x_t, GELU, another 3x3 conv, GELU, and a zero-initialised 3x3 conv to the image channels
+/// whose output is added to the DiT's velocity (so a new head starts as the plain DiT).
+#[derive(Module, Debug)]
+pub struct PixelHead<B: Backend> {
+    pub(super) features: Linear<B>,
+    pub(super) conv_in: Conv2d<B>,
+    pub(super) conv_mid: Conv2d<B>,
+    pub(super) conv_out: Conv2d<B>,
+    pub(super) hidden: usize,
+}
+
+fn conv3<B: Backend>(c_in: usize, c_out: usize, zero: bool, device: &B::Device) -> Conv2d<B> {
+    let cfg = Conv2dConfig::new([c_in, c_out], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    if zero { cfg.with_initializer(Initializer::Zeros) } else { cfg }.init(device)
+}
+
 #[derive(Module, Debug)]
 pub struct VelocityNet<B: Backend> {
     pub(super) patch_embed: Linear<B>,
@@ -32,6 +51,7 @@ pub struct VelocityNet<B: Backend> {
     pub(super) blocks: Vec<DitBlock<B>>,
     pub(super) final_modulation: Linear<B>,
     pub(super) final_proj: Linear<B>,
+    pub(super) pixel_head: Option<PixelHead<B>>,
     pub(super) channels: usize,
     pub(super) size: usize,
     pub(super) patch: usize,
@@ -162,6 +182,14 @@ impl<B: Backend> VelocityNet<B> {
         let c = cfg.image.channels;
         let lin = |i, o| LinearConfig::new(i, o).init(device);
         let zero = |i, o| LinearConfig::new(i, o).with_initializer(Initializer::Zeros).init(device);
+        let hp = cfg.dit.pixel_head;
+        let pixel_head = (hp > 0).then(|| PixelHead {
+            features: lin(d, hp * p * p),
+            conv_in: conv3(c, hp, false, device),
+            conv_mid: conv3(hp, hp, false, device),
+            conv_out: conv3(hp, c, true, device),
+            hidden: hp,
+        });
         let blocks = (0..cfg.dit.depth)
             .map(|_| DitBlock {
                 modulation: zero(d, 6 * d),
@@ -179,6 +207,7 @@ impl<B: Backend> VelocityNet<B> {
             blocks,
             final_modulation: zero(d, 2 * d),
             final_proj: zero(d, c * p * p),
+            pixel_head,
             channels: c,
             size: cfg.image.size,
             patch: p,
@@ -194,8 +223,13 @@ impl<B: Backend> VelocityNet<B> {
     }
 
     fn unpatchify(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        self.unpatchify_channels(x, self.channels)
+    }
+
+    /// [B, N, c*p*p] -> [B, c, H, W], the inverse of [`Self::patchify`] for `c` channels.
+    fn unpatchify_channels(&self, x: Tensor<B, 3>, c: usize) -> Tensor<B, 4> {
         let b = x.dims()[0];
-        let (c, p, g) = (self.channels, self.patch, self.size / self.patch);
+        let (p, g) = (self.patch, self.size / self.patch);
         permute(x.reshape([b, g, g, c, p, p]), [0, 3, 1, 4, 2, 5]).reshape([b, c, g * p, g * p])
     }
 
@@ -208,14 +242,24 @@ impl<B: Backend> VelocityNet<B> {
             g * g,
             self.dim,
         ]);
+        let x_in = self.pixel_head.as_ref().map(|_| x.clone());
         let mut h = linear_tokens(&self.patch_embed, self.patchify(x)) + pos;
         let c = silu(self.time2.forward(silu(self.time1.forward(time_embedding(t, TIME_FREQ_DIM)))));
         for blk in &self.blocks {
             h = blk.forward(h, c.clone());
         }
         let [shift, scale] = <[_; 2]>::try_from(self.final_modulation.forward(c).chunk(2, 1)).unwrap();
-        let out = linear_tokens(&self.final_proj, modulate(h, shift, scale));
-        self.unpatchify(out)
+        let h = modulate(h, shift, scale);
+        let out = self.unpatchify(linear_tokens(&self.final_proj, h.clone()));
+        match (&self.pixel_head, x_in) {
+            (Some(head), Some(x)) => {
+                let f = self.unpatchify_channels(linear_tokens(&head.features, h), head.hidden);
+                let a = gelu(f + conv2d(&head.conv_in, x));
+                let a = gelu(conv2d(&head.conv_mid, a));
+                out + conv2d(&head.conv_out, a)
+            }
+            _ => out,
+        }
     }
 }
 
@@ -237,6 +281,13 @@ pub fn forward_flops(cfg: &ModelConfig) -> u64 {
         + tokens * (d * 3 * d + d * d + 2 * d * hidden) // qkv, proj, fc1, fc2
         + 2 * tokens * tokens * d; // Q.K^T and attention x V over all heads
     macs += cfg.dit.depth as u64 * block;
+    // The per-pixel head: token features, then three 3x3 convolutions at full resolution.
+    let hp = cfg.dit.pixel_head as u64;
+    if hp > 0 {
+        let c = cfg.image.channels as u64;
+        let pixels = (cfg.image.size as u64).pow(2);
+        macs += tokens * d * hp * p * p + pixels * 9 * (c * hp + hp * hp + hp * c);
+    }
     2 * macs
 }
 
@@ -300,7 +351,7 @@ mod tests {
             let grads = (y.clone() * w).sum().backward();
             let g =
                 |p: &burn::module::Param<Tensor<Bk, 2>>| p.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap();
-            vec![
+            let mut out = vec![
                 y.inner().into_data().into_vec::<f32>().unwrap(),
                 x.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap(),
                 g(&net.blocks[0].modulation.weight),
@@ -308,12 +359,23 @@ mod tests {
                 g(&net.blocks[1].fc1.weight),
                 g(&net.final_modulation.weight),
                 g(&net.time1.weight),
-            ]
+            ];
+            if let Some(h) = &net.pixel_head {
+                out.push(g(&h.features.weight));
+                for c in [&h.conv_in, &h.conv_mid, &h.conv_out] {
+                    out.push(c.weight.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap());
+                }
+            }
+            out
         }
-        let cfg = ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap();
-        for (a, b) in run::<crate::CpuTrainBackend>(&cfg).iter().zip(&run::<Plain>(&cfg)) {
-            let d = crate::model::cpu::test_util::max_rel_diff(a, b);
-            assert!(d < 1e-4, "training ops differ from plain burn by {d}");
+        // Also with the per-pixel head (its convolutions take the CPU's im2col path in training).
+        for pixel_head in [0, 8] {
+            let mut cfg = ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap();
+            cfg.dit.pixel_head = pixel_head;
+            for (a, b) in run::<crate::CpuTrainBackend>(&cfg).iter().zip(&run::<Plain>(&cfg)) {
+                let d = crate::model::cpu::test_util::max_rel_diff(a, b);
+                assert!(d < 1e-4, "pixel head {pixel_head}: training ops differ from plain burn by {d}");
+            }
         }
     }
 
@@ -331,8 +393,9 @@ mod tests {
     /// once per token (token-wise layers) or once per image (time and modulation layers).
     #[test]
     fn flop_count_matches_the_weight_shapes() {
-        for preset in ["tiny", "small", "base"] {
-            let cfg = ModelConfig::preset(preset, 4, 32, PriorKind::Learned).unwrap();
+        for (preset, pixel_head) in [("tiny", 0), ("small", 0), ("base", 0), ("small", 32)] {
+            let mut cfg = ModelConfig::preset(preset, 4, 32, PriorKind::Learned).unwrap();
+            cfg.dit.pixel_head = pixel_head;
             let net = VelocityNet::<CpuBackend>::new(&cfg, &Default::default());
             let w = |l: &Linear<CpuBackend>| l.weight.dims().iter().product::<usize>() as u64;
             let tokens = ((cfg.image.size / cfg.dit.patch_size) as u64).pow(2);
@@ -344,7 +407,17 @@ mod tests {
                 per_image += w(&b.modulation);
                 attention += 2 * tokens * tokens * cfg.dit.dim as u64;
             }
-            assert_eq!(forward_flops(&cfg), 2 * (tokens * per_token + per_image + attention), "{preset}");
+            // Every weight of a 3x3 convolution is used once per pixel.
+            let mut per_pixel = 0;
+            if let Some(h) = &net.pixel_head {
+                per_token += w(&h.features);
+                for c in [&h.conv_in, &h.conv_mid, &h.conv_out] {
+                    per_pixel += c.weight.dims().iter().product::<usize>() as u64;
+                }
+            }
+            let pixels = (cfg.image.size as u64).pow(2);
+            let expected = 2 * (tokens * per_token + per_image + attention + pixels * per_pixel);
+            assert_eq!(forward_flops(&cfg), expected, "{preset}, pixel head {pixel_head}");
         }
         // The shipped `small` RGBA 32x32 network: 112.1 MFLOP per image.
         let small = ModelConfig::preset("small", 4, 32, PriorKind::Learned).unwrap();

@@ -95,8 +95,8 @@ impl InitFrom {
 
     /// Loads the file's networks onto `device`, checking that it is still the file recorded
     /// and that its networks are the ones `model` describes (the velocity network aside).
-    /// Returns whether the file's velocity network has `model`'s shape.
-    fn load<B: Backend>(&self, model: &ModelConfig, device: &B::Device) -> Result<(Networks<B>, bool)> {
+    /// Returns how the image flow starts from the file's velocity network.
+    fn load<B: Backend>(&self, model: &ModelConfig, device: &B::Device) -> Result<(Networks<B>, VelocityStart)> {
         let path = self.path.display();
         let bytes = std::fs::read(&self.path)
             .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {path}: {e}")))?;
@@ -115,8 +115,31 @@ impl InitFrom {
                 serde_json::to_string(model).unwrap_or_default()
             )));
         }
-        Ok((nets, meta.config.dit == model.dit && !self.fresh_velocity))
+        let with_head = crate::config::DitConfig { pixel_head: model.dit.pixel_head, ..meta.config.dit.clone() };
+        let start = if self.fresh_velocity {
+            VelocityStart::Fresh
+        } else if meta.config.dit == model.dit {
+            VelocityStart::File
+        } else if meta.config.dit.pixel_head == 0 && with_head == model.dit {
+            VelocityStart::FileWithNewHead
+        } else {
+            VelocityStart::Fresh
+        };
+        Ok((nets, start))
     }
+}
+
+/// Where a fine-tuning run's image flow starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VelocityStart {
+    /// Random weights (`--fresh-velocity`, or a `dit` shape the file's network cannot give).
+    Fresh,
+    /// The file's velocity network.
+    File,
+    /// The file's velocity network plus a new per-pixel head (`dit.pixel_head`, which the file's
+    /// network lacks): the head's last convolution starts at zero, so the network starts out
+    /// computing exactly the file's velocity.
+    FileWithNewHead,
 }
 
 fn fnv64_hex(bytes: &[u8]) -> String {
@@ -477,9 +500,9 @@ pub fn run<B: AutodiffBackend>(
     }
     let stages = spec.stages();
     // The starting weights of a fine-tuning run (autodiff parameters, like a fresh network's).
-    let (init, velocity_fits) = match &spec.init {
-        Some(i) => i.load::<B>(&spec.model, device).map(|(n, fits)| (Some(n), fits))?,
-        None => (None, false),
+    let (init, velocity_start) = match &spec.init {
+        Some(i) => i.load::<B>(&spec.model, device).map(|(n, start)| (Some(n), start))?,
+        None => (None, VelocityStart::Fresh),
     };
     if init.is_none()
         && let Some((stage, _)) = stages.iter().find(|(_, n)| *n == 0)
@@ -489,7 +512,7 @@ pub fn run<B: AutodiffBackend>(
             stage.name()
         )));
     }
-    if init.is_some() && !velocity_fits && spec.steps.fm == 0 {
+    if init.is_some() && velocity_start != VelocityStart::File && spec.steps.fm == 0 {
         return Err(Error::InvalidArgument(
             "stage fm has 0 steps, but the --init file's velocity network has another shape (dit): \
              a new velocity network must be trained"
@@ -563,8 +586,21 @@ pub fn run<B: AutodiffBackend>(
                     }
                 };
                 let mut st = FmStage::<B>::new(&spec.model, &spec.train, prior, device);
-                if let Some(n) = init.as_ref().filter(|_| velocity_fits) {
-                    st.net.start_from(n.velocity.clone());
+                match (init.as_ref(), velocity_start) {
+                    (Some(n), VelocityStart::File) => st.net.start_from(n.velocity.clone()),
+                    (Some(n), VelocityStart::FileWithNewHead) => {
+                        // The file's tensors, plus the fresh (seeded) network's head.
+                        let fresh = st.net.model().clone();
+                        let mut tensors: crate::checkpoint::NamedTensors =
+                            checkpoint::parameter_values(&n.velocity).into_iter().collect();
+                        tensors.extend(
+                            checkpoint::parameter_values(&fresh)
+                                .into_iter()
+                                .filter(|(k, _)| k.starts_with("pixel_head.")),
+                        );
+                        st.net.start_from(checkpoint::load_into(fresh, &tensors));
+                    }
+                    _ => {}
                 }
                 Active::Fm(st)
             }

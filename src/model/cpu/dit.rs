@@ -14,11 +14,21 @@ use std::cell::RefCell;
 
 use burn::prelude::*;
 
+use super::decoder::Conv3;
 use super::{
     Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features, with_buffers,
 };
 use crate::model::TIME_FREQ_DIM;
 use crate::model::dit::{LN_EPS, VelocityNet};
+
+/// The per-pixel head ([`crate::model::dit::PixelHead`]), channels last.
+struct Head {
+    features: Dense,
+    conv_in: Conv3,
+    conv_mid: Conv3,
+    conv_out: Conv3,
+    hidden: usize,
+}
 
 struct Block {
     modulation: Dense,
@@ -44,6 +54,7 @@ pub struct CpuDit {
     blocks: Vec<Block>,
     final_modulation: Dense,
     final_proj: Dense,
+    head: Option<Head>,
 }
 
 impl std::fmt::Debug for CpuDit {
@@ -79,6 +90,8 @@ thread_local! {
     /// Per-thread activation buffers, reused across calls (sampling calls the network once per
     /// NFE with the same batch).
     static WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The per-pixel head's feature maps (channels last) and im2col scratch.
+    static HEAD_WORKSPACE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 impl CpuDit {
@@ -108,6 +121,13 @@ impl CpuDit {
                 .collect(),
             final_modulation: Dense::from_linear(&net.final_modulation),
             final_proj: Dense::from_linear(&net.final_proj),
+            head: net.pixel_head.as_ref().map(|h| Head {
+                features: Dense::from_linear(&h.features),
+                conv_in: Conv3::from_conv(&h.conv_in),
+                conv_mid: Conv3::from_conv(&h.conv_mid),
+                conv_out: Conv3::from_conv(&h.conv_out),
+                hidden: h.hidden,
+            }),
         }
     }
 
@@ -184,12 +204,13 @@ impl CpuDit {
         let hd = d / heads;
         let pdim = self.patch_embed.input;
         let hidden = self.blocks.first().map_or(0, |bl| bl.fc1.output);
+        let head_features = self.head.as_ref().map_or(0, |h| h.features.output);
         let sizes = [
-            n * d,                   // h: the residual stream
-            n * d.max(pdim),         // a: normed input of a layer, attention output
-            n * d.max(pdim),         // y: a layer's output before bias/gate, final projection
-            n * (3 * d).max(hidden), // qkv, then the MLP hidden layer
-            n * n,                   // one head's attention scores
+            n * d,                                      // h: the residual stream
+            n * d.max(pdim),                            // a: normed input of a layer, attention output
+            n * d.max(pdim),                            // y: a layer's output before bias/gate, final projection
+            n * (3 * d).max(hidden).max(head_features), // qkv, MLP hidden layer, head features
+            n * n,                                      // one head's attention scores
         ];
         with_buffers(&WORKSPACE, sizes, |[h, a, y, wide_buf, scores]| {
             // Patch tokens [n, C*p*p], then h = tokens W + b + position.
@@ -231,6 +252,53 @@ impl CpuDit {
             norm_modulate(h, a, d, &last[..d], &last[d..2 * d]);
             dense(&self.final_proj, a, n, y);
             self.unpatchify(y, out);
+            if let Some(head) = &self.head {
+                // The head's token features [n, H*p*p] (a still holds the final normed tokens).
+                let feats = &mut wide_buf[..n * head.features.output];
+                dense(&head.features, a, n, feats);
+                self.pixel_head(head, x, feats, out);
+            }
+        });
+    }
+
+    /// out += the per-pixel head of image x [C, H, W] with token features `feats`.
+    fn pixel_head(&self, head: &Head, x: &[f32], feats: &[f32], out: &mut [f32]) {
+        let (c, hid, s) = (self.channels, head.hidden, self.size);
+        let plane = s * s;
+        HEAD_WORKSPACE.with(|w| {
+            let (maps, col) = &mut *w.borrow_mut();
+            maps.resize(3 * plane * hid, 0.0);
+            let (xc, rest) = maps.split_at_mut(plane * hid);
+            let (m1, m2) = rest.split_at_mut(plane * hid);
+            // x to channels last.
+            for ch in 0..c {
+                for (p, v) in x[ch * plane..][..plane].iter().enumerate() {
+                    xc[p * c + ch] = *v;
+                }
+            }
+            head.conv_in.forward(xc, s, s, col, m1);
+            // + the token features, unpatchified to channels last: token (gy, gx) holds
+            // feature h of pixel (py, px) at (h * p + py) * p + px.
+            let (p, g) = (self.patch, s / self.patch);
+            for (tok, f) in feats.chunks_exact(hid * p * p).enumerate() {
+                let (gy, gx) = (tok / g, tok % g);
+                for h in 0..hid {
+                    for py in 0..p {
+                        for px in 0..p {
+                            m1[((gy * p + py) * s + gx * p + px) * hid + h] += f[(h * p + py) * p + px];
+                        }
+                    }
+                }
+            }
+            gelu_in_place(&mut m1[..plane * hid]);
+            head.conv_mid.forward(m1, s, s, col, m2);
+            gelu_in_place(&mut m2[..plane * hid]);
+            head.conv_out.forward(m2, s, s, col, xc);
+            for ch in 0..c {
+                for (p, o) in out[ch * plane..][..plane].iter_mut().enumerate() {
+                    *o += xc[p * c + ch];
+                }
+            }
         });
     }
 
@@ -271,13 +339,18 @@ mod tests {
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use burn::tensor::TensorData;
 
-    fn random_net(preset: &str, channels: usize, size: usize) -> VelocityNet<CpuBackend> {
-        let cfg = ModelConfig::preset(preset, channels, size, PriorKind::Learned).unwrap();
+    fn random_net(preset: &str, channels: usize, size: usize, pixel_head: usize) -> VelocityNet<CpuBackend> {
+        let mut cfg = ModelConfig::preset(preset, channels, size, PriorKind::Learned).unwrap();
+        cfg.dit.pixel_head = pixel_head;
         randomized(VelocityNet::<CpuBackend>::new(&cfg, &Default::default()), 7)
     }
 
     fn compare(preset: &str, channels: usize, size: usize, batch: usize, threads: usize) {
-        let net = random_net(preset, channels, size);
+        compare_with_head(preset, channels, size, batch, threads, 0);
+    }
+
+    fn compare_with_head(preset: &str, channels: usize, size: usize, batch: usize, threads: usize, head: usize) {
+        let net = random_net(preset, channels, size, head);
         let fast = CpuDit::from_net(&net);
         let device = Default::default();
         let xs = crate::rng::Rng::new(11).normal_vec(batch * channels * size * size);
@@ -287,7 +360,7 @@ mod tests {
         let want = floats(net.forward(x.clone(), t));
         let got = fast.forward(&floats(x), &ts, threads);
         let diff = max_rel_diff(&want, &got);
-        assert!(diff <= 1e-4, "{preset} b{batch} t{threads}: max |diff| {diff} of the output scale");
+        assert!(diff <= 1e-4, "{preset} head {head} b{batch} t{threads}: max |diff| {diff} of the output scale");
     }
 
     #[test]
@@ -296,13 +369,17 @@ mod tests {
         compare("tiny", 3, 16, 5, 2);
         compare("tiny", 1, 16, 2, 1);
         compare("small", 4, 32, 2, 1);
+        // With the per-pixel head.
+        compare_with_head("tiny", 4, 16, 3, 2, 8);
+        compare_with_head("tiny", 1, 16, 2, 1, 5);
+        compare_with_head("small", 4, 32, 2, 1, 32);
     }
 
     /// Batching and threads only regroup images: each image's numbers are bitwise the same as
     /// when it runs alone (the C ABI promises results independent of count and batch size).
     #[test]
     fn an_image_does_not_depend_on_its_batch() {
-        let net = random_net("small", 4, 32);
+        let net = random_net("small", 4, 32, 16);
         let fast = CpuDit::from_net(&net);
         let len = 4 * 32 * 32;
         let n = 19;
