@@ -59,7 +59,9 @@ pub struct RunSpec {
     /// Fine-tuning: every stage starts from this model file's network instead of random
     /// weights, and a stage with 0 steps keeps the file's network as it is. Only the image-flow
     /// network's shape (`model.dit`) may differ from the file's: that network then starts from
-    /// random weights (a larger velocity network on the file's prior).
+    /// random weights (a larger velocity network on the file's prior), except where only a
+    /// per-pixel head is added (`dit.pixel_head`, which the file's network lacks): the file's
+    /// network keeps its weights and gains the head ([`InitFrom::fresh_velocity`] overrides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitFrom>,
 }

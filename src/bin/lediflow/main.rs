@@ -154,10 +154,12 @@ struct TrainArgs {
     /// (network config and prior come from the file; --size and --channels must match it). A
     /// stage given 0 steps keeps the file's network unchanged, e.g. --steps-aux 0
     /// --steps-latent 0 trains only the image flow on new data. `--set dit.KEY=VALUE` gives the
-    /// image flow another shape: it then trains from random weights on the file's prior.
+    /// image flow another shape: it then trains from random weights on the file's prior
+    /// (`--set dit.pixel_head=N` alone adds a per-pixel head to the file's image flow instead).
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
-    /// With --init: train the image flow from random weights even if its shape is the file's.
+    /// With --init: train the image flow from random weights even if its shape is the file's
+    /// (or the file's plus a new per-pixel head, which otherwise keeps the file's weights).
     #[arg(long, requires = "init")]
     fresh_velocity: bool,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
