@@ -27,7 +27,11 @@ exec > >(tee -a $L) 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 $B --version || { echo "binary does not run"; exit 3; }
 command -v nvidia-smi >/dev/null && nvidia-smi dmon -s u -d 5 > $OUT/dmon.txt 2>&1 &
-DIT="--set dit.patch_size=2 --set dit.depth=6 --set dit.dim=128 --set dit.heads=4"
+# Session 14: the per-pixel head is the cheaper lever on the CPU (BENCHMARKS.md, "Session 14");
+# on a GPU try e.g. DIT="--set dit.pixel_head=32 --set dit.depth=6" (any other dit change than the
+# head alone makes --init train the image flow from scratch; the cuda binary must be built from
+# session 14 or later to know dit.pixel_head).
+DIT=${DIT:-"--set dit.patch_size=2 --set dit.depth=6 --set dit.dim=128 --set dit.heads=4"}
 COMMON="--dcss --dcss-dir $R/.gpu/tiles --channels 4 --size 32 --batch ${BATCH:-256} --seed 21 --hflip \
   --checkpoint-every 250 --device ${DEV:-cuda} --set train.fm.lr=5e-4 $DIT"
 declare -A ARGS=(
