@@ -8,14 +8,17 @@
 # features against the plain network (bench/sweep/s14/eval), at ~1.3x the cost per step, where
 # 2x2 patches cost ~3.3x. One thread each, niced, stopping with a checkpoint at the time limit;
 # later sessions continue with RESUME=--resume.
+# LeDiFlow's run continues pixhead.sh's 5000-step run (runs/s14/ph32 copied to runs/s14/full-ledi):
+# a run started with these flags gave bitwise the same losses for the 881 steps it ran (checked),
+# since steps before the decay see the same learning rate; hence its --checkpoint-every 1000.
 BIN=${BIN:-.dev/lediflow-s14b}
 LIMIT=${LIMIT:-7000}
-COMMON="--dcss --channels 4 --size 32 --batch 32 --seed 21 --hflip --checkpoint-every 500 \
+COMMON="--dcss --channels 4 --size 32 --batch 32 --seed 21 --hflip \
   --steps-fm 27000 --set train.fm.lr=5e-4 --set train.fm.decay_steps=4000 --set dit.pixel_head=32 \
   --time-limit $LIMIT ${RESUME:-}"
-RAYON_NUM_THREADS=1 nice -n 10 $BIN train $COMMON --init runs/s13/ledi-init.safetensors --fresh-velocity \
+RAYON_NUM_THREADS=1 nice -n 10 $BIN train $COMMON --checkpoint-every 1000 --init runs/s13/ledi-init.safetensors --fresh-velocity \
   --steps-aux 0 --steps-latent 0 --run-dir runs/s14/full-ledi --out runs/s14/full-ledi.f32.safetensors \
   >> runs/s14/full-ledi.log 2>&1 &
 RAYON_NUM_THREADS=1 nice -n 10 $BIN train $COMMON --preset small --prior gaussian \
-  --run-dir runs/s14/full-gauss --out runs/s14/full-gauss.f32.safetensors >> runs/s14/full-gauss.log 2>&1 &
+  --checkpoint-every 500 --run-dir runs/s14/full-gauss --out runs/s14/full-gauss.f32.safetensors >> runs/s14/full-gauss.log 2>&1 &
 wait
