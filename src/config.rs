@@ -77,6 +77,12 @@ pub struct DitConfig {
     /// and adds their output to the DiT's.
     #[serde(default)]
     pub pixel_head: usize,
+    /// Whether the per-pixel head's first features are scaled and shifted per channel by the
+    /// flow time (adaLN-style, from the DiT's time conditioning, zero-initialised). The velocity
+    /// holds x_t with a gain that depends on t; an unmodulated head can only add t-dependent
+    /// features to its conv of x_t. Needs `pixel_head` > 0.
+    #[serde(default)]
+    pub pixel_head_time: bool,
 }
 
 /// What the image network's output means; sampling and training turn it into the velocity.
@@ -131,6 +137,7 @@ impl ModelConfig {
                     mlp_ratio: 2,
                     prediction: Prediction::Velocity,
                     pixel_head: 0,
+                    pixel_head_time: false,
                 },
             },
             "small" => ModelConfig {
@@ -146,6 +153,7 @@ impl ModelConfig {
                     mlp_ratio: 4,
                     prediction: Prediction::Velocity,
                     pixel_head: 0,
+                    pixel_head_time: false,
                 },
             },
             "base" => ModelConfig {
@@ -161,6 +169,7 @@ impl ModelConfig {
                     mlp_ratio: 4,
                     prediction: Prediction::Velocity,
                     pixel_head: 0,
+                    pixel_head_time: false,
                 },
             },
             other => {
@@ -229,6 +238,9 @@ impl ModelConfig {
         if d.pixel_head > 1024 {
             return bad(format!("dit.pixel_head out of range 0..=1024: {}", d.pixel_head));
         }
+        if d.pixel_head_time && d.pixel_head == 0 {
+            return bad("dit.pixel_head_time needs a per-pixel head (dit.pixel_head > 0)".to_string());
+        }
         Ok(())
     }
 
@@ -263,6 +275,22 @@ mod tests {
         let mut v = serde_json::to_value(&cfg).unwrap();
         v["dit"]["prediction"] = "data".into();
         assert_eq!(serde_json::from_value::<ModelConfig>(v).unwrap().dit.prediction, Prediction::Data);
+    }
+
+    #[test]
+    fn configs_written_before_the_pixel_head_read_as_none_and_bad_heads_are_refused() {
+        let mut v = serde_json::to_value(ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap()).unwrap();
+        v["dit"].as_object_mut().unwrap().remove("pixel_head");
+        v["dit"].as_object_mut().unwrap().remove("pixel_head_time");
+        let mut cfg: ModelConfig = serde_json::from_value(v).unwrap();
+        assert_eq!((cfg.dit.pixel_head, cfg.dit.pixel_head_time), (0, false));
+        cfg.dit.pixel_head_time = true;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("needs a per-pixel head"), "{err}");
+        cfg.dit.pixel_head = 2000;
+        assert!(cfg.validate().unwrap_err().to_string().contains("dit.pixel_head out of range"));
+        cfg.dit.pixel_head = 16;
+        cfg.validate().unwrap();
     }
 
     #[test]

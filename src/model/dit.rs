@@ -35,6 +35,9 @@ pub struct PixelHead<B: Backend> {
     pub(super) conv_in: Conv2d<B>,
     pub(super) conv_mid: Conv2d<B>,
     pub(super) conv_out: Conv2d<B>,
+    /// `dit.pixel_head_time`: time conditioning -> (shift, scale) per hidden channel of
+    /// conv_in's output, zero-initialised.
+    pub(super) modulation: Option<Linear<B>>,
     pub(super) hidden: usize,
 }
 
@@ -64,6 +67,13 @@ pub struct VelocityNet<B: Backend> {
 /// tensor element by element (a third of the forward time). One contiguous copy is far cheaper.
 fn per_token<B: Backend>(m: Tensor<B, 2>, tokens: usize) -> Tensor<B, 3> {
     m.unsqueeze_dim::<3>(1).repeat_dim(1, tokens)
+}
+
+/// [B, C] -> [B, C, S, S], each value copied over its channel's plane (a contiguous copy, for
+/// the same reason as [`per_token`]).
+fn per_pixel<B: Backend>(m: Tensor<B, 2>, size: usize) -> Tensor<B, 4> {
+    let [b, c] = m.dims();
+    m.reshape([b, c, 1]).repeat_dim(2, size * size).reshape([b, c, size, size])
 }
 
 /// layer_norm(x) * (1 + scale) + shift for tokens x [B, N, D] and per-image shift, scale
@@ -188,6 +198,7 @@ impl<B: Backend> VelocityNet<B> {
             conv_in: conv3(c, hp, false, device),
             conv_mid: conv3(hp, hp, false, device),
             conv_out: conv3(hp, c, true, device),
+            modulation: cfg.dit.pixel_head_time.then(|| zero(d, 2 * hp)),
             hidden: hp,
         });
         let blocks = (0..cfg.dit.depth)
@@ -248,13 +259,18 @@ impl<B: Backend> VelocityNet<B> {
         for blk in &self.blocks {
             h = blk.forward(h, c.clone());
         }
-        let [shift, scale] = <[_; 2]>::try_from(self.final_modulation.forward(c).chunk(2, 1)).unwrap();
+        let [shift, scale] = <[_; 2]>::try_from(self.final_modulation.forward(c.clone()).chunk(2, 1)).unwrap();
         let h = modulate(h, shift, scale);
         let out = self.unpatchify(linear_tokens(&self.final_proj, h.clone()));
         match (&self.pixel_head, x_in) {
             (Some(head), Some(x)) => {
                 let f = self.unpatchify_channels(linear_tokens(&head.features, h), head.hidden);
-                let a = gelu(f + conv2d(&head.conv_in, x));
+                let mut a = conv2d(&head.conv_in, x);
+                if let Some(m) = &head.modulation {
+                    let [shift, scale] = <[_; 2]>::try_from(m.forward(c).chunk(2, 1)).unwrap();
+                    a = a * (per_pixel(scale, self.size) + 1.0) + per_pixel(shift, self.size);
+                }
+                let a = gelu(f + a);
                 let a = gelu(conv2d(&head.conv_mid, a));
                 out + conv2d(&head.conv_out, a)
             }
@@ -287,6 +303,9 @@ pub fn forward_flops(cfg: &ModelConfig) -> u64 {
         let c = cfg.image.channels as u64;
         let pixels = (cfg.image.size as u64).pow(2);
         macs += tokens * d * hp * p * p + pixels * 9 * (c * hp + hp * hp + hp * c);
+        if cfg.dit.pixel_head_time {
+            macs += d * 2 * hp; // the head's modulation, once per image
+        }
     }
     2 * macs
 }
@@ -362,6 +381,9 @@ mod tests {
             ];
             if let Some(h) = &net.pixel_head {
                 out.push(g(&h.features.weight));
+                if let Some(m) = &h.modulation {
+                    out.push(g(&m.weight));
+                }
                 for c in [&h.conv_in, &h.conv_mid, &h.conv_out] {
                     out.push(c.weight.grad(&grads).unwrap().into_data().into_vec::<f32>().unwrap());
                 }
@@ -369,9 +391,10 @@ mod tests {
             out
         }
         // Also with the per-pixel head (its convolutions take the CPU's im2col path in training).
-        for pixel_head in [0, 8] {
+        for (pixel_head, time) in [(0, false), (8, false), (8, true)] {
             let mut cfg = ModelConfig::preset("tiny", 4, 16, PriorKind::Learned).unwrap();
             cfg.dit.pixel_head = pixel_head;
+            cfg.dit.pixel_head_time = time;
             for (a, b) in run::<crate::CpuTrainBackend>(&cfg).iter().zip(&run::<Plain>(&cfg)) {
                 let d = crate::model::cpu::test_util::max_rel_diff(a, b);
                 assert!(d < 1e-4, "pixel head {pixel_head}: training ops differ from plain burn by {d}");
@@ -393,9 +416,12 @@ mod tests {
     /// once per token (token-wise layers) or once per image (time and modulation layers).
     #[test]
     fn flop_count_matches_the_weight_shapes() {
-        for (preset, pixel_head) in [("tiny", 0), ("small", 0), ("base", 0), ("small", 32)] {
+        for (preset, pixel_head, time) in
+            [("tiny", 0, false), ("small", 0, false), ("base", 0, false), ("small", 32, false), ("small", 32, true)]
+        {
             let mut cfg = ModelConfig::preset(preset, 4, 32, PriorKind::Learned).unwrap();
             cfg.dit.pixel_head = pixel_head;
+            cfg.dit.pixel_head_time = time;
             let net = VelocityNet::<CpuBackend>::new(&cfg, &Default::default());
             let w = |l: &Linear<CpuBackend>| l.weight.dims().iter().product::<usize>() as u64;
             let tokens = ((cfg.image.size / cfg.dit.patch_size) as u64).pow(2);
@@ -411,6 +437,7 @@ mod tests {
             let mut per_pixel = 0;
             if let Some(h) = &net.pixel_head {
                 per_token += w(&h.features);
+                per_image += h.modulation.as_ref().map_or(0, w);
                 for c in [&h.conv_in, &h.conv_mid, &h.conv_out] {
                     per_pixel += c.weight.dims().iter().product::<usize>() as u64;
                 }

@@ -117,7 +117,11 @@ impl InitFrom {
                 serde_json::to_string(model).unwrap_or_default()
             )));
         }
-        let with_head = crate::config::DitConfig { pixel_head: model.dit.pixel_head, ..meta.config.dit.clone() };
+        let with_head = crate::config::DitConfig {
+            pixel_head: model.dit.pixel_head,
+            pixel_head_time: model.dit.pixel_head_time,
+            ..meta.config.dit.clone()
+        };
         let start = if self.fresh_velocity {
             VelocityStart::Fresh
         } else if meta.config.dit == model.dit {

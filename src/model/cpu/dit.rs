@@ -27,6 +27,8 @@ struct Head {
     conv_in: Conv3,
     conv_mid: Conv3,
     conv_out: Conv3,
+    /// Time conditioning -> (shift, scale) per hidden channel (`dit.pixel_head_time`).
+    modulation: Option<Dense>,
     hidden: usize,
 }
 
@@ -126,6 +128,7 @@ impl CpuDit {
                 conv_in: Conv3::from_conv(&h.conv_in),
                 conv_mid: Conv3::from_conv(&h.conv_mid),
                 conv_out: Conv3::from_conv(&h.conv_out),
+                modulation: h.modulation.as_ref().map(Dense::from_linear),
                 hidden: h.hidden,
             }),
         }
@@ -178,7 +181,8 @@ impl CpuDit {
 
     /// The adaLN modulation vectors for time t, c = silu(W2 silu(W1 temb(t))) through each
     /// block's modulation layer: 6 * dim per block (shift, scale, gate for attention and MLP),
-    /// then 2 * dim (shift, scale) for the final layer.
+    /// then 2 * dim (shift, scale) for the final layer, then 2 * H (shift, scale) for a
+    /// time-modulated per-pixel head.
     fn modulations(&self, t: f32, out: &mut Vec<f32>) {
         let d = self.dim;
         let mut temb = vec![0f32; TIME_FREQ_DIM];
@@ -190,12 +194,17 @@ impl CpuDit {
         dense(&self.time2, &hidden, 1, &mut cond);
         silu_in_place(&mut cond);
         out.clear();
-        out.resize(self.blocks.len() * 6 * d + 2 * d, 0.0);
+        let head_mod = self.head.as_ref().and_then(|h| h.modulation.as_ref());
+        out.resize(self.blocks.len() * 6 * d + 2 * d + head_mod.map_or(0, |m| m.output), 0.0);
         let (per_block, last) = out.split_at_mut(self.blocks.len() * 6 * d);
         for (blk, m) in self.blocks.iter().zip(per_block.chunks_exact_mut(6 * d)) {
             dense(&blk.modulation, &cond, 1, m);
         }
+        let (last, head) = last.split_at_mut(2 * d);
         dense(&self.final_modulation, &cond, 1, last);
+        if let Some(m) = head_mod {
+            dense(m, &cond, 1, head);
+        }
     }
 
     /// One image x [C, H, W] with its modulation vectors -> velocity [C, H, W] into out.
@@ -256,13 +265,14 @@ impl CpuDit {
                 // The head's token features [n, H*p*p] (a still holds the final normed tokens).
                 let feats = &mut wide_buf[..n * head.features.output];
                 dense(&head.features, a, n, feats);
-                self.pixel_head(head, x, feats, out);
+                self.pixel_head(head, x, feats, &mods[self.blocks.len() * 6 * d + 2 * d..], out);
             }
         });
     }
 
-    /// out += the per-pixel head of image x [C, H, W] with token features `feats`.
-    fn pixel_head(&self, head: &Head, x: &[f32], feats: &[f32], out: &mut [f32]) {
+    /// out += the per-pixel head of image x [C, H, W] with token features `feats` and (for a
+    /// time-modulated head) its shift and scale `mods` [2 * H].
+    fn pixel_head(&self, head: &Head, x: &[f32], feats: &[f32], mods: &[f32], out: &mut [f32]) {
         let (c, hid, s) = (self.channels, head.hidden, self.size);
         let plane = s * s;
         HEAD_WORKSPACE.with(|w| {
@@ -277,6 +287,14 @@ impl CpuDit {
                 }
             }
             head.conv_in.forward(xc, s, s, col, m1);
+            if head.modulation.is_some() {
+                let (shift, scale) = mods.split_at(hid);
+                for px in m1[..plane * hid].chunks_exact_mut(hid) {
+                    for h in 0..hid {
+                        px[h] = px[h] * (1.0 + scale[h]) + shift[h];
+                    }
+                }
+            }
             // + the token features, unpatchified to channels last: token (gy, gx) holds
             // feature h of pixel (py, px) at (h * p + py) * p + px.
             let (p, g) = (self.patch, s / self.patch);
@@ -339,9 +357,11 @@ mod tests {
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use burn::tensor::TensorData;
 
-    fn random_net(preset: &str, channels: usize, size: usize, pixel_head: usize) -> VelocityNet<CpuBackend> {
+    /// `pixel_head` hidden channels (0 = none); a negative value: that many, time-modulated.
+    fn random_net(preset: &str, channels: usize, size: usize, pixel_head: isize) -> VelocityNet<CpuBackend> {
         let mut cfg = ModelConfig::preset(preset, channels, size, PriorKind::Learned).unwrap();
-        cfg.dit.pixel_head = pixel_head;
+        cfg.dit.pixel_head = pixel_head.unsigned_abs();
+        cfg.dit.pixel_head_time = pixel_head < 0;
         randomized(VelocityNet::<CpuBackend>::new(&cfg, &Default::default()), 7)
     }
 
@@ -349,7 +369,7 @@ mod tests {
         compare_with_head(preset, channels, size, batch, threads, 0);
     }
 
-    fn compare_with_head(preset: &str, channels: usize, size: usize, batch: usize, threads: usize, head: usize) {
+    fn compare_with_head(preset: &str, channels: usize, size: usize, batch: usize, threads: usize, head: isize) {
         let net = random_net(preset, channels, size, head);
         let fast = CpuDit::from_net(&net);
         let device = Default::default();
@@ -373,13 +393,15 @@ mod tests {
         compare_with_head("tiny", 4, 16, 3, 2, 8);
         compare_with_head("tiny", 1, 16, 2, 1, 5);
         compare_with_head("small", 4, 32, 2, 1, 32);
+        compare_with_head("tiny", 4, 16, 3, 2, -8);
+        compare_with_head("small", 4, 32, 3, 1, -32);
     }
 
     /// Batching and threads only regroup images: each image's numbers are bitwise the same as
     /// when it runs alone (the C ABI promises results independent of count and batch size).
     #[test]
     fn an_image_does_not_depend_on_its_batch() {
-        let net = random_net("small", 4, 32, 16);
+        let net = random_net("small", 4, 32, -16);
         let fast = CpuDit::from_net(&net);
         let len = 4 * 32 * 32;
         let n = 19;
