@@ -7,7 +7,7 @@
 # bench/sweep/s12/shift/gaussian-3-s4.json; the baseline at its recommended time shift 3).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-BIN=${BIN:-.dev/lediflow-s14b}
+BIN=${BIN:-.dev/lediflow-s14c}
 mkdir -p runs/s14/eval
 ev() { # name extra-args (reports go to runs/s14/eval/$m$TAG.*)
   local m=$1; shift
@@ -18,6 +18,7 @@ ev() { # name extra-args (reports go to runs/s14/eval/$m$TAG.*)
 }
 case ${WHAT:-ph} in
   ph) ev ph32 ;;
+  pht) ev ph32t ;;
   grow) ev grow-ledi & ev grow-gauss --time-shift 3 & wait ;;
   # the full-budget head models (full.sh), once both reached 27000 steps; the baseline on both
   # grids, to pick the time shift its file recommends
