@@ -8,13 +8,16 @@
 # features against the plain network (bench/sweep/s14/eval), at ~1.3x the cost per step, where
 # 2x2 patches cost ~3.3x. One thread each, niced, stopping with a checkpoint at the time limit;
 # later sessions continue with RESUME=--resume.
-# LeDiFlow's run continues pixhead.sh's 5000-step run (runs/s14/ph32 copied to runs/s14/full-ledi):
+# Restarted late in session 14 with the time-modulated head (dit.pixel_head_time, better on every
+# metric at 5000 steps); the unmodulated runs are kept in runs/s14/full-*-untimed (FM ~8000 / ~3000).
+# LeDiFlow's run continues pixhead.sh's 5000-step run (runs/s14/ph32t, TAG=t, copied to runs/s14/full-ledi):
 # a run started with these flags gave bitwise the same losses for the 881 steps it ran (checked),
 # since steps before the decay see the same learning rate; hence its --checkpoint-every 1000.
-BIN=${BIN:-.dev/lediflow-s14b}
+BIN=${BIN:-.dev/lediflow-s14c}
 LIMIT=${LIMIT:-7000}
 COMMON="--dcss --channels 4 --size 32 --batch 32 --seed 21 --hflip \
   --steps-fm 27000 --set train.fm.lr=5e-4 --set train.fm.decay_steps=4000 --set dit.pixel_head=32 \
+  --set dit.pixel_head_time=true \
   --time-limit $LIMIT ${RESUME:-}"
 RAYON_NUM_THREADS=1 nice -n 10 $BIN train $COMMON --checkpoint-every 1000 --init runs/s13/ledi-init.safetensors --fresh-velocity \
   --steps-aux 0 --steps-latent 0 --run-dir runs/s14/full-ledi --out runs/s14/full-ledi.f32.safetensors \
