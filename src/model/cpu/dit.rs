@@ -277,8 +277,9 @@ impl CpuDit {
         let plane = s * s;
         HEAD_WORKSPACE.with(|w| {
             let (maps, col) = &mut *w.borrow_mut();
-            maps.resize(3 * plane * hid, 0.0);
-            let (xc, rest) = maps.split_at_mut(plane * hid);
+            // xc holds x and then the head's output, channels last (c each); m1, m2 hid each.
+            maps.resize(plane * (c + 2 * hid), 0.0);
+            let (xc, rest) = maps.split_at_mut(plane * c);
             let (m1, m2) = rest.split_at_mut(plane * hid);
             // x to channels last.
             for ch in 0..c {
@@ -394,6 +395,7 @@ mod tests {
         compare_with_head("tiny", 1, 16, 2, 1, 5);
         compare_with_head("small", 4, 32, 2, 1, 32);
         compare_with_head("tiny", 4, 16, 3, 2, -8);
+        compare_with_head("tiny", 4, 16, 2, 1, 2); // fewer hidden channels than image channels
         compare_with_head("small", 4, 32, 3, 1, -32);
     }
 
