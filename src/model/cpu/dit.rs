@@ -96,6 +96,26 @@ thread_local! {
     static HEAD_WORKSPACE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// The head's token-feature layer with its outputs reordered from the network's (h, py, px)
+/// (unpatchify's channel-first order) to (py, px, h): each pixel's H features consecutive.
+fn pixel_major(mut l: Dense, hid: usize, p: usize) -> Dense {
+    let new_of = |old: usize| {
+        let (h, pix) = (old / (p * p), old % (p * p));
+        pix * hid + h
+    };
+    let (mut w, mut b) = (vec![0f32; l.w.len()], vec![0f32; l.output]);
+    for (old, v) in l.b.iter().enumerate() {
+        b[new_of(old)] = *v;
+    }
+    for (row, new_row) in l.w.chunks_exact(l.output).zip(w.chunks_exact_mut(l.output)) {
+        for (old, v) in row.iter().enumerate() {
+            new_row[new_of(old)] = *v;
+        }
+    }
+    (l.w, l.b) = (w, b);
+    l
+}
+
 impl CpuDit {
     pub fn from_net<B: Backend>(net: &VelocityNet<B>) -> Self {
         let g = net.size / net.patch;
@@ -124,7 +144,7 @@ impl CpuDit {
             final_modulation: Dense::from_linear(&net.final_modulation),
             final_proj: Dense::from_linear(&net.final_proj),
             head: net.pixel_head.as_ref().map(|h| Head {
-                features: Dense::from_linear(&h.features),
+                features: pixel_major(Dense::from_linear(&h.features), h.hidden, net.patch),
                 conv_in: Conv3::from_conv(&h.conv_in),
                 conv_mid: Conv3::from_conv(&h.conv_mid),
                 conv_out: Conv3::from_conv(&h.conv_out),
@@ -296,16 +316,16 @@ impl CpuDit {
                     }
                 }
             }
-            // + the token features, unpatchified to channels last: token (gy, gx) holds
-            // feature h of pixel (py, px) at (h * p + py) * p + px.
+            // + the token features, unpatchified to channels last: token (gy, gx) holds feature
+            // h of pixel (py, px) at (py * p + px) * H + h ([`pixel_major`]), so each patch row
+            // is p * H consecutive numbers in both.
             let (p, g) = (self.patch, s / self.patch);
             for (tok, f) in feats.chunks_exact(hid * p * p).enumerate() {
                 let (gy, gx) = (tok / g, tok % g);
-                for h in 0..hid {
-                    for py in 0..p {
-                        for px in 0..p {
-                            m1[((gy * p + py) * s + gx * p + px) * hid + h] += f[(h * p + py) * p + px];
-                        }
+                for (py, src) in f.chunks_exact(p * hid).enumerate() {
+                    let dst = &mut m1[((gy * p + py) * s + gx * p) * hid..][..p * hid];
+                    for (d, v) in dst.iter_mut().zip(src) {
+                        *d += v;
                     }
                 }
             }
