@@ -116,18 +116,24 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
         self.path.pop();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let values = if self.with_values {
-            t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 conversion of a float tensor")
+        let (shape, values) = if self.with_values {
+            let t = param.val();
+            (
+                t.dims().to_vec(),
+                t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 conversion of a float tensor"),
+            )
         } else {
-            Vec::new()
+            // Without initialising the parameter: a model file is checked against these shapes
+            // before any weight is allocated, so a few hundred bytes of metadata naming a huge
+            // network cannot make loading allocate (and abort the host) before it fails.
+            (param.lazy_shape().to_vec(), Vec::new())
         };
         self.out.insert(self.path.join("."), (shape, values));
     }
 }
 
-/// The parameter names and shapes of a module, in a stable order.
+/// The parameter names and shapes of a module, in a stable order. Leaves lazily initialised
+/// parameters uninitialised.
 pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Vec<usize>> {
     let mut c = Collector { path: Vec::new(), out: BTreeMap::new(), with_values: false };
     module.visit(&mut c);
