@@ -183,7 +183,7 @@ typedef struct LdfSampleParams {
   /**
    * Index of the call's first image in the seed's streams (default 0): calls with
    * first_index 0 and count 8, and with first_index 8 and count 8, give the 16 images of one
-   * call with count 16.
+   * call with count 16. At most 2^48.
    */
   uint64_t first_index;
   /**
@@ -401,9 +401,13 @@ void ldf_cancel_free(struct LdfCancel *cancel);
  * already has another logger of Rust's `log` crate (for example a Rust host's own), in which case
  * lediflow's messages go there.
  *
+ * Once this returns, no thread runs the callback it replaced (calls in progress on other
+ * threads are waited for), so that callback's `user_data` may be freed.
+ *
  * # Safety
  * `callback` must be NULL or a function that stays callable, with `user_data`, until it is
- * replaced.
+ * replaced. It may run on any thread that calls lediflow and must not call lediflow functions
+ * itself.
  */
 LdfStatus ldf_set_log_callback(LdfLogFn callback,
                                LdfLogLevel max_level,

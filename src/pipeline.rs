@@ -46,6 +46,10 @@ fn all_threads() -> usize {
 /// Largest batch one call accepts: beyond it a typo (or a negative number cast to unsigned)
 /// would try to allocate far more memory than any machine has.
 pub const MAX_COUNT: usize = 1 << 16;
+/// Largest `first_index`: with up to [`MAX_COUNT`] images and 4096 inpainting candidates per
+/// image, every noise stream index (first_index + i, and (first_index + i) x candidates) stays
+/// far from u64's end, so no index can wrap around onto another image's stream.
+pub(crate) const MAX_FIRST_INDEX: u64 = 1 << 48;
 /// Largest step count one call accepts.
 pub const MAX_STEPS: usize = 10_000;
 
@@ -70,7 +74,7 @@ pub struct SampleOptions {
     pub inpaint_candidates: usize,
     /// Index of the call's first image in the seed's streams: image i of the call draws its noise
     /// from (seed, first_index + i), so a large request split into several calls (or batches)
-    /// gives exactly the images of one big call.
+    /// gives exactly the images of one big call. At most 2^48 (larger values are refused).
     pub first_index: u64,
     pub progress: Option<ProgressFn>,
 }
@@ -133,6 +137,9 @@ impl SampleOptions {
         }
         if self.inpaint_candidates > 4096 {
             return invalid(format!("inpaint_candidates must be <= 4096, got {}", self.inpaint_candidates));
+        }
+        if self.first_index > MAX_FIRST_INDEX {
+            return invalid(format!("first_index must be at most 2^48, got {}", self.first_index));
         }
         Ok(())
     }

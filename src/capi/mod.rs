@@ -83,14 +83,17 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+// `try_with` throughout: a host may call lediflow from a thread-exit destructor, after this
+// thread's storage is gone, where `with` would panic outside any `catch_unwind` (an abort).
+
 fn set_last_error(msg: &str) {
     // Interior NULs would truncate the message in C; show them instead.
     let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 fn clear_last_error() {
-    LAST_ERROR.with(|e| *e.borrow_mut() = CString::default());
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = CString::default());
 }
 
 fn status_of(e: &Error) -> LdfStatus {
@@ -180,7 +183,7 @@ pub extern "C" fn ldf_status_str(status: LdfStatus) -> *const c_char {
 /// lediflow call on this thread; copy the text to keep it. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn ldf_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// Whether `device` can be used here: `LDF_OK`, or `LDF_ERR_UNSUPPORTED` with the reason in
@@ -293,7 +296,11 @@ impl log::Log for HostLogger {
     }
 
     fn log(&self, record: &log::Record) {
-        let Some(sink) = self.sink.read().ok().and_then(|s| *s) else { return };
+        // The read lock is held while the host's function runs, so `ldf_set_log_callback`
+        // (which takes the write lock) returns only once no thread still runs the callback it
+        // replaces: the host may then free that callback's user_data.
+        let Ok(held) = self.sink.read() else { return };
+        let Some(sink) = *held else { return };
         let target = CString::new(record.target().replace('\0', "")).unwrap_or_default();
         let msg = CString::new(record.args().to_string().replace('\0', "\\0")).unwrap_or_default();
         // SAFETY: the host registered this function for exactly this signature; the strings
@@ -309,9 +316,13 @@ impl log::Log for HostLogger {
 /// already has another logger of Rust's `log` crate (for example a Rust host's own), in which case
 /// lediflow's messages go there.
 ///
+/// Once this returns, no thread runs the callback it replaced (calls in progress on other
+/// threads are waited for), so that callback's `user_data` may be freed.
+///
 /// # Safety
 /// `callback` must be NULL or a function that stays callable, with `user_data`, until it is
-/// replaced.
+/// replaced. It may run on any thread that calls lediflow and must not call lediflow functions
+/// itself.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ldf_set_log_callback(
     callback: LdfLogFn,

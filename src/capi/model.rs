@@ -246,8 +246,10 @@ pub unsafe extern "C" fn ldf_model_set_memory_limit(model: *mut LdfModel, bytes:
 
 /// Working memory of one image in one network batch, generously estimated: the DiT's widest
 /// activations (attention scores, MLP hidden) kept for a forward pass, the auxiliary decoder's
-/// feature maps, and six image-sized solver tensors (RK4's stages).
-fn bytes_per_image(cfg: &ModelConfig) -> usize {
+/// feature maps, and six image-sized solver tensors (RK4's stages). Inpainting with K
+/// `candidates` decodes K + 1 latents per image at once: per candidate, the decoder's maps and
+/// four image-sized tensors (prior mean and log-variance, the masked error and its square).
+fn bytes_per_image(cfg: &ModelConfig, candidates: usize) -> usize {
     let s = cfg.image.size;
     let c = cfg.image.channels;
     let tokens = (s / cfg.dit.patch_size).pow(2);
@@ -256,7 +258,8 @@ fn bytes_per_image(cfg: &ModelConfig) -> usize {
     let dit = tokens * (8 * d + 2 * hidden) + 3 * cfg.dit.heads * tokens * tokens;
     let decoder = if cfg.prior == PriorKind::Learned { 8 * cfg.aux.base_channels * s * s } else { 0 };
     let solver = 6 * c * s * s;
-    (dit + decoder + solver) * size_of::<f32>()
+    let decoded = if candidates > 0 { (candidates + 1) * (decoder + 4 * c * s * s) } else { 0 };
+    (dit + decoder + solver + decoded) * size_of::<f32>()
 }
 
 impl LdfModel {
@@ -264,13 +267,14 @@ impl LdfModel {
         with_pipeline!(self, p => p.config())
     }
 
-    /// The batch size a call uses: the requested one, shrunk to fit the memory limit.
-    fn batch_for(&self, requested: usize) -> Result<usize> {
+    /// The batch size a call uses: the requested one, shrunk to fit the memory limit
+    /// (`candidates`: inpainting's best-of-K, 0 for every other call).
+    fn batch_for(&self, requested: usize, candidates: usize) -> Result<usize> {
         let limit = self.memory_limit.load(Ordering::Relaxed);
         if limit == 0 {
             return Ok(requested);
         }
-        let per = bytes_per_image(self.config());
+        let per = bytes_per_image(self.config(), candidates);
         let fit = limit / per;
         if fit == 0 {
             return Err(Error::OutOfMemory(format!(
@@ -320,9 +324,21 @@ fn in_batches(
     call: &CallOptions,
     count: usize,
     what: &str,
+    f: impl FnMut(&crate::SampleOptions, usize, usize) -> Result<()>,
+) -> Result<()> {
+    in_batches_sized(m, call, count, what, 0, f)
+}
+
+/// [`in_batches`] for a call that decodes `candidates` + 1 latents per item (inpainting).
+fn in_batches_sized(
+    m: &LdfModel,
+    call: &CallOptions,
+    count: usize,
+    what: &str,
+    candidates: usize,
     mut f: impl FnMut(&crate::SampleOptions, usize, usize) -> Result<()>,
 ) -> Result<()> {
-    let batch = m.batch_for(call.batch_size)?;
+    let batch = m.batch_for(call.batch_size, candidates)?;
     let batches = count.div_ceil(batch);
     let clock = Instant::now();
     for (index, start) in (0..count).step_by(batch).enumerate() {
@@ -586,7 +602,8 @@ pub unsafe extern "C" fn ldf_inpaint(
         let mper = info.mask_bytes;
         let (c, s) = (info.channels as usize, info.width as usize);
         // The output may alias the input, so inputs are copied batch by batch before writing.
-        with_pipeline!(m, p => in_batches(m, &call, count as usize, "ldf_inpaint", |o, start, n| {
+        let candidates = call.opts.inpaint_candidates;
+        with_pipeline!(m, p => in_batches_sized(m, &call, count as usize, "ldf_inpaint", candidates, |o, start, n| {
             // SAFETY: the caller guarantees count * per and count * mper readable bytes.
             let (px, mk) = unsafe {
                 (

@@ -51,7 +51,7 @@ pub struct LdfSampleParams {
     pub seed: u64,
     /// Index of the call's first image in the seed's streams (default 0): calls with
     /// first_index 0 and count 8, and with first_index 8 and count 8, give the 16 images of one
-    /// call with count 16.
+    /// call with count 16. At most 2^48.
     pub first_index: u64,
     /// `LDF_SOLVER_*` (default `LDF_SOLVER_MIDPOINT`).
     pub solver: LdfSolver,
@@ -307,8 +307,13 @@ impl CallOptions {
     pub(crate) fn for_batch(&self, start: usize, index: usize, batches: usize) -> SampleOptions {
         let host = self.host;
         let steps = self.opts.steps;
-        let progress: Arc<dyn Fn(usize, usize) -> bool + Send + Sync> =
-            Arc::new(move |step, _| host.keep_going(index * steps + step, batches * steps));
+        // The pipeline reports its own units: on the CPU the calling thread may run several
+        // chunks of a batch one after the other, counting `total` = chunks x steps. Rescaled
+        // to this batch's `steps`, the call's count never passes its total nor runs backwards.
+        let progress: Arc<dyn Fn(usize, usize) -> bool + Send + Sync> = Arc::new(move |step, total| {
+            let done = if total == 0 { steps } else { step.min(total) * steps / total };
+            host.keep_going(index * steps + done, batches * steps)
+        });
         SampleOptions {
             first_index: self.opts.first_index.saturating_add(start as u64),
             progress: Some(progress),

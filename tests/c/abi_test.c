@@ -205,6 +205,8 @@ static void test_params(void) {
     BAD_PARAM(time_shift, -1.0)
     BAD_PARAM(time_shift, 0.001)
     BAD_PARAM(time_shift, 1000.0)
+    BAD_PARAM(first_index, UINT64_MAX) /* would wrap onto image 0's noise stream */
+    BAD_PARAM(first_index, (1ull << 48) + 1)
 #undef BAD_PARAM
     /* A caller compiled against the first header (struct_size up to batch_size) gets the
      * default time_shift: the library does not read past its struct_size. */
@@ -375,6 +377,20 @@ static bool count_and_stop(uint32_t step, uint32_t total, void *user) {
     return step < l->stop_at;
 }
 
+/* Progress counts must rise (or repeat) and stay within one fixed total. */
+struct progress_order {
+    uint32_t calls, last, total, bad;
+};
+
+static bool check_order(uint32_t step, uint32_t total, void *user) {
+    struct progress_order *o = user;
+    if (step < o->last || step > total || (o->calls > 0 && total != o->total)) o->bad++;
+    o->calls++;
+    o->last = step;
+    o->total = total;
+    return true;
+}
+
 static void test_progress_and_cancel(void) {
     size_t per = info.image_bytes;
     unsigned char *out = malloc(3 * per);
@@ -386,6 +402,19 @@ static void test_progress_and_cancel(void) {
     p.user_data = &log;
     EXPECT_STATUS(ldf_sample(model, 3, &p, out, 3 * per), LDF_OK);
     EXPECT(log.calls == 6 && log.last_step == 6 && log.last_total == 6);
+
+    /* One batch of 40 is run as chunks of at most 16 images, several of them on the calling
+     * thread (whatever the thread count): the count still ends at the call's total. */
+    unsigned char *many = malloc(40 * per);
+    struct progress_order order = {0, 0, 0, 0};
+    LdfSampleParams q = params(7);
+    q.steps = 1;
+    q.batch_size = 40;
+    q.progress = check_order;
+    q.user_data = &order;
+    EXPECT_STATUS(ldf_sample(model, 40, &q, many, 40 * per), LDF_OK);
+    EXPECT(order.calls >= 1 && order.last == 1 && order.total == 1 && !order.bad);
+    free(many);
 
     log = (struct progress_log){0, 0, 0, 2};
     EXPECT_STATUS(ldf_sample(model, 3, &p, out, 3 * per), LDF_ERR_CANCELLED);
@@ -507,6 +536,12 @@ static void test_memory_limit(void) {
     EXPECT_STATUS(ldf_model_set_memory_limit(model, 64u << 20), LDF_OK);
     EXPECT_STATUS(ldf_sample(model, 4, &p, b, 4 * per), LDF_OK);
     EXPECT(memcmp(a, b, 4 * per) == 0);
+    /* Inpainting decodes K + 1 candidates per image: 4096 of them (GBs) do not fit 64 MB, and
+     * the call says so before allocating. */
+    unsigned char *mask = calloc(info.mask_bytes, 1);
+    p.inpaint_candidates = 4096;
+    EXPECT_STATUS(ldf_inpaint(model, a, mask, 1, &p, b, per), LDF_ERR_OUT_OF_MEMORY);
+    free(mask);
     EXPECT_STATUS(ldf_model_set_memory_limit(model, 0), LDF_OK);
     free(a);
     free(b);
