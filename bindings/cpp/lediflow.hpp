@@ -152,6 +152,7 @@ public:
 
     std::vector<uint8_t> generate(const std::vector<float> &z, const SampleParams &p = {}) const {
         LdfModelInfo i = info();
+        require_latents(i);
         uint32_t count = checked_count(z.size(), i.latent_dim, "latents");
         std::vector<uint8_t> out(count * i.image_bytes);
         detail::run(p, [&](const LdfSampleParams *raw) {
@@ -171,6 +172,7 @@ public:
     std::vector<uint8_t> interpolate(const std::vector<float> &z_from, const std::vector<float> &z_to,
                                      uint32_t frames, const SampleParams &p = {}) const {
         LdfModelInfo i = info();
+        require_latents(i);
         if (z_from.size() != i.latent_dim || z_to.size() != i.latent_dim)
             throw Error(LDF_ERR_INVALID_ARGUMENT, "interpolation endpoints must have latent_dim floats");
         std::vector<uint8_t> out(frames * i.image_bytes);
@@ -196,6 +198,12 @@ public:
 
 private:
     explicit Model(LdfModel *m) : model_(m) {}
+
+    // As the C functions report it: a Gaussian-prior model has no latent space.
+    static void require_latents(const LdfModelInfo &i) {
+        if (i.latent_dim == 0)
+            throw Error(LDF_ERR_UNSUPPORTED, "a Gaussian-prior model has no latents");
+    }
 
     static uint32_t checked_count(size_t len, size_t unit, const char *what) {
         if (unit == 0 || len == 0 || len % unit != 0 || len / unit > UINT32_MAX)

@@ -73,6 +73,12 @@ int main(int argc, char **argv) {
     } catch (const lediflow::Error &e) {
         EXPECT(e.status() == LDF_ERR_UNSUPPORTED);
     }
+    try {
+        gaussian.generate(std::vector<float>(8));
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_UNSUPPORTED);
+    }
     std::printf("wrapper_test: %d failures\n", failures);
     return failures ? 1 : 0;
 }
