@@ -15,7 +15,9 @@ from __future__ import annotations
 import ctypes as C
 import os
 import struct
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -211,6 +213,15 @@ def _enum(table: dict, value: str, what: str) -> int:
         raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
+def _uint(value, bits: int, what: str) -> int:
+    """An integer that fits an unsigned C field of `bits` bits (the library checks the range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    if not 0 <= int(value) < 1 << bits:
+        raise ValueError(f"{what} must be in 0..{(1 << bits) - 1}, got {value}")
+    return int(value)
+
+
 class _Call:
     """Builds the C params for one call and carries the Python progress callback through it."""
 
@@ -220,15 +231,15 @@ class _Call:
         lib = _load()
         p = _Params()
         lib.ldf_sample_params_init(C.byref(p))
-        if seed < 0 or first_index < 0:
-            raise ValueError("seed and first_index must be non-negative")
-        p.seed, p.first_index = int(seed), int(first_index)
-        p.steps, p.prior_scale = int(steps), float(prior_scale)
+        # ctypes would silently wrap out-of-range integers (seed 2**64 -> 0): refuse them here.
+        p.seed, p.first_index = _uint(seed, 64, "seed"), _uint(first_index, 64, "first_index")
+        p.steps, p.prior_scale = _uint(steps, 32, "steps"), float(prior_scale)
         p.solver = _enum(SOLVERS, solver, "solver")
         p.latent_solver = _enum(SOLVERS, latent_solver, "latent_solver")
-        p.latent_steps, p.inpaint_candidates = int(latent_steps), int(inpaint_candidates)
+        p.latent_steps = _uint(latent_steps, 32, "latent_steps")
+        p.inpaint_candidates = _uint(inpaint_candidates, 32, "inpaint_candidates")
         p.interpolation = _enum(INTERPOLATIONS, interpolation, "interpolation")
-        p.batch_size = int(batch_size)
+        p.batch_size = _uint(batch_size, 32, "batch_size")
         # None (or 0) leaves the shift to the model file's recommendation.
         p.time_shift = 0.0 if time_shift is None else float(time_shift)
         if cancel is not None:
@@ -265,7 +276,7 @@ class Model:
 
     def __init__(self, path, device: str = "cpu"):
         lib = _load()
-        self._ptr = C.c_void_p()
+        self._init_state()
         dev = _enum(DEVICES, device, "device")
         _check(lib.ldf_model_load(os.fsencode(path), dev, C.byref(self._ptr)))
         self._read_info()
@@ -274,30 +285,64 @@ class Model:
     def from_bytes(cls, data: bytes, device: str = "cpu") -> "Model":
         lib = _load()
         self = cls.__new__(cls)
-        self._ptr = C.c_void_p()
+        self._init_state()
         buf = (C.c_uint8 * len(data)).from_buffer_copy(data)
         _check(lib.ldf_model_load_from_memory(buf, len(data), _enum(DEVICES, device, "device"), C.byref(self._ptr)))
         self._read_info()
         return self
 
+    def _init_state(self):
+        self._ptr = C.c_void_p()
+        # Calls in flight on any thread, and whether close() was asked for: the model is freed
+        # when both the last call has returned and close() (or garbage collection) came, so a
+        # close() on one thread never frees the model under another thread's running call.
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closing = False
+
     def _read_info(self):
         i = _Info()
         i.struct_size = C.sizeof(_Info)
-        _check(_load().ldf_model_info(self._handle(), C.byref(i)))
+        with self._handle() as h:
+            _check(_load().ldf_model_info(h, C.byref(i)))
         self._raw_info = i
         self.info = ModelInfo(i.width, i.height, i.channels, i.latent_dim, PRIORS.get(i.prior, str(i.prior)),
                               i.format_version, i.parameters, i.time_shift)
 
+    @contextmanager
     def _handle(self):
-        if not self._ptr:
-            raise ValueError("the model is closed")
-        return self._ptr
+        """The C model for one call, kept alive until the call returns."""
+        with self._lock:
+            if not self._ptr or self._closing:
+                raise ValueError("the model is closed")
+            self._busy += 1
+        try:
+            yield self._ptr
+        finally:
+            with self._lock:
+                self._busy -= 1
+                last = self._closing and self._busy == 0
+            if last:
+                self._free()
+
+    def _free(self):
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr and _lib is not None:
+            _lib.ldf_model_free(ptr)
 
     def close(self):
-        """Frees the model now (also done when it is garbage-collected)."""
-        if getattr(self, "_ptr", None) and _lib is not None:
-            _lib.ldf_model_free(self._ptr)
-        self._ptr = None
+        """Frees the model (also done when it is garbage-collected). Calls running on other
+        threads finish first: the model is freed when the last of them returns, and new calls
+        raise ValueError."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # the constructor failed before the model existed
+            return
+        with lock:
+            self._closing = True
+            idle = self._busy == 0
+        if idle:
+            self._free()
 
     def __enter__(self):
         return self
@@ -318,7 +363,8 @@ class Model:
 
     def set_memory_limit(self, nbytes: int):
         """Caps the working memory of each call (0: no cap); see ldf_model_set_memory_limit."""
-        _check(_load().ldf_model_set_memory_limit(self._handle(), int(nbytes)))
+        with self._handle() as h:
+            _check(_load().ldf_model_set_memory_limit(h, _uint(nbytes, 64, "nbytes")))
 
     def _count(self, n, what="count"):
         if not isinstance(n, (int, np.integer)) or n < 1 or n > 0xFFFFFFFF:
@@ -357,7 +403,8 @@ class Model:
         n = self._count(count)
         call = _Call(seed, steps, solver, prior_scale, progress, **options)
         out = np.empty((n, *self._shape), np.uint8)
-        call.run(_load().ldf_sample(self._handle(), n, C.byref(call.params), _u8(out), out.nbytes))
+        with self._handle() as h:
+            call.run(_load().ldf_sample(h, n, C.byref(call.params), _u8(out), out.nbytes))
         return out
 
     def sample_latents(self, count: int, seed: int = 0, **options) -> np.ndarray:
@@ -365,7 +412,8 @@ class Model:
         n = self._count(count)
         call = _Call(seed, **options)
         out = np.empty((n, self.info.latent_dim), np.float32)
-        call.run(_load().ldf_sample_latents(self._handle(), n, C.byref(call.params), _f32(out), out.nbytes))
+        with self._handle() as h:
+            call.run(_load().ldf_sample_latents(h, n, C.byref(call.params), _f32(out), out.nbytes))
         return out
 
     def generate(self, latents, seed: int = 0, steps: int = 4, solver: str = "midpoint",
@@ -374,15 +422,17 @@ class Model:
         z = self._latents(latents)
         call = _Call(seed, steps, solver, prior_scale, progress, **options)
         out = np.empty((z.shape[0], *self._shape), np.uint8)
-        call.run(_load().ldf_generate_from_latents(self._handle(), _f32(z), z.shape[0], C.byref(call.params),
-                                                   _u8(out), out.nbytes))
+        with self._handle() as h:
+            call.run(_load().ldf_generate_from_latents(h, _f32(z), z.shape[0], C.byref(call.params), _u8(out),
+                                                       out.nbytes))
         return out
 
     def encode(self, images) -> np.ndarray:
         """Latents (posterior means) of uint8 images (N, H, W, C): float32 (N, latent_dim)."""
         x = self._images(images)
         out = np.empty((x.shape[0], self.info.latent_dim), np.float32)
-        _check(_load().ldf_encode(self._handle(), _u8(x), x.shape[0], _f32(out), out.nbytes))
+        with self._handle() as h:
+            _check(_load().ldf_encode(h, _u8(x), x.shape[0], _f32(out), out.nbytes))
         return out
 
     def interpolate(self, z_from, z_to, frames: int, seed: int = 0, steps: int = 4, solver: str = "midpoint",
@@ -392,8 +442,8 @@ class Model:
         n = self._count(frames, "frames")
         call = _Call(seed, steps, solver, prior_scale, progress, interpolation=mode, **options)
         out = np.empty((n, *self._shape), np.uint8)
-        call.run(_load().ldf_interpolate(self._handle(), _f32(a), _f32(b), n, C.byref(call.params), _u8(out),
-                                         out.nbytes))
+        with self._handle() as h:
+            call.run(_load().ldf_interpolate(h, _f32(a), _f32(b), n, C.byref(call.params), _u8(out), out.nbytes))
         return out
 
     def inpaint(self, images, masks, seed: int = 0, steps: int = 4, solver: str = "midpoint",
@@ -411,8 +461,9 @@ class Model:
         m = np.ascontiguousarray(m != 0, dtype=np.uint8)
         call = _Call(seed, steps, solver, prior_scale, progress, **options)
         out = np.empty_like(x)
-        call.run(_load().ldf_inpaint(self._handle(), _u8(x), _u8(m), x.shape[0], C.byref(call.params), _u8(out),
-                                     out.nbytes))
+        with self._handle() as h:
+            call.run(_load().ldf_inpaint(h, _u8(x), _u8(m), x.shape[0], C.byref(call.params), _u8(out),
+                                         out.nbytes))
         return out
 
 

@@ -96,6 +96,16 @@ def test_bad_arguments(model):
         model.encode(np.zeros((1, 16, 16, 4), np.uint8))
     with pytest.raises(TypeError):
         model.encode(np.zeros((1, 32, 32, 4), np.float32))
+    # ctypes would wrap these silently (seed 2**64 -> seed 0, steps 2**32 + 4 -> 4).
+    for bad in [dict(seed=2**64), dict(seed=-1), dict(steps=2**32 + 4), dict(first_index=2**64),
+                dict(batch_size=-1)]:
+        with pytest.raises(ValueError):
+            model.sample(1, **bad)
+    with pytest.raises(TypeError):
+        model.sample(1, steps=2.5)
+    with pytest.raises(lediflow.LediflowError) as e:  # the library's own bound (2**48)
+        model.sample(1, first_index=2**63)
+    assert e.value.status == lediflow.ERR_INVALID_ARGUMENT and "first_index" in e.value.message
 
 
 def test_latents_generate_encode(model):
@@ -191,6 +201,23 @@ def test_closed_model_raises():
     with pytest.raises(ValueError):
         m.sample(1)
     m.close()  # twice is fine
+
+
+def test_close_during_a_call_on_another_thread():
+    m = lediflow.Model(LEDI)
+    started, out = threading.Event(), {}
+
+    def work():
+        out["images"] = m.sample(4, steps=6, batch_size=1, progress=lambda s, t: started.set() or True)
+
+    th = threading.Thread(target=work)
+    th.start()
+    assert started.wait(60)
+    m.close()  # the running call keeps the model until it returns
+    th.join()
+    assert out["images"].shape == (4, 32, 32, 4)
+    with pytest.raises(ValueError):
+        m.sample(1)
 
 
 def test_grid_and_png(tmp_path, model):
