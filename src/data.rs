@@ -122,15 +122,24 @@ fn is_image_file(p: &Path) -> bool {
     )
 }
 
+/// The image files under `dir`, recursively, in path order. Symbolic links are followed, but
+/// each folder is read once (by its resolved path): a link back up the tree would otherwise
+/// load the same images over and over (and two such links, exponentially often).
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    collect_files_once(dir, out, &mut std::collections::HashSet::new())
+}
+
+fn collect_files_once(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut std::collections::HashSet<PathBuf>) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())));
+    if !seen.insert(dir.canonicalize().map_err(io)?) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            collect_files(&p, out)?;
+            collect_files_once(&p, out, seen)?;
         } else if is_image_file(&p) {
             out.push(p);
         }

@@ -200,6 +200,25 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("leaves the 16x16 image"));
+    // Numbers that would wrap x + w past the check; a count beyond what sampling accepts,
+    // refused before the repeated image is allocated.
+    for (region, count, want) in [
+        ("18446744073709551615,0,1,1", "1", "leaves the 16x16 image"),
+        ("0,0,18446744073709551615,1", "1", "leaves the 16x16 image"),
+        ("4,4,8,8", "100000000", "--count must be in 1..=65536"),
+    ] {
+        let bad = lediflow()
+            .args(["inpaint", "--model"])
+            .arg(&model)
+            .arg("--image")
+            .arg(&src)
+            .args(["--region", region, "--count", count, "--out"])
+            .arg(&strip)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && err.contains(want) && !err.contains("panicked"), "{region}: {err}");
+    }
 
     // Evaluation against a held-out split: a markdown row per (solver, steps) and a JSON file.
     let eval_data = dir.join("eval-data");
@@ -262,6 +281,28 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bad --seed"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // Every image held out: no training images to draw latents from or to measure copying against.
+    let bad = lediflow()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "1", "--latents", "train"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("training split has fewer than 2 images") && !err.contains("panicked"), "{err}");
+    let bad = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "1", "--steps", "2", "--out"])
+        .arg(dir.join("retrained.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("training split is empty") && !err.contains("panicked"), "{err}");
     // Diagnostic: the encoder's latents of training images instead of the latent flow.
     let diag = lediflow()
         .args(["eval", "--model"])
@@ -419,7 +460,9 @@ fn train_sample_info_round_trip() {
         assert!(String::from_utf8_lossy(&bad.stderr).contains(msg), "{}", String::from_utf8_lossy(&bad.stderr));
     }
     assert!(!never.exists());
-    // Only the velocity network's shape may change; it then trains from scratch.
+    // Only the velocity network's shape may change; it then trains from scratch (a new run:
+    // the folder of the one above is cleared first, or the run would be refused).
+    std::fs::remove_dir_all(dir.join("tune-run")).unwrap();
     let out = finetune(&["--set", "dit.depth=2"], &tuned);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(lediflow::checkpoint::read_meta(&std::fs::read(&tuned).unwrap()).unwrap().config.dit.depth, 2);
@@ -465,6 +508,44 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--time-limit must be"));
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--size", "16", "--channels", "4", "--batch", "100000000", "--run-dir", "/tmp/x", "--out", "/tmp/x.st"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("batch size must be in 1..=65536"));
+    // A fine-tuning run must not overwrite its own init file.
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--size", "16", "--channels", "4", "--steps-aux", "0", "--steps-latent", "0", "--init"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&model)
+        .args(["--run-dir", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--out must differ from --init"));
+    // A fresh run into a folder holding another run's checkpoint is refused, and that run's
+    // loss log is left as it was.
+    let log_before = std::fs::read_to_string(dir.join("run/losses.csv")).unwrap();
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--size", "16", "--channels", "4", "--preset", "tiny", "--batch", "4", "--steps-fm", "3"])
+        .args(["--prior", "gaussian", "--run-dir"])
+        .arg(dir.join("run"))
+        .arg("--out")
+        .arg(dir.join("other.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("holds another run's checkpoint: add --resume"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("run/losses.csv")).unwrap(), log_before);
 
     // A time limit stops with a checkpoint and status 124; --resume finishes the run.
     let timed = |extra: &[&str]| {

@@ -129,6 +129,16 @@ fn folder_loading_resizes_and_reports_errors() {
     assert_eq!(&ds.image(1)[..4], &[255, 0, 0, 255]);
     let grey = load_folder(&dir, 16, 1).unwrap();
     assert_eq!(grey.image(1)[0], 76); // BT.601 luma of pure red
+    // Links back up the tree are read once, not until the kernel's link limit (or, with two
+    // of them, exponentially often).
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&dir, sub.join("up")).unwrap();
+        std::os::unix::fs::symlink(&dir, sub.join("up2")).unwrap();
+        assert_eq!(load_folder(&dir, 16, 4).unwrap().len(), 2);
+        std::fs::remove_file(sub.join("up")).unwrap();
+        std::fs::remove_file(sub.join("up2")).unwrap();
+    }
     std::fs::write(sub.join("broken.png"), b"\x89PNG not really").unwrap();
     let err = load_folder(&dir, 16, 4).unwrap_err().to_string();
     assert!(err.contains("broken.png"), "{err}");

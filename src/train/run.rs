@@ -360,6 +360,10 @@ fn parse_state(bytes: &[u8]) -> Result<RunState> {
     serde_json::from_slice(bytes).map_err(|e| Error::Format(format!("checkpoint state.json: {e}")))
 }
 
+/// Largest training batch (a typo such as --batch 100000000 would otherwise try to allocate
+/// the batch before failing).
+const MAX_BATCH: usize = 1 << 16;
+
 /// The checkpoint folder to resume from: `ckpt`, else a complete `ckpt.new` (a crash between
 /// the two renames), else `ckpt.old`.
 fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -411,8 +415,10 @@ impl Log {
                 }
             }
         }
-        let mut file = std::fs::File::create(path)?;
-        writeln!(file, "{}", kept.join("\n"))?;
+        // Replaced in one step (a kill while rewriting must not lose a long run's history),
+        // then appended to.
+        write_atomic(path, format!("{}\n", kept.join("\n")).as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
         Ok(Self { file })
     }
 
@@ -501,8 +507,11 @@ pub fn run<B: AutodiffBackend>(
             data.size, data.channels, spec.model.image.size, spec.model.image.channels
         )));
     }
-    if spec.train.batch_size == 0 {
-        return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+    if spec.train.batch_size == 0 || spec.train.batch_size > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "batch size must be in 1..={MAX_BATCH}, got {}",
+            spec.train.batch_size
+        )));
     }
     let stages = spec.stages();
     // The starting weights of a fine-tuning run (autodiff parameters, like a fresh network's).
@@ -534,6 +543,14 @@ pub fn run<B: AutodiffBackend>(
         let state = parse_state(&read(&dir, "state.json")?)?;
         spec.check_resume(&state.spec, state.stage, state.step)?;
         Some((state, dir))
+    } else if find_checkpoint(run_dir).is_some() {
+        // A fresh run would truncate the folder's loss log and replace its checkpoint at the
+        // first save (a Ctrl-C included): an earlier run is never overwritten silently.
+        return Err(Error::InvalidArgument(format!(
+            "{} holds another run's checkpoint: add --resume to continue it, or use a new --run-dir \
+             (or delete that folder) to start over",
+            run_dir.display()
+        )));
     } else {
         None
     };

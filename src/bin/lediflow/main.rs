@@ -464,6 +464,11 @@ fn train(args: TrainArgs) -> Result<(), String> {
             (ModelConfig::preset(preset, args.data.channels, args.data.size, prior).map_err(|e| e.to_string())?, None)
         }
         Some(path) => {
+            // The finished run would overwrite its own init file, and `--resume` to extend the
+            // run would then refuse it as changed.
+            if same_file(path, &args.out) {
+                return Err("--out must differ from --init".into());
+            }
             let (mut init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
             init.fresh_velocity = args.fresh_velocity;
             let model = meta.config;
@@ -683,6 +688,20 @@ fn interpolate(a: InterpolateArgs) -> Result<(), String> {
 }
 
 /// "x,y,w,h" -> a keep-mask (1 = keep) with the rectangle cleared.
+/// Whether two paths name one file (the same path, or both existing and resolving alike).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// A --count the pipeline accepts, checked before anything of that size is allocated.
+fn check_count(count: usize) -> Result<(), String> {
+    let max = lediflow::pipeline::MAX_COUNT;
+    if count == 0 || count > max {
+        return Err(format!("--count must be in 1..={max}, got {count}"));
+    }
+    Ok(())
+}
+
 fn region_mask(spec: &str, size: usize) -> Result<Vec<u8>, String> {
     let v: Vec<usize> = spec
         .split(',')
@@ -690,7 +709,8 @@ fn region_mask(spec: &str, size: usize) -> Result<Vec<u8>, String> {
         .collect::<Result<_, _>>()
         .map_err(|_| format!("--region must be x,y,w,h (non-negative integers), got {spec:?}"))?;
     let [x, y, w, h] = v[..] else { return Err(format!("--region must have 4 numbers, got {spec:?}")) };
-    if w == 0 || h == 0 || x + w > size || y + h > size {
+    // Subtractions, not x + w: huge numbers would wrap past the check.
+    if w == 0 || h == 0 || x >= size || y >= size || w > size - x || h > size - y {
         return Err(format!("--region {spec} is empty or leaves the {size}x{size} image"));
     }
     let mut m = vec![1u8; size * size];
@@ -713,9 +733,8 @@ fn inpaint(a: InpaintArgs) -> Result<(), String> {
         (None, Some(spec)) => region_mask(spec, s)?,
         (None, None) => return Err("give --mask <image> or --region x,y,w,h".into()),
     };
-    if a.count == 0 {
-        return Err("--count must be at least 1".into());
-    }
+    // Before the repeated image and masks are allocated (the pipeline checks it only then).
+    check_count(a.count)?;
     let t = std::time::Instant::now();
     let image = image_tensor(&p, &a.image)?.repeat_dim(0, a.count);
     let masks: Vec<u8> = (0..a.count).flat_map(|_| keep.iter().copied()).collect();
@@ -767,9 +786,15 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     if held_out.len() < 4 {
         return Err("the held-out split has fewer than 4 images: lower --val-every".into());
     }
+    if train_set.len() < 2 {
+        return Err("the training split has fewer than 2 images (memorisation is measured against it): \
+                    raise --val-every"
+            .into());
+    }
     let as_images = |d: &Dataset| Images::from_u8(&d.pixels, d.len(), d.channels, d.size).map_err(|e| e.to_string());
     let (reference, train) = (as_images(&held_out)?, as_images(&train_set)?);
     let count = a.count.unwrap_or(held_out.len());
+    check_count(count)?;
     let steps: Vec<usize> = comma_list(&a.steps, "--steps")?;
     let solvers: Vec<Solver> =
         a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
@@ -917,7 +942,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
 
 fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     use lediflow::train::{Batcher, LatentStage, OptimConfig};
-    if a.out == a.model {
+    if same_file(&a.model, &a.out) {
         return Err("--out must differ from --model".into());
     }
     if a.steps == 0 || a.batch == 0 {
@@ -932,6 +957,9 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
     let (train_set, _) = ds.split(a.data.val_every);
+    if train_set.is_empty() {
+        return Err("the training split is empty: raise --val-every".into());
+    }
     let train_set = if a.hflip { train_set.with_mirrors() } else { train_set };
     let t0 = std::time::Instant::now();
     // The frozen encoder's posterior (means and log-variances) of every training image, once.
