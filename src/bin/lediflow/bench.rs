@@ -226,7 +226,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             "repeats": a.repeats,
             "rows": rows,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap())
+        lediflow::checkpoint::write_atomic(path, serde_json::to_string_pretty(&doc).unwrap().as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

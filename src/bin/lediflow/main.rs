@@ -934,7 +934,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
             "latents": a.latents,
             "reference_images": reference.count, "held_out_nearest_train": floor,
             "real_floor": {"images": k, "report": real}, "results": rows});
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap())
+        lediflow::checkpoint::write_atomic(path, serde_json::to_string_pretty(&doc).unwrap().as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
