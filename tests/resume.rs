@@ -142,6 +142,26 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
 }
 
 #[test]
+fn a_run_folder_in_use_is_refused() {
+    let data = dataset();
+    let s = spec(PriorKind::Gaussian);
+    let dir = tmp("locked");
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    // Another process's lock, as `train` takes it.
+    let other =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("run/lock")).unwrap();
+    other.lock().unwrap();
+    let control = RunControl { stop_after: Some(1), ..Default::default() };
+    let err = go(&s, &data, &dir, "run", false, control).unwrap_err();
+    assert!(err.to_string().contains("in use by another training process"), "{err}");
+    assert!(!dir.join("run/losses.csv").exists());
+    drop(other);
+    let control = RunControl { stop_after: Some(1), ..Default::default() };
+    go(&s, &data, &dir, "run", false, control).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_finished_run_extends_with_more_steps_like_a_longer_run() {
     let data = dataset();
     for prior in [PriorKind::Learned, PriorKind::Gaussian] {

@@ -364,6 +364,21 @@ fn parse_state(bytes: &[u8]) -> Result<RunState> {
 /// the batch before failing).
 const MAX_BATCH: usize = 1 << 16;
 
+/// An exclusive lock on `run_dir/lock` for as long as the returned file lives (the OS drops it
+/// when the process ends, however it ends): two `train` processes on one folder would write
+/// their checkpoints through the same `ckpt.new` and could leave a mix of both runs.
+fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(run_dir.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InvalidArgument(format!(
+            "{} is in use by another training process (wait for it, or use another --run-dir)",
+            run_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// The checkpoint folder to resume from: `ckpt`, else a complete `ckpt.new` (a crash between
 /// the two renames), else `ckpt.old`.
 fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -535,6 +550,7 @@ pub fn run<B: AutodiffBackend>(
         ));
     }
     std::fs::create_dir_all(run_dir)?;
+    let _lock = lock_run_dir(run_dir)?;
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
 
     let resumed: Option<(RunState, PathBuf)> = if resume {
