@@ -565,6 +565,17 @@ fn train_sample_info_round_trip() {
     assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("time limit reached: stopped in stage fm at step 0"));
     assert!(dir.join("timed/ckpt/state.json").is_file() && !dir.join("timed.safetensors").exists());
+    // Same number of images, one of them changed: not the same run any more.
+    let first = data.join("0.png");
+    let original = std::fs::read(&first).unwrap();
+    image::RgbaImage::from_pixel(16, 16, image::Rgba([1, 2, 3, 255])).save(&first).unwrap();
+    let out = timed(&["--resume"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("training data differ from the checkpoint's"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&first, original).unwrap();
     let out = timed(&["--resume"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("timed.safetensors").is_file());

@@ -148,7 +148,8 @@ enum VelocityStart {
     FileWithNewHead,
 }
 
-fn fnv64_hex(bytes: &[u8]) -> String {
+/// FNV-1a of `bytes` as 16 hex digits: a cheap fingerprint of a file or of training pixels.
+pub fn fnv64_hex(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= *b as u64;
@@ -156,6 +157,10 @@ fn fnv64_hex(bytes: &[u8]) -> String {
     }
     format!("{h:016x}")
 }
+
+/// Key of the training pixels' fingerprint ([`fnv64_hex`]) in [`RunSpec::data`]: a folder
+/// whose images changed but not their number must not pass `--resume` as the same run.
+pub const DATA_FINGERPRINT: &str = "pixels_fnv64";
 
 impl RunSpec {
     pub fn stages(&self) -> Vec<(Stage, usize)> {
@@ -176,6 +181,20 @@ impl RunSpec {
     pub fn check_resume(&self, saved: &RunSpec, stage: Stage, step: usize) -> Result<()> {
         let mut a = self.clone();
         let mut b = saved.clone();
+        // Runs checkpointed before the data's fingerprint was recorded resume on the rest of
+        // the data's description.
+        if b.data.get(DATA_FINGERPRINT).is_none()
+            && let Some(d) = a.data.as_object_mut()
+        {
+            d.remove(DATA_FINGERPRINT);
+        }
+        if a.data != b.data {
+            return Err(Error::InvalidArgument(format!(
+                "--resume: the training data differ from the checkpoint's (now {}, then {}); \
+                 resuming would not continue the same run",
+                a.data, b.data
+            )));
+        }
         a.steps = StageSteps { aux: 0, latent: 0, fm: 0 };
         b.steps = a.steps;
         // The learning-rate decay of the current and later stages may change too (checked below).

@@ -128,6 +128,7 @@ impl DataArgs {
             "size": self.size,
             "channels": self.channels,
             "validation": format!("every {}th image held out", self.val_every),
+            lediflow::train::run::DATA_FINGERPRINT: lediflow::train::run::fnv64_hex(&ds.pixels),
         });
         Ok((ds, desc))
     }
