@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -221,12 +222,47 @@ pub fn to_safetensors_bytes_as(
     safetensors::serialize(views, &Some(metadata)).map_err(|e| Error::Internal(format!("serialize: {e}")))
 }
 
+/// Temporary files `write_atomic` is writing right now, so that a process about to exit at once
+/// (the CLI's second Ctrl-C) can remove them instead of leaving `.NAME.PID.tmp` behind.
+static PENDING_TEMP: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Registers a temporary file for the lifetime of the guard.
+struct PendingTemp(PathBuf);
+
+impl PendingTemp {
+    fn new(path: PathBuf) -> Self {
+        PENDING_TEMP.lock().unwrap_or_else(|e| e.into_inner()).push(path.clone());
+        PendingTemp(path)
+    }
+}
+
+impl Drop for PendingTemp {
+    fn drop(&mut self) {
+        PENDING_TEMP.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != &self.0);
+    }
+}
+
+/// Removes the temporary files of writes still in progress, for a process about to exit without
+/// finishing them. Never leaves a half-written target: a write whose temp file was removed fails
+/// its rename, and the target keeps its previous contents.
+pub fn remove_pending_temp_files() {
+    remove_pending_temp_files_where(|_| true);
+}
+
+fn remove_pending_temp_files_where(pick: impl Fn(&Path) -> bool) {
+    let pending = PENDING_TEMP.lock().unwrap_or_else(|e| e.into_inner());
+    for p in pending.iter().filter(|p| pick(p)) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name =
         path.file_name().ok_or_else(|| Error::InvalidArgument(format!("not a file path: {}", path.display())))?;
     let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    let _pending = PendingTemp::new(tmp.clone());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -413,6 +449,31 @@ pub fn load_into<B: Backend, M: Module<B>>(module: M, tensors: &NamedTensors) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A temp file is listed while its write is in progress and removed by the exit path; once
+    /// the write is over it is forgotten, and a finished target is never touched.
+    #[test]
+    fn pending_temp_files_are_listed_while_written_and_removed_on_exit() {
+        let dir = std::env::temp_dir().join(format!("lediflow-pending-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mine = |p: &Path| p.starts_with(&dir);
+        let tmp = dir.join(".m.safetensors.1.tmp");
+        {
+            let _pending = PendingTemp::new(tmp.clone());
+            std::fs::write(&tmp, b"half").unwrap();
+            remove_pending_temp_files_where(mine);
+            assert!(!tmp.exists(), "the exit path leaves the temp file of a write in progress");
+        }
+        std::fs::write(&tmp, b"not ours any more").unwrap();
+        remove_pending_temp_files_where(mine);
+        assert!(tmp.exists(), "a temp file whose write ended is still removed");
+        let target = dir.join("m.safetensors");
+        write_atomic(&target, b"whole").unwrap();
+        remove_pending_temp_files_where(mine);
+        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+        assert!(!PENDING_TEMP.lock().unwrap().iter().any(|p| p.starts_with(&dir)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn half_round_trip() {

@@ -531,6 +531,8 @@ fn train(args: TrainArgs) -> Result<(), String> {
     ctrlc::set_handler(move || {
         if s2.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            // A model or checkpoint write in progress leaves no `.NAME.PID.tmp` behind.
+            lediflow::checkpoint::remove_pending_temp_files();
             std::process::exit(130);
         }
         eprintln!("\ninterrupt: saving a checkpoint, then stopping (again to exit at once)");
