@@ -37,7 +37,7 @@ wait
 S=bench/sweep/s12
 pair() { echo "== $1 -> $2"; python3 bench/sweep/paired.py "$1" "$2"; }
 {
-  # (one Midpoint step: the grid is [0, 1] whatever the shift, so the shipped files' equal-step
+  # (one Midpoint step: the grid is [0, 1] whatever the shift, so the session-12 files' equal-step
   # reports are the reference at 2 NFE)
   pair $S/shift/ledi-1-s4.json $O/ledi-1-s4.json
   pair $S/eval/ledi-s1.json $O/ledi-1-s1.json
