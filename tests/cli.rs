@@ -380,7 +380,7 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--steps", "2", "--batch", "4", "--hidden", "24", "--blocks", "1"])
-        .args(["--target", "sample", "--hflip"])
+        .args(["--target", "sample", "--hflip", "--decay-steps", "2"])
         .arg("--out")
         .arg(&resized)
         .output()
@@ -389,6 +389,7 @@ fn train_sample_info_round_trip() {
     let meta = lediflow::checkpoint::read_meta(&std::fs::read(&resized).unwrap()).unwrap();
     assert_eq!((meta.config.latent.hidden, meta.config.latent.blocks), (24, 1));
     assert_eq!(meta.provenance.training["latent_retrained"]["target"], "sample");
+    assert_eq!(meta.provenance.training["latent_retrained"]["decay_steps"], 2);
     // --hflip: the training images and their mirrors.
     let plain = lediflow::checkpoint::read_meta(&std::fs::read(&retrained).unwrap()).unwrap();
     let images = |m: &lediflow::checkpoint::ModelMeta| m.provenance.training["latent_retrained"]["images"].as_u64();
@@ -404,6 +405,17 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--target must be mean or sample"));
+    assert!(!dir.join("never.safetensors").exists());
+    let bad = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--steps", "3", "--decay-steps", "4", "--out"])
+        .arg(dir.join("never.safetensors"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--decay-steps (4) cannot exceed --steps (3)"));
     assert!(!dir.join("never.safetensors").exists());
     let out = lediflow()
         .args(["sample", "--model"])

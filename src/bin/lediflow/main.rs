@@ -381,6 +381,10 @@ struct RetrainLatentArgs {
     batch: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Linear decay of the learning rate to 0 over the last this many steps (a cool-down;
+    /// 0 = constant after the warm-up).
+    #[arg(long, default_value_t = 0)]
+    decay_steps: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Hidden width of the new latent flow (default: the model's own).
@@ -951,6 +955,9 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     if a.steps == 0 || a.batch == 0 {
         return Err("--steps and --batch must be at least 1".into());
     }
+    if a.decay_steps > a.steps {
+        return Err(format!("--decay-steps ({}) cannot exceed --steps ({})", a.decay_steps, a.steps));
+    }
     let sample_target = match a.target.as_str() {
         "mean" => false,
         "sample" => true,
@@ -988,7 +995,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let train = TrainConfig {
         batch_size: a.batch,
         seed: a.seed,
-        latent: OptimConfig { lr: a.lr, ..OptimConfig::default() },
+        latent: OptimConfig { lr: a.lr, decay_steps: a.decay_steps, ..OptimConfig::default() },
         ..TrainConfig::default()
     };
     // The latent flow starts afresh, so its size may change; nothing else reads its weights.
@@ -997,6 +1004,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     cfg.latent.blocks = a.blocks.unwrap_or(cfg.latent.blocks);
     cfg.validate().map_err(|e| e.to_string())?;
     let mut stage = LatentStage::<CpuTrainBackend>::new(&cfg, &train, encoder, &Default::default());
+    stage.net.total_steps = a.steps;
     let mut batcher = Batcher::new(n, a.seed);
     let mut eps_rng = lediflow::rng::Rng::stream(a.seed, 0, lediflow::rng::Purpose::Training);
     let (mut recent, mut last) = (0.0f64, 0.0f64);
@@ -1030,7 +1038,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     }
     meta.provenance.training["latent_retrained"] = serde_json::json!({
         "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
-        "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
+        "decay_steps": a.decay_steps, "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
         "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks, "target": a.target,
         "wall_seconds": t0.elapsed().as_secs_f64(),
     });
