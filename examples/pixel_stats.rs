@@ -98,13 +98,17 @@ fn main() {
     for model in &args[1..] {
         let p = Pipeline::<B>::load(model, &device).unwrap();
         let name = Path::new(model).file_name().unwrap().to_string_lossy().to_string();
+        // The held-out tiles' encoder latents, once per model (LeDiFlow only).
+        let own = (p.config().prior == PriorKind::Learned).then(|| {
+            let real = lediflow::image::from_u8::<B>(&held.pixels, n, 4, 32, 32, &device).unwrap();
+            p.encode(real).unwrap()
+        });
         for &s in &steps {
             let opts = SampleOptions { steps: s, solver: Solver::Midpoint, seed: 0, ..Default::default() };
             let x = p.sample(n, &opts).unwrap();
             row(&format!("{name}, {} NFE", 2 * s), &lediflow::image::to_u8(x).unwrap());
-            if p.config().prior == PriorKind::Learned {
-                let real = lediflow::image::from_u8::<B>(&held.pixels, n, 4, 32, 32, &device).unwrap();
-                let x = p.generate(p.encode(real).unwrap(), &opts).unwrap();
+            if let Some(z) = &own {
+                let x = p.generate(z.clone(), &opts).unwrap();
                 row(&format!("{name}, own latents, {} NFE", 2 * s), &lediflow::image::to_u8(x).unwrap());
             }
         }
