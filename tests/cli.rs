@@ -395,6 +395,55 @@ fn train_sample_info_round_trip() {
     let images = |m: &lediflow::checkpoint::ModelMeta| m.provenance.training["latent_retrained"]["images"].as_u64();
     assert_eq!(images(&meta), images(&plain).map(|n| 2 * n));
     assert_eq!(meta.provenance.training["latent_retrained"]["hflip"], true);
+    // Early stopping: every 3rd training image left out, the held-out flow loss logged every
+    // 2 steps, and the EMA weights of the row with the lowest one written.
+    let stopped = dir.join("stopped.safetensors");
+    let csv = dir.join("monitor.csv");
+    let out = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--steps", "7", "--batch", "4", "--lr", "0.05"])
+        .args(["--monitor-every", "2", "--holdout-every", "3", "--keep-best", "--log"])
+        .arg(&csv)
+        .arg("--out")
+        .arg(&stopped)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "step,train_loss,train_probe,validation_probe,holdout_probe", "{log}");
+    let rows: Vec<Vec<f64>> = lines[1..].iter().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.iter().map(|r| r[0] as usize).collect::<Vec<_>>(), [2, 4, 6, 7], "{log}");
+    assert!(rows.iter().flatten().all(|v| v.is_finite()), "{log}");
+    let best = rows.iter().min_by(|a, b| a[4].total_cmp(&b[4])).unwrap();
+    let record = &lediflow::checkpoint::read_meta(&std::fs::read(&stopped).unwrap()).unwrap().provenance.training["latent_retrained"];
+    assert_eq!(record["kept_step"].as_u64(), Some(best[0] as u64), "{log}\n{record}");
+    assert_eq!(record["holdout_every"], 3);
+    assert_eq!(record["monitor"].as_array().map(|m| m.len()), Some(4));
+    // A third of the training split sits out (index % 3 == 2 of the training images).
+    let all = images(&plain).unwrap() as usize;
+    assert_eq!(record["images"].as_u64(), Some((all - all / 3) as u64), "{record}");
+    for (args, msg) in [
+        (&["--keep-best", "--monitor-every", "0"][..], "--keep-best and --log need --monitor-every above 0"),
+        (&["--holdout-every", "1"][..], "--holdout-every 1 would leave no training image"),
+    ] {
+        let bad = lediflow()
+            .args(["retrain-latent", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&eval_data)
+            .args(["--size", "16", "--val-every", "2"])
+            .args(args)
+            .arg("--out")
+            .arg(dir.join("never.safetensors"))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&bad.stderr).contains(msg), "{}", String::from_utf8_lossy(&bad.stderr));
+        assert!(!dir.join("never.safetensors").exists());
+    }
     let bad = lediflow()
         .args(["retrain-latent", "--model"])
         .arg(&model)

@@ -402,6 +402,25 @@ struct RetrainLatentArgs {
     /// latents; for models whose auxiliary model and image flow were trained with `--hflip`).
     #[arg(long)]
     hflip: bool,
+    /// Every this many steps, score the EMA weights by their flow-matching loss on latents
+    /// they never trained on (the data's validation split, and the `--holdout-every` part) and
+    /// on as many training latents, with fixed draws (0 = never). The training loss keeps
+    /// falling while the flow memorises its 5000-odd latents; the held-out loss turns up.
+    #[arg(long, default_value_t = 500)]
+    monitor_every: usize,
+    /// Also leave every this many-th training image out of the latent flow's training and
+    /// score the flow on its latents (0 = none). Choosing the step count by this loss never
+    /// looks at the validation split, which `eval` scores.
+    #[arg(long, default_value_t = 0)]
+    holdout_every: usize,
+    /// Write the EMA weights of the monitor point with the lowest held-out loss (the
+    /// `--holdout-every` part if given, else the validation split) instead of the last ones:
+    /// early stopping.
+    #[arg(long)]
+    keep_best: bool,
+    /// CSV file for the monitor rows (step, mean training loss since the last row, probe losses).
+    #[arg(long)]
+    log: Option<PathBuf>,
     /// The model file to write (never the input file in place).
     #[arg(long)]
     out: PathBuf,
@@ -948,7 +967,9 @@ fn eval(a: EvalArgs) -> Result<(), String> {
 }
 
 fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
-    use lediflow::train::{Batcher, LatentStage, OptimConfig};
+    use burn::tensor::{Int, Tensor};
+    use lediflow::train::{Batcher, LatentProbe, LatentStage, OptimConfig};
+    use std::io::Write;
     if same_file(&a.model, &a.out) {
         return Err("--out must differ from --model".into());
     }
@@ -958,6 +979,12 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     if a.decay_steps > a.steps {
         return Err(format!("--decay-steps ({}) cannot exceed --steps ({})", a.decay_steps, a.steps));
     }
+    if (a.keep_best || a.log.is_some()) && a.monitor_every == 0 {
+        return Err("--keep-best and --log need --monitor-every above 0".into());
+    }
+    if a.holdout_every == 1 {
+        return Err("--holdout-every 1 would leave no training image: use 0 (none) or at least 2".into());
+    }
     let sample_target = match a.target.as_str() {
         "mean" => false,
         "sample" => true,
@@ -966,25 +993,30 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let (p, ds) = model_and_data(&a.model, &a.data)?;
     let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
-    let (train_set, _) = ds.split(a.data.val_every);
+    let (train_set, val_set) = ds.split(a.data.val_every);
+    // The hold-out part comes out of the training split before mirroring, so no mirror of a
+    // held-out image is trained on.
+    let (train_set, stop_set) = train_set.split(a.holdout_every);
     if train_set.is_empty() {
         return Err("the training split is empty: raise --val-every".into());
     }
     let train_set = if a.hflip { train_set.with_mirrors() } else { train_set };
     let t0 = std::time::Instant::now();
-    // The frozen encoder's posterior (means and log-variances) of every training image, once.
-    let (mut rows, mut logvars) = (Vec::new(), Vec::new());
-    for start in (0..train_set.len()).step_by(256) {
-        let n = 256.min(train_set.len() - start);
-        let px = &train_set.pixels[start * train_set.image_bytes()..(start + n) * train_set.image_bytes()];
-        let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
-            .map_err(|e| e.to_string())?;
-        let (mu, logvar) = encoder.forward(x);
-        rows.push(mu);
-        logvars.push(logvar);
-    }
-    let z_all = burn::tensor::Tensor::cat(rows, 0);
-    let sigma_all = (burn::tensor::Tensor::cat(logvars, 0) * 0.5).exp();
+    // The frozen encoder's posterior (means and standard deviations) of every image of a set.
+    let encode = |set: &lediflow::data::Dataset| -> Result<(Tensor<CpuBackend, 2>, Tensor<CpuBackend, 2>), String> {
+        let (mut rows, mut logvars) = (Vec::new(), Vec::new());
+        for start in (0..set.len()).step_by(256) {
+            let n = 256.min(set.len() - start);
+            let px = &set.pixels[start * set.image_bytes()..(start + n) * set.image_bytes()];
+            let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
+                .map_err(|e| e.to_string())?;
+            let (mu, logvar) = encoder.forward(x);
+            rows.push(mu);
+            logvars.push(logvar);
+        }
+        Ok((Tensor::cat(rows, 0), (Tensor::cat(logvars, 0) * 0.5).exp()))
+    };
+    let (z_all, sigma_all) = encode(&train_set)?;
     let n = z_all.dims()[0];
     let mean_sigma: f32 = sigma_all.clone().mean().into_scalar();
     let spread: f32 = z_all.clone().var(0).sqrt().mean().into_scalar();
@@ -998,49 +1030,119 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
         latent: OptimConfig { lr: a.lr, decay_steps: a.decay_steps, ..OptimConfig::default() },
         ..TrainConfig::default()
     };
+    // Probes with fixed draws (the same for every monitor row and every seed of the run, so
+    // that two runs' rows compare): held-out latents, and as many training latents, spread
+    // over the set.
+    const DRAWS: usize = 16;
+    let mut probes: Vec<(&str, LatentProbe<CpuBackend>)> = Vec::new();
+    if a.monitor_every > 0 {
+        let probe = |z: Tensor<CpuBackend, 2>| LatentProbe::new(z, DRAWS, train.time_sampling, 0x9E0B);
+        let m = if val_set.is_empty() { stop_set.len().max(512) } else { val_set.len() }.min(n);
+        let idx: Vec<i64> = (0..m).map(|j| (j * n / m) as i64).collect();
+        let idx = Tensor::<CpuBackend, 1, Int>::from_ints(idx.as_slice(), p.device());
+        probes.push(("train", probe(z_all.clone().select(0, idx)).map_err(|e| e.to_string())?));
+        if !val_set.is_empty() {
+            probes.push(("validation", probe(encode(&val_set)?.0).map_err(|e| e.to_string())?));
+        }
+        if !stop_set.is_empty() {
+            probes.push(("holdout", probe(encode(&stop_set)?.0).map_err(|e| e.to_string())?));
+        }
+        if a.keep_best && probes.len() == 1 {
+            return Err(
+                "--keep-best needs held-out latents: the validation split and --holdout-every are both empty".into()
+            );
+        }
+        eprintln!(
+            "monitor every {} steps: {}",
+            a.monitor_every,
+            probes.iter().map(|(k, pr)| format!("{k} {} latents", pr.len() / DRAWS)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut log = match &a.log {
+        Some(path) => {
+            let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let head: Vec<String> = probes.iter().map(|(k, _)| format!("{k}_probe")).collect();
+            writeln!(f, "step,train_loss,{}", head.join(",")).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(f)
+        }
+        None => None,
+    };
     // The latent flow starts afresh, so its size may change; nothing else reads its weights.
     let mut cfg = p.config().clone();
     cfg.latent.hidden = a.hidden.unwrap_or(cfg.latent.hidden);
     cfg.latent.blocks = a.blocks.unwrap_or(cfg.latent.blocks);
     cfg.validate().map_err(|e| e.to_string())?;
-    let mut stage = LatentStage::<CpuTrainBackend>::new(&cfg, &train, encoder, &Default::default());
+    let mut stage = LatentStage::<CpuTrainBackend>::new(&cfg, &train, encoder.clone(), &Default::default());
     stage.net.total_steps = a.steps;
     let mut batcher = Batcher::new(n, a.seed);
     let mut eps_rng = lediflow::rng::Rng::stream(a.seed, 0, lediflow::rng::Purpose::Training);
-    let (mut recent, mut last) = (0.0f64, 0.0f64);
+    let (mut recent, mut recent_n, mut last) = (0.0f64, 0usize, 0.0f64);
+    let (mut best, mut curve) = (None::<(usize, f64, _)>, Vec::new());
     for step in 1..=a.steps {
         let idx: Vec<i64> = batcher.next_indices(a.batch).into_iter().map(|i| i as i64).collect();
-        let idx = burn::tensor::Tensor::<CpuBackend, 1, burn::tensor::Int>::from_ints(idx.as_slice(), p.device());
+        let idx = Tensor::<CpuBackend, 1, Int>::from_ints(idx.as_slice(), p.device());
         let mut z = z_all.clone().select(0, idx.clone());
         if sample_target {
             let shape = z.dims();
             let eps = burn::tensor::TensorData::new(eps_rng.normal_vec(shape[0] * shape[1]), shape);
-            z = z + sigma_all.clone().select(0, idx) * burn::tensor::Tensor::from_data(eps, p.device());
+            z = z + sigma_all.clone().select(0, idx) * Tensor::from_data(eps, p.device());
         }
         let loss = stage.step_latents(z) as f64;
         if !loss.is_finite() {
             return Err(format!("latent loss became {loss} at step {step}: lower --lr"));
         }
         recent += loss;
-        if step % 500 == 0 || step == a.steps {
-            let k = (step - 1) % 500 + 1;
-            last = recent / k as f64;
-            eprintln!("latent step {step}/{} mean loss {last:.4} | {:.0} s", a.steps, t0.elapsed().as_secs_f64());
+        recent_n += 1;
+        let monitor = a.monitor_every > 0 && (step % a.monitor_every == 0 || step == a.steps);
+        if step % 500 == 0 || step == a.steps || monitor {
+            last = recent / recent_n as f64;
+            let losses: Vec<f64> =
+                if monitor { probes.iter().map(|(_, pr)| pr.loss(stage.net.ema())).collect() } else { vec![] };
+            let shown: Vec<String> = probes.iter().zip(&losses).map(|((k, _), l)| format!(" | {k} {l:.4}")).collect();
+            eprintln!(
+                "latent step {step}/{} mean loss {last:.4}{} | {:.0} s",
+                a.steps,
+                shown.concat(),
+                t0.elapsed().as_secs_f64()
+            );
+            if monitor {
+                if let Some(f) = log.as_mut() {
+                    let cols: Vec<String> = losses.iter().map(|l| format!("{l:.6}")).collect();
+                    writeln!(f, "{step},{last:.6},{}", cols.join(",")).map_err(|e| format!("log: {e}"))?;
+                }
+                // The held-out loss early stopping watches: the hold-out part, else validation.
+                if let Some(&held) = losses.last().filter(|_| probes.len() > 1) {
+                    if best.as_ref().is_none_or(|b| held < b.1) {
+                        best = Some((step, held, a.keep_best.then(|| stage.net.ema().clone())));
+                    }
+                }
+                curve.push(serde_json::json!({"step": step, "train_loss": last, "probes": probes.iter().map(|(k, _)| *k).zip(&losses).map(|(k, l)| (k.to_string(), serde_json::json!(l))).collect::<serde_json::Map<_, _>>()}));
+            }
             recent = 0.0;
+            recent_n = 0;
         }
     }
     let mut nets = p.networks().clone();
-    nets.latent = Some(stage.net.ema().clone());
+    let best_json = best.as_ref().map(|b| serde_json::json!({"step": b.0, "loss": b.1}));
+    let (kept_step, latent) = match best {
+        Some((step, held, Some(net))) => {
+            eprintln!("keeping the EMA weights of step {step} (lowest held-out loss, {held:.4})");
+            (step, net)
+        }
+        _ => (a.steps, stage.net.ema().clone()),
+    };
+    nets.latent = Some(latent);
     let mut meta = p.meta().clone();
     meta.config = cfg.clone();
     if !meta.provenance.training.is_object() {
         meta.provenance.training = serde_json::json!({ "original": meta.provenance.training });
     }
     meta.provenance.training["latent_retrained"] = serde_json::json!({
-        "from": a.model.display().to_string(), "steps": a.steps, "batch": a.batch, "lr": a.lr,
+        "from": a.model.display().to_string(), "steps": a.steps, "kept_step": kept_step, "batch": a.batch, "lr": a.lr,
         "decay_steps": a.decay_steps, "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
         "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks, "target": a.target,
-        "wall_seconds": t0.elapsed().as_secs_f64(),
+        "holdout_every": a.holdout_every, "best_held_out": best_json,
+        "monitor": curve, "wall_seconds": t0.elapsed().as_secs_f64(),
     });
     lediflow::checkpoint::save(&a.out, &nets, &meta).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", a.out.display());
