@@ -380,7 +380,7 @@ fn train_sample_info_round_trip() {
         .arg("--data")
         .arg(&eval_data)
         .args(["--size", "16", "--val-every", "2", "--steps", "2", "--batch", "4", "--hidden", "24", "--blocks", "1"])
-        .args(["--target", "sample", "--hflip", "--decay-steps", "2"])
+        .args(["--target", "sample", "--hflip", "--decay-steps", "2", "--weight-decay", "0.01"])
         .arg("--out")
         .arg(&resized)
         .output()
@@ -390,6 +390,7 @@ fn train_sample_info_round_trip() {
     assert_eq!((meta.config.latent.hidden, meta.config.latent.blocks), (24, 1));
     assert_eq!(meta.provenance.training["latent_retrained"]["target"], "sample");
     assert_eq!(meta.provenance.training["latent_retrained"]["decay_steps"], 2);
+    assert_eq!(meta.provenance.training["latent_retrained"]["weight_decay"], 0.01);
     // --hflip: the training images and their mirrors.
     let plain = lediflow::checkpoint::read_meta(&std::fs::read(&retrained).unwrap()).unwrap();
     let images = |m: &lediflow::checkpoint::ModelMeta| m.provenance.training["latent_retrained"]["images"].as_u64();
@@ -429,6 +430,8 @@ fn train_sample_info_round_trip() {
     for (args, msg) in [
         (&["--keep-best", "--monitor-every", "0"][..], "--keep-best and --log need --monitor-every above 0"),
         (&["--holdout-every", "1"][..], "--holdout-every 1 would leave no training image"),
+        (&["--weight-decay=-1"][..], "weight_decay must be at least 0"),
+        (&["--lr", "0.5", "--weight-decay", "2"][..], "weight_decay must be at least 0 and below 1 / lr"),
     ] {
         let bad = lediflow()
             .args(["retrain-latent", "--model"])
@@ -562,6 +565,18 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown key 'nope'"));
+    let run_dir = dir.join("never-run");
+    let bad = lediflow()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--size", "16", "--set", "train.latent.weight_decay=-0.1", "--run-dir"])
+        .arg(&run_dir)
+        .args(["--out", "/tmp/x.st"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("train.latent: weight_decay must be at least 0"), "{err}");
+    assert!(!run_dir.exists(), "a refused run leaves no folder behind");
     let bad = lediflow()
         .args(["train", "--data"])
         .arg(&data)

@@ -114,7 +114,8 @@ fn losses_fall_and_learned_prior_beats_gaussian_at_low_nfe() {
     let (c, s, n) = (3, 16, 4);
     let images = synthetic_images(n, c, s);
     let train_images = to_vec(images.clone());
-    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0 };
+    let adam =
+        OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0, weight_decay: 0.0 };
     let train = TrainConfig {
         batch_size: n,
         beta_kl: 1e-3,
@@ -208,7 +209,8 @@ fn a_data_predicting_image_flow_trains_saves_and_samples() {
     // close to the data as velocity prediction does: 0.0136 vs 0.0130 in one run.)
     let (c, s, n) = (3, 16, 4);
     let images = synthetic_images(n, c, s);
-    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0 };
+    let adam =
+        OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0, weight_decay: 0.0 };
     let train = TrainConfig { batch_size: n, fm: adam, seed: 7, ..TrainConfig::default() };
     let mut cfg = tiny_config(c, s, PriorKind::Gaussian);
     cfg.dit.prediction = lediflow::config::Prediction::Data;
@@ -228,7 +230,8 @@ fn an_image_flow_with_a_pixel_head_trains_saves_and_samples() {
     // in the fused CPU pass (checked against burn's forward in model::cpu::dit).
     let (c, s, n) = (3, 16, 4);
     let images = synthetic_images(n, c, s);
-    let adam = OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0 };
+    let adam =
+        OptimConfig { lr: 2e-3, warmup_steps: 20, grad_clip: 1.0, ema_decay: 0.99, decay_steps: 0, weight_decay: 0.0 };
     let train = TrainConfig { batch_size: n, fm: adam, seed: 7, ..TrainConfig::default() };
     let plain = tiny_config(c, s, PriorKind::Gaussian);
     let mut cfg = plain.clone();

@@ -568,6 +568,12 @@ pub fn run<B: AutodiffBackend>(
                 .into(),
         ));
     }
+    for (stage, _) in &stages {
+        spec.train
+            .optim(*stage)
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("train.{}: {e}", stage.name())))?;
+    }
     std::fs::create_dir_all(run_dir)?;
     let _lock = lock_run_dir(run_dir)?;
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();

@@ -385,6 +385,9 @@ struct RetrainLatentArgs {
     /// 0 = constant after the warm-up).
     #[arg(long, default_value_t = 0)]
     decay_steps: usize,
+    /// Decoupled (AdamW) weight decay of the latent flow's weight matrices (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Hidden width of the new latent flow (default: the model's own).
@@ -1027,9 +1030,15 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     let train = TrainConfig {
         batch_size: a.batch,
         seed: a.seed,
-        latent: OptimConfig { lr: a.lr, decay_steps: a.decay_steps, ..OptimConfig::default() },
+        latent: OptimConfig {
+            lr: a.lr,
+            decay_steps: a.decay_steps,
+            weight_decay: a.weight_decay,
+            ..OptimConfig::default()
+        },
         ..TrainConfig::default()
     };
+    train.latent.validate().map_err(|e| format!("--lr/--weight-decay: {e}"))?;
     // Probes with fixed draws (the same for every monitor row and every seed of the run, so
     // that two runs' rows compare): held-out latents, and as many training latents, spread
     // over the set.
@@ -1139,7 +1148,7 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     }
     meta.provenance.training["latent_retrained"] = serde_json::json!({
         "from": a.model.display().to_string(), "steps": a.steps, "kept_step": kept_step, "batch": a.batch, "lr": a.lr,
-        "decay_steps": a.decay_steps, "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
+        "decay_steps": a.decay_steps, "weight_decay": a.weight_decay, "seed": a.seed, "images": n, "hflip": a.hflip, "final_loss_mean_of_last_500_steps": last,
         "hidden": cfg.latent.hidden, "blocks": cfg.latent.blocks, "target": a.target,
         "holdout_every": a.holdout_every, "best_held_out": best_json,
         "monitor": curve, "wall_seconds": t0.elapsed().as_secs_f64(),
