@@ -133,8 +133,14 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
     go(&s, &data, &dir, "run", false, control).unwrap();
     let mut other = s.clone();
     other.train.seed = 6;
+    other.model.dit.depth += 1;
     let err = go(&other, &data, &dir, "run", true, RunControl::default()).unwrap_err();
-    assert!(err.to_string().contains("different settings"), "{err}");
+    // The message names each differing setting the way --set takes it.
+    assert!(err.to_string().contains("different settings: "), "{err}");
+    assert!(err.to_string().contains("train.seed (now 6, checkpoint "), "{err}");
+    let depth = s.model.dit.depth;
+    assert!(err.to_string().contains(&format!("dit.depth (now {}, checkpoint {depth})", depth + 1)), "{err}");
+    assert!(!err.to_string().contains("model.dit"), "{err}");
     let err = go(&s, &data, &dir, "nothing", true, RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("no checkpoint"), "{err}");
     assert!(!dir.join("m.safetensors").exists());

@@ -203,11 +203,14 @@ impl RunSpec {
             b.train.optim_mut(st).decay_steps = 0;
         }
         if a != b {
-            return Err(Error::InvalidArgument(
-                "--resume: the checkpoint was made with different settings (model, training or data); \
-                 use the same command line, or a new --run-dir"
-                    .into(),
-            ));
+            let mut diffs = Vec::new();
+            let value = |s: &RunSpec| serde_json::to_value(s).unwrap_or_default();
+            json_diff(&value(&a), &value(&b), "", &mut diffs);
+            return Err(Error::InvalidArgument(format!(
+                "--resume: the checkpoint was made with different settings: {}; use the same command line \
+                 (--set KEY=VALUE for a setting whose default changed since), or a new --run-dir",
+                diffs.join(", ")
+            )));
         }
         for ((st, new), (_, old)) in self.stages().into_iter().zip(saved.stages()) {
             if st < stage && new != old {
@@ -239,6 +242,30 @@ impl RunSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// Where two JSON documents differ: "key.path (now X, checkpoint Y)" for every differing leaf,
+/// with the model config's keys written as `--set` takes them (no `model.` prefix).
+fn json_diff(now: &serde_json::Value, then: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (now, then) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                // The model config's children sit at the top level, as `--set` names them.
+                let sub = match (path, k.as_str()) {
+                    ("", "model") => String::new(),
+                    ("", _) => k.clone(),
+                    _ => format!("{path}.{k}"),
+                };
+                json_diff(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &sub, out);
+            }
+        }
+        _ if now != then => out.push(format!("{path} (now {now}, checkpoint {then})")),
+        _ => {}
     }
 }
 
