@@ -31,7 +31,13 @@ fn train_sample_info_round_trip() {
     assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("6 images (4 for training, 2 held out)"));
     let csv = std::fs::read_to_string(dir.join("run/losses.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 9);
+    // Every step, plus the latent flow's score on the held-out images' latents at its last step.
+    assert_eq!(csv.lines().count(), 1 + 9 + 1, "{csv}");
+    let held: Vec<&str> = csv.lines().filter(|l| l.starts_with("latent_held_out,")).collect();
+    assert_eq!(held.len(), 1, "{csv}");
+    assert!(held[0].starts_with("latent_held_out,3,"), "{csv}");
+    assert!(held[0].split(',').nth(2).unwrap().parse::<f64>().unwrap().is_finite(), "{csv}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("latent step 3: flow loss on the held-out images' latents"));
 
     let info = lediflow().args(["info", "--model"]).arg(&model).output().unwrap();
     let text = String::from_utf8_lossy(&info.stdout);

@@ -83,7 +83,10 @@ fn interrupted_and_resumed_equals_uninterrupted() {
         spec.train.aux.decay_steps = 3;
         spec.train.fm.decay_steps = 4;
         let dir = tmp(&format!("{prior:?}-full"));
-        let (full_log, control) = recorder();
+        let (full_log, mut control) = recorder();
+        // The latent stage's held-out scores (here at its last step) resume exactly too.
+        let held_out = std::sync::Arc::new(dataset());
+        control.held_out = Some(held_out.clone());
         let out = go(&spec, &data, &dir, "run", false, control).unwrap();
         assert!(matches!(out, RunOutcome::Finished { .. }));
 
@@ -98,6 +101,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
             let control = RunControl {
                 on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))),
                 stop_after: stops.next(),
+                held_out: Some(held_out.clone()),
                 ..Default::default()
             };
             let out = go(&spec, &data, &dir2, "run", resume, control).unwrap();
@@ -116,9 +120,18 @@ fn interrupted_and_resumed_equals_uninterrupted() {
         let p1 = Pipeline::<B>::load(dir.join("m.safetensors"), &Default::default()).unwrap();
         let p2 = Pipeline::<B>::load(dir2.join("m.safetensors"), &Default::default()).unwrap();
         assert_eq!(parameter_values(p1.networks()), parameter_values(p2.networks()));
-        // The CSV log has each step exactly once.
+        // The CSV log has each step exactly once, and the same held-out rows (LeDiFlow only).
         let csv = std::fs::read_to_string(dir2.join("run/losses.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 1 + full.len());
+        let held = |csv: &str| -> Vec<String> {
+            csv.lines()
+                .filter(|l| l.starts_with("latent_held_out,"))
+                .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+                .collect()
+        };
+        let held_full = held(&std::fs::read_to_string(dir.join("run/losses.csv")).unwrap());
+        assert_eq!(held_full.len(), usize::from(prior == PriorKind::Learned), "{csv}");
+        assert_eq!(held(&csv), held_full);
+        assert_eq!(csv.lines().count(), 1 + full.len() + held_full.len());
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }
@@ -143,6 +156,14 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
     assert!(!err.to_string().contains("model.dit"), "{err}");
     let err = go(&s, &data, &dir, "nothing", true, RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("no checkpoint"), "{err}");
+    // Held-out images of another size are refused before anything is written.
+    let mut small = Dataset::new(8, 4);
+    small.pixels = vec![0; 8 * 8 * 4];
+    small.sources = vec!["small".into()];
+    let control = RunControl { held_out: Some(std::sync::Arc::new(small)), ..Default::default() };
+    let err = go(&s, &data, &dir, "sized", false, control).unwrap_err();
+    assert!(err.to_string().contains("held-out images are 8x8 with 4 channels; the model takes 16x16"), "{err}");
+    assert!(!dir.join("sized").exists());
     assert!(!dir.join("m.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

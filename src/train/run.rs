@@ -16,7 +16,10 @@ use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::{AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentStage, StageSteps, TrainConfig, Trainable};
+use super::{
+    AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentProbe, LatentStage, StageSteps, TrainConfig,
+    Trainable,
+};
 use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
 use crate::data::Dataset;
@@ -364,7 +367,21 @@ pub struct RunControl {
     pub on_step: Option<StepCallback>,
     /// Called when a stage starts: (stage, steps already done, total steps).
     pub on_stage: Option<StageCallback>,
+    /// Images the run never trains on (the validation split). When given, the latent-flow
+    /// stage scores its EMA weights every [`HELD_OUT_EVERY`] steps and at its end by the
+    /// flow-matching loss on these images' encoder latents (fixed draws, [`LatentProbe`]) and
+    /// logs it as `latent_held_out` rows in `losses.csv`: the latent flow memorises a small
+    /// training set long before its training loss shows it.
+    pub held_out: Option<Arc<Dataset>>,
+    /// Called with (step, held-out loss) for each of those scores.
+    pub on_held_out: Option<Box<dyn FnMut(usize, f64)>>,
 }
+
+/// Steps between the latent stage's held-out scores ([`RunControl::held_out`]).
+pub const HELD_OUT_EVERY: usize = 500;
+
+/// The `losses.csv` stage label of the latent stage's held-out rows.
+pub const LATENT_HELD_OUT: &str = "latent_held_out";
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -463,7 +480,11 @@ impl Log {
         let header = "stage,step,loss,mse,kl,elapsed_s";
         let mut kept = vec![header.to_string()];
         if let (Some((stage, step)), Ok(text)) = (keep_until, std::fs::read_to_string(path)) {
-            let rank = |s: &str| order.iter().position(|x| x.name() == s);
+            // Held-out rows belong to the latent stage.
+            let rank = |s: &str| {
+                let s = if s == LATENT_HELD_OUT { Stage::Latent.name() } else { s };
+                order.iter().position(|x| x.name() == s)
+            };
             let limit = rank(stage.name()).unwrap_or(0);
             for line in text.lines().skip(1) {
                 let mut parts = line.split(',');
@@ -485,6 +506,11 @@ impl Log {
 
     fn row(&mut self, l: &StepLog, elapsed: f64) -> Result<()> {
         writeln!(self.file, "{},{},{},{},{},{:.3}", l.stage.name(), l.step, l.loss, l.mse, l.kl, elapsed)?;
+        Ok(())
+    }
+
+    fn held_out_row(&mut self, step: usize, loss: f64, elapsed: f64) -> Result<()> {
+        writeln!(self.file, "{LATENT_HELD_OUT},{step},{loss},0,0,{elapsed:.3}")?;
         Ok(())
     }
 }
@@ -601,6 +627,13 @@ pub fn run<B: AutodiffBackend>(
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("train.{}: {e}", stage.name())))?;
     }
+    let want = (spec.model.image.size, spec.model.image.channels);
+    if let Some(images) = control.held_out.as_deref().filter(|h| !h.is_empty() && (h.size, h.channels) != want) {
+        return Err(Error::InvalidArgument(format!(
+            "held-out images are {0}x{0} with {1} channels; the model takes {2}x{2} with {3}",
+            images.size, images.channels, want.0, want.1
+        )));
+    }
     std::fs::create_dir_all(run_dir)?;
     let _lock = lock_run_dir(run_dir)?;
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
@@ -697,6 +730,21 @@ pub fn run<B: AutodiffBackend>(
             }
         };
         active.set_total(total);
+        // The held-out latents of the latent stage (the frozen encoder's means, fixed draws).
+        let probe = match (&active, control.held_out.as_deref()) {
+            (Active::Latent(st), Some(images)) if !images.is_empty() => {
+                let mut rows = Vec::new();
+                for start in (0..images.len()).step_by(256) {
+                    let n = 256.min(images.len() - start);
+                    let px = &images.pixels[start * images.image_bytes()..(start + n) * images.image_bytes()];
+                    let (c, hw) = (images.channels, images.size);
+                    let x = crate::image::from_u8::<B::InnerBackend>(px, n, c, hw, hw, device)?;
+                    rows.push(st.encoder.forward(x).0);
+                }
+                Some(LatentProbe::new(Tensor::cat(rows, 0), 16, spec.train.time_sampling, 0x9E0B)?)
+            }
+            _ => None,
+        };
         let mut ctx = StageCtx::new(spec, stage, &from, data.len());
         // A checkpoint at step 0 marks a stage boundary: the stage starts fresh.
         if let Some((state, dir)) = from.as_ref().filter(|(s, _)| s.step > 0) {
@@ -757,6 +805,15 @@ pub fn run<B: AutodiffBackend>(
             }
             let t = start_elapsed + clock.elapsed().as_secs_f64();
             log.row(&l, t)?;
+            if let (Some(probe), Active::Latent(st)) = (&probe, &active)
+                && (ctx.step.is_multiple_of(HELD_OUT_EVERY) || ctx.step == total)
+            {
+                let held = probe.loss(st.net.ema());
+                log.held_out_row(ctx.step, held, t)?;
+                if let Some(f) = control.on_held_out.as_mut() {
+                    f(ctx.step, held);
+                }
+            }
             if let Some(f) = control.on_step.as_mut() {
                 f(&l, t);
             }

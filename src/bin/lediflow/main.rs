@@ -577,10 +577,18 @@ fn train(args: TrainArgs) -> Result<(), String> {
     // Without a terminal (a background run with a log file) the bar is hidden: print lines.
     let plain = !std::io::stderr().is_terminal();
     let totals = spec.steps;
+    let b3 = bar.clone();
     let control = RunControl {
         stop: Some(stop.clone()),
         stop_after: None,
         deadline,
+        // The latent flow is scored on the validation split's latents as it trains.
+        held_out: (!val_set.is_empty()).then(|| Arc::new(val_set.clone())),
+        on_held_out: Some(Box::new(move |step, loss| {
+            let line = format!("latent step {step}: flow loss on the held-out images' latents {loss:.4}");
+            // A hidden bar prints nothing.
+            if plain { eprintln!("{line}") } else { b3.println(line) }
+        })),
         on_stage: Some(Box::new(move |stage: Stage, done, total| {
             b1.reset();
             b1.set_prefix(stage.name());
