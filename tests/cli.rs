@@ -555,6 +555,35 @@ fn train_sample_info_round_trip() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown solver"));
+    let bad = lediflow()
+        .args(["sample", "--model"])
+        .arg(&model)
+        .args(["--latent-steps", "0", "--out"])
+        .arg(&grid)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("latent_steps must be in 1..="));
+    // The latent flow's step count reaches the sampler: another count, other latents, other
+    // images (the shipped model: a 3-step tiny one's latent flow barely moves its latents).
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dcss-small-ledi.safetensors");
+    let sample_with = |latent_steps: &str, out: &std::path::Path| {
+        let o = lediflow()
+            .args(["sample", "--model"])
+            .arg(&shipped)
+            .args(["--count", "2", "--steps", "1", "--latent-steps", latent_steps, "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let (one, one_again, many) = (
+        sample_with("1", &dir.join("ls1.png")),
+        sample_with("1", &dir.join("ls1b.png")),
+        sample_with("8", &dir.join("ls8.png")),
+    );
+    assert_eq!(one, one_again);
+    assert_ne!(one, many);
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let bad = lediflow()

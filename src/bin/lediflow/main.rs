@@ -225,6 +225,10 @@ struct GenArgs {
     /// recommendation (`info` shows it), else 1].
     #[arg(long)]
     time_shift: Option<f32>,
+    /// Midpoint steps of LeDiFlow's latent flow (an MLP: cheap next to the image flow;
+    /// ignored by Gaussian-prior models).
+    #[arg(long, default_value_t = 16)]
+    latent_steps: usize,
 }
 
 impl GenArgs {
@@ -237,6 +241,7 @@ impl GenArgs {
             solver: Solver::parse(&self.solver).map_err(|e| e.to_string())?,
             prior_scale: self.prior_scale,
             time_shift: self.time_shift,
+            latent_steps: self.latent_steps,
             ..Default::default()
         };
         opts.validate().map_err(|e| e.to_string())?;
@@ -366,6 +371,9 @@ struct EvalArgs {
     /// shorter steps near the prior; `model` = the model file's recommendation, else 1).
     #[arg(long, default_value = "model")]
     time_shift: String,
+    /// Midpoint steps of LeDiFlow's latent flow (ignored by Gaussian-prior models).
+    #[arg(long, default_value_t = 16)]
+    latent_steps: usize,
 }
 
 #[derive(Args)]
@@ -849,6 +857,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     for &time_shift in &shifts {
         SampleOptions { time_shift: Some(time_shift), ..Default::default() }.validate().map_err(|e| e.to_string())?;
     }
+    SampleOptions { latent_steps: a.latent_steps, ..Default::default() }.validate().map_err(|e| e.to_string())?;
     if info.prior == PriorKind::Gaussian && scales.len() > 1 {
         return Err("--prior-scale sweeps need a LeDiFlow model (a Gaussian prior ignores the scale)".into());
     }
@@ -889,6 +898,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
                         solver: *solver,
                         prior_scale,
                         time_shift: Some(time_shift),
+                        latent_steps: a.latent_steps,
                         ..Default::default()
                     };
                     let t = std::time::Instant::now();
@@ -968,7 +978,7 @@ fn eval(a: EvalArgs) -> Result<(), String> {
     );
     if let Some(path) = &a.json {
         let doc = serde_json::json!({"model": a.model.display().to_string(), "count": count, "seeds": seeds,
-            "latents": a.latents,
+            "latents": a.latents, "latent_steps": a.latent_steps,
             "reference_images": reference.count, "held_out_nearest_train": floor,
             "real_floor": {"images": k, "report": real}, "results": rows});
         lediflow::checkpoint::write_atomic(path, serde_json::to_string_pretty(&doc).unwrap().as_bytes())
