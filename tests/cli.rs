@@ -433,6 +433,24 @@ fn train_sample_info_round_trip() {
     // A third of the training split sits out (index % 3 == 2 of the training images).
     let all = images(&plain).unwrap() as usize;
     assert_eq!(record["images"].as_u64(), Some((all - all / 3) as u64), "{record}");
+    // A long monitor curve is thinned in the file (the CSV keeps every row).
+    let out = lediflow()
+        .args(["retrain-latent", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&eval_data)
+        .args(["--size", "16", "--val-every", "2", "--steps", "401", "--batch", "4", "--monitor-every", "1", "--log"])
+        .arg(&csv)
+        .arg("--out")
+        .arg(&stopped)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 401);
+    let meta = lediflow::checkpoint::read_meta(&std::fs::read(&stopped).unwrap()).unwrap();
+    let rows = meta.provenance.training["latent_retrained"]["monitor"].as_array().unwrap().clone();
+    assert!(rows.len() <= 201 && rows.len() >= 100, "{}", rows.len());
+    assert_eq!((rows[0]["step"].as_u64(), rows.last().unwrap()["step"].as_u64()), (Some(1), Some(401)));
     for (args, msg) in [
         (&["--keep-best", "--monitor-every", "0"][..], "--keep-best and --log need --monitor-every above 0"),
         (&["--holdout-every", "1"][..], "--holdout-every 1 would leave no training image"),

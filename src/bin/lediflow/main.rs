@@ -1149,6 +1149,11 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
             recent_n = 0;
         }
     }
+    // The file keeps at most about 200 monitor rows (a thinned curve; --log has all of them).
+    let thin = curve.len().div_ceil(200).max(1);
+    let last_row = curve.len().saturating_sub(1);
+    let curve: Vec<_> =
+        curve.into_iter().enumerate().filter(|(i, _)| i % thin == 0 || *i == last_row).map(|(_, r)| r).collect();
     let mut nets = p.networks().clone();
     let best_json = best.as_ref().map(|b| serde_json::json!({"step": b.0, "loss": b.1}));
     let (kept_step, latent) = match best {
