@@ -368,7 +368,7 @@ pub struct RunControl {
     /// Called when a stage starts: (stage, steps already done, total steps).
     pub on_stage: Option<StageCallback>,
     /// Images the run never trains on (the validation split). When given, the latent-flow
-    /// stage scores its EMA weights every [`HELD_OUT_EVERY`] steps and at its end by the
+    /// stage scores its EMA weights every 500 steps and at its end by the
     /// flow-matching loss on these images' encoder latents (fixed draws, [`LatentProbe`]) and
     /// logs it as `latent_held_out` rows in `losses.csv`: the latent flow memorises a small
     /// training set long before its training loss shows it.
@@ -377,8 +377,9 @@ pub struct RunControl {
     pub on_held_out: Option<Box<dyn FnMut(usize, f64)>>,
 }
 
-/// Steps between the latent stage's held-out scores ([`RunControl::held_out`]).
-pub const HELD_OUT_EVERY: usize = 500;
+/// Steps between the latent stage's held-out scores ([`RunControl::held_out`]; not `pub`: cbindgen
+/// would put a crate-level constant into the C header).
+const HELD_OUT_EVERY: usize = 500;
 
 /// The `losses.csv` stage label of the latent stage's held-out rows.
 pub const LATENT_HELD_OUT: &str = "latent_held_out";
