@@ -404,20 +404,25 @@ fn train_sample_info_round_trip() {
     assert_eq!(meta.provenance.training["latent_retrained"]["hflip"], true);
     // Early stopping: every 3rd training image left out, the held-out flow loss logged every
     // 2 steps, and the EMA weights of the row with the lowest one written.
+    // retrain-latent on the test data (size 16, every 2nd image held out) with `extra` flags.
+    let retrain = |extra: &[&str], out: &std::path::Path| {
+        lediflow()
+            .args(["retrain-latent", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&eval_data)
+            .args(["--size", "16", "--val-every", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
     let stopped = dir.join("stopped.safetensors");
     let csv = dir.join("monitor.csv");
-    let out = lediflow()
-        .args(["retrain-latent", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&eval_data)
-        .args(["--size", "16", "--val-every", "2", "--steps", "7", "--batch", "4", "--lr", "0.05"])
-        .args(["--monitor-every", "2", "--holdout-every", "3", "--keep-best", "--log"])
-        .arg(&csv)
-        .arg("--out")
-        .arg(&stopped)
-        .output()
-        .unwrap();
+    let csv_arg = csv.to_str().unwrap();
+    let early = ["--steps", "7", "--batch", "4", "--lr", "0.05", "--monitor-every", "2", "--holdout-every", "3"];
+    let out = retrain(&[&early[..], &["--keep-best", "--log", csv_arg]].concat(), &stopped);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let log = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = log.lines().collect();
@@ -434,17 +439,7 @@ fn train_sample_info_round_trip() {
     let all = images(&plain).unwrap() as usize;
     assert_eq!(record["images"].as_u64(), Some((all - all / 3) as u64), "{record}");
     // A long monitor curve is thinned in the file (the CSV keeps every row).
-    let out = lediflow()
-        .args(["retrain-latent", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&eval_data)
-        .args(["--size", "16", "--val-every", "2", "--steps", "401", "--batch", "4", "--monitor-every", "1", "--log"])
-        .arg(&csv)
-        .arg("--out")
-        .arg(&stopped)
-        .output()
-        .unwrap();
+    let out = retrain(&["--steps", "401", "--batch", "4", "--monitor-every", "1", "--log", csv_arg], &stopped);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 401);
     let meta = lediflow::checkpoint::read_meta(&std::fs::read(&stopped).unwrap()).unwrap();
@@ -457,40 +452,14 @@ fn train_sample_info_round_trip() {
         (&["--weight-decay=-1"][..], "weight_decay must be at least 0"),
         (&["--lr", "0.5", "--weight-decay", "2"][..], "weight_decay must be at least 0 and below 1 / lr"),
     ] {
-        let bad = lediflow()
-            .args(["retrain-latent", "--model"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&eval_data)
-            .args(["--size", "16", "--val-every", "2"])
-            .args(args)
-            .arg("--out")
-            .arg(dir.join("never.safetensors"))
-            .output()
-            .unwrap();
+        let bad = retrain(args, &dir.join("never.safetensors"));
         assert!(String::from_utf8_lossy(&bad.stderr).contains(msg), "{}", String::from_utf8_lossy(&bad.stderr));
         assert!(!dir.join("never.safetensors").exists());
     }
-    let bad = lediflow()
-        .args(["retrain-latent", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&eval_data)
-        .args(["--size", "16", "--val-every", "2", "--target", "median", "--out"])
-        .arg(dir.join("never.safetensors"))
-        .output()
-        .unwrap();
+    let bad = retrain(&["--target", "median"], &dir.join("never.safetensors"));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--target must be mean or sample"));
     assert!(!dir.join("never.safetensors").exists());
-    let bad = lediflow()
-        .args(["retrain-latent", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&eval_data)
-        .args(["--size", "16", "--val-every", "2", "--steps", "3", "--decay-steps", "4", "--out"])
-        .arg(dir.join("never.safetensors"))
-        .output()
-        .unwrap();
+    let bad = retrain(&["--steps", "3", "--decay-steps", "4"], &dir.join("never.safetensors"));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--decay-steps (4) cannot exceed --steps (3)"));
     assert!(!dir.join("never.safetensors").exists());
     let out = lediflow()

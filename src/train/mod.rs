@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use optim::{OptimConfig, SeededInit, Trainable};
 
 use crate::config::{ModelConfig, PriorKind};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::flow::{output_to_velocity, path_point};
 use crate::loss::{PriorLoss, aux_loss, fm_loss};
@@ -241,6 +242,16 @@ pub struct LatentProbe<B: Backend> {
 impl<B: Backend> LatentProbe<B> {
     /// Rows evaluated at once by [`LatentProbe::loss`] (bounds the memory of a large probe).
     const CHUNK: usize = 4096;
+    /// Draws per latent of [`LatentProbe::held_out`].
+    pub const DRAWS: usize = 16;
+    /// Seed of [`LatentProbe::held_out`]'s draws: the same for every run, so that runs compare.
+    const SEED: u64 = 0x9E0B;
+
+    /// The probe `train` and `retrain-latent` score held-out latents with: [`Self::DRAWS`]
+    /// draws per latent from a fixed seed.
+    pub fn held_out(z: Tensor<B, 2>, time_sampling: TimeSampling) -> Result<Self> {
+        Self::new(z, Self::DRAWS, time_sampling, Self::SEED)
+    }
 
     /// Probes for latents `z` [N, latent_dim]; times drawn as in training (`time_sampling`).
     pub fn new(z: Tensor<B, 2>, draws: usize, time_sampling: TimeSampling, seed: u64) -> Result<Self> {
@@ -278,6 +289,28 @@ impl<B: Backend> LatentProbe<B> {
         }
         sum / (n * self.target.dims()[1]) as f64
     }
+}
+
+/// The encoder's posterior of every image of `set` (means and log-variances, [N, latent_dim]),
+/// in batches of 256 images.
+pub fn encode_dataset<B: Backend>(
+    encoder: &AuxEncoder<B>,
+    set: &Dataset,
+    device: &B::Device,
+) -> Result<(Tensor<B, 2>, Tensor<B, 2>)> {
+    if set.is_empty() {
+        return Err(Error::InvalidArgument("no images to encode".into()));
+    }
+    let (mut mus, mut logvars) = (Vec::new(), Vec::new());
+    for start in (0..set.len()).step_by(256) {
+        let n = 256.min(set.len() - start);
+        let px = &set.pixels[start * set.image_bytes()..(start + n) * set.image_bytes()];
+        let x = crate::image::from_u8::<B>(px, n, set.channels, set.size, set.size, device)?;
+        let (mu, logvar) = encoder.forward(x);
+        mus.push(mu);
+        logvars.push(logvar);
+    }
+    Ok((Tensor::cat(mus, 0), Tensor::cat(logvars, 0)))
 }
 
 /// Where the image FM model's x0 comes from while training.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentProbe, LatentStage, StageSteps, TrainConfig,
-    Trainable,
+    Trainable, encode_dataset,
 };
 use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
@@ -734,15 +734,8 @@ pub fn run<B: AutodiffBackend>(
         // The held-out latents of the latent stage (the frozen encoder's means, fixed draws).
         let probe = match (&active, control.held_out.as_deref()) {
             (Active::Latent(st), Some(images)) if !images.is_empty() => {
-                let mut rows = Vec::new();
-                for start in (0..images.len()).step_by(256) {
-                    let n = 256.min(images.len() - start);
-                    let px = &images.pixels[start * images.image_bytes()..(start + n) * images.image_bytes()];
-                    let (c, hw) = (images.channels, images.size);
-                    let x = crate::image::from_u8::<B::InnerBackend>(px, n, c, hw, hw, device)?;
-                    rows.push(st.encoder.forward(x).0);
-                }
-                Some(LatentProbe::new(Tensor::cat(rows, 0), 16, spec.train.time_sampling, 0x9E0B)?)
+                let (mu, _) = encode_dataset(&st.encoder, images, device)?;
+                Some(LatentProbe::held_out(mu, spec.train.time_sampling)?)
             }
             _ => None,
         };

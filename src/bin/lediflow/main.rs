@@ -1012,7 +1012,6 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
         other => return Err(format!("--target must be mean or sample, got {other:?}")),
     };
     let (p, ds) = model_and_data(&a.model, &a.data)?;
-    let info = p.info();
     let encoder = p.networks().encoder.clone().ok_or("this model has a Gaussian prior: no latent flow to train")?;
     let (train_set, val_set) = ds.split(a.data.val_every);
     // The hold-out part comes out of the training split before mirroring, so no mirror of a
@@ -1023,21 +1022,12 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     }
     let train_set = if a.hflip { train_set.with_mirrors() } else { train_set };
     let t0 = std::time::Instant::now();
-    // The frozen encoder's posterior (means and standard deviations) of every image of a set.
-    let encode = |set: &lediflow::data::Dataset| -> Result<(Tensor<CpuBackend, 2>, Tensor<CpuBackend, 2>), String> {
-        let (mut rows, mut logvars) = (Vec::new(), Vec::new());
-        for start in (0..set.len()).step_by(256) {
-            let n = 256.min(set.len() - start);
-            let px = &set.pixels[start * set.image_bytes()..(start + n) * set.image_bytes()];
-            let x = lediflow::image::from_u8(px, n, info.channels, info.height, info.width, p.device())
-                .map_err(|e| e.to_string())?;
-            let (mu, logvar) = encoder.forward(x);
-            rows.push(mu);
-            logvars.push(logvar);
-        }
-        Ok((Tensor::cat(rows, 0), (Tensor::cat(logvars, 0) * 0.5).exp()))
+    // The frozen encoder's posterior of a set of images.
+    let encode = |set: &lediflow::data::Dataset| {
+        lediflow::train::encode_dataset(&encoder, set, p.device()).map_err(|e| e.to_string())
     };
-    let (z_all, sigma_all) = encode(&train_set)?;
+    let (z_all, logvar_all) = encode(&train_set)?;
+    let sigma_all = (logvar_all * 0.5).exp();
     let n = z_all.dims()[0];
     let mean_sigma: f32 = sigma_all.clone().mean().into_scalar();
     let spread: f32 = z_all.clone().var(0).sqrt().mean().into_scalar();
@@ -1060,10 +1050,9 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
     // Probes with fixed draws (the same for every monitor row and every seed of the run, so
     // that two runs' rows compare): held-out latents, and as many training latents, spread
     // over the set.
-    const DRAWS: usize = 16;
     let mut probes: Vec<(&str, LatentProbe<CpuBackend>)> = Vec::new();
     if a.monitor_every > 0 {
-        let probe = |z: Tensor<CpuBackend, 2>| LatentProbe::new(z, DRAWS, train.time_sampling, 0x9E0B);
+        let probe = |z: Tensor<CpuBackend, 2>| LatentProbe::held_out(z, train.time_sampling);
         let m = if val_set.is_empty() { stop_set.len().max(512) } else { val_set.len() }.min(n);
         let idx: Vec<i64> = (0..m).map(|j| (j * n / m) as i64).collect();
         let idx = Tensor::<CpuBackend, 1, Int>::from_ints(idx.as_slice(), p.device());
@@ -1082,7 +1071,11 @@ fn retrain_latent(a: RetrainLatentArgs) -> Result<(), String> {
         eprintln!(
             "monitor every {} steps: {}",
             a.monitor_every,
-            probes.iter().map(|(k, pr)| format!("{k} {} latents", pr.len() / DRAWS)).collect::<Vec<_>>().join(", ")
+            probes
+                .iter()
+                .map(|(k, pr)| format!("{k} {} latents", pr.len() / LatentProbe::<CpuBackend>::DRAWS))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let mut log = match &a.log {
