@@ -77,12 +77,19 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn interrupted_and_resumed_equals_uninterrupted() {
     let data = dataset();
-    for (prior, stops) in [(PriorKind::Learned, vec![9usize, 1, 3]), (PriorKind::Gaussian, vec![4])] {
+    // The latent flow on stored latents (the default), and on images through the encoder.
+    let cases = [
+        (PriorKind::Learned, 256, vec![9usize, 1, 3]),
+        (PriorKind::Learned, 0, vec![9]),
+        (PriorKind::Gaussian, 256, vec![4]),
+    ];
+    for (prior, latent_batch, stops) in cases {
         let mut spec = spec(prior);
+        spec.train.latent_batch = latent_batch;
         // A learning-rate decay over the stages' last steps, stopped inside it, resumes exactly too.
         spec.train.aux.decay_steps = 3;
         spec.train.fm.decay_steps = 4;
-        let dir = tmp(&format!("{prior:?}-full"));
+        let dir = tmp(&format!("{prior:?}-{latent_batch}-full"));
         let (full_log, mut control) = recorder();
         // The latent stage's held-out scores (here at its last step) resume exactly too.
         let held_out = std::sync::Arc::new(dataset());
@@ -92,7 +99,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
 
         // The same run, stopped several times (mid-stage, right after a checkpoint, at a stage
         // boundary) and resumed each time.
-        let dir2 = tmp(&format!("{prior:?}-parts"));
+        let dir2 = tmp(&format!("{prior:?}-{latent_batch}-parts"));
         let parts_log = Rc::new(RefCell::new(Vec::new()));
         let mut resume = false;
         let mut stops = stops.into_iter();
@@ -165,6 +172,48 @@ fn resume_refuses_different_settings_and_missing_checkpoints() {
     assert!(err.to_string().contains("held-out images are 8x8 with 4 channels; the model takes 16x16"), "{err}");
     assert!(!dir.join("sized").exists());
     assert!(!dir.join("m.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The latent stage steps on the encoder's latents of the training images and of their
+/// mirrors; a checkpoint from before `train.latent_batch` existed (a latent stage on images)
+/// resumes with `--set train.latent_batch=0`, and the refusal says so.
+#[test]
+fn stored_latents_include_mirrors_and_older_checkpoints_resume_on_images() {
+    let data = dataset();
+    let s = spec(PriorKind::Learned);
+    let dir = tmp("latent-batch");
+    let in_latent = s.steps.aux + 2;
+    let control = RunControl { stop_after: Some(in_latent), ..Default::default() };
+    go(&s, &data, &dir, "run", false, control).unwrap();
+    let path = dir.join("run/ckpt/state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(state["stage"], "latent");
+    // 6 training images and their 6 mirrors, drawn without further flips.
+    assert_eq!(state["batcher"]["order"].as_array().unwrap().len(), 2 * data.len(), "{state}");
+    assert_eq!(state["batcher"]["hflip"], false);
+
+    // An older run: its latent stage encoded batches of images, and its state has no latent_batch.
+    let mut old = s.clone();
+    old.train.latent_batch = 0;
+    let (old_log, control) = recorder();
+    go(&old, &data, &dir, "full", false, control).unwrap();
+    let control = RunControl { stop_after: Some(in_latent), ..Default::default() };
+    go(&old, &data, &dir, "old", false, control).unwrap();
+    let path = dir.join("old/ckpt/state.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(state["batcher"]["order"].as_array().unwrap().len(), data.len());
+    state["spec"]["train"].as_object_mut().unwrap().remove("latent_batch").unwrap();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let err = go(&s, &data, &dir, "old", true, RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("train.latent_batch (now 256, checkpoint 0)"), "{err}");
+    let (log, control) = recorder();
+    go(&old, &data, &dir, "old", true, control).unwrap();
+    let (full, rest) = (old_log.borrow(), log.borrow());
+    assert_eq!(rest.len(), full.len() - in_latent);
+    for (a, b) in full[in_latent..].iter().zip(rest.iter()) {
+        assert_eq!((a.stage, a.step, a.loss.to_bits()), (b.stage, b.step, b.loss.to_bits()));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -307,6 +356,28 @@ fn fine_tuning_starts_from_the_init_file() {
         assert!(far > 5e-2, "{prior:?}: a fresh velocity network ended {far} from the file's");
         for (name, (_, v)) in init_nets.iter().filter(|(name, _)| !name.starts_with("velocity")) {
             assert_eq!(v, &fresh_nets[name].1, "{prior:?}: {name}");
+        }
+        // With fresh_latent (LeDiFlow) the latent flow starts from random weights and trains,
+        // every other network comes from the file; a fresh latent flow needs steps.
+        if prior == PriorKind::Learned {
+            let mut relat = copy.clone();
+            relat.steps.latent = 3;
+            relat.init.as_mut().unwrap().fresh_latent = true;
+            relat.train.seed += 1;
+            go(&relat, &data, &dir, "relat", false, RunControl::default()).unwrap();
+            let nets = params(&dir.join("m.safetensors"));
+            let mut far = 0.0f32;
+            for (name, (_, v)) in &init_nets {
+                if name.starts_with("latent") {
+                    far = far.max(v.iter().zip(&nets[name].1).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+                } else {
+                    assert_eq!(v, &nets[name].1, "{name}");
+                }
+            }
+            assert!(far > 5e-2, "a fresh latent flow ended {far} from the file's");
+            relat.steps.latent = 0;
+            let err = go(&relat, &data, &dir, "relat0", false, RunControl::default()).unwrap_err();
+            assert!(err.to_string().contains("a fresh latent flow (--fresh-latent) must be trained"), "{err}");
         }
         // A per-pixel head added in fine-tuning (dit.pixel_head, which the file's network
         // lacks): the file's velocity network plus a head whose last convolution starts at zero,

@@ -17,8 +17,8 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentProbe, LatentStage, StageSteps, TrainConfig,
-    Trainable, encode_dataset,
+    AuxModel, AuxStage, Epochs, FmPrior, FmStage, ImageKey, LatentPool, LatentProbe, LatentStage, StageSteps,
+    TrainConfig, Trainable, encode_dataset,
 };
 use crate::checkpoint::{self, ModelMeta, write_atomic};
 use crate::config::{ModelConfig, PriorKind};
@@ -80,6 +80,10 @@ pub struct InitFrom {
     /// new image flow on the file's prior, e.g. a from-scratch control run).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fresh_velocity: bool,
+    /// Start the latent flow from random weights (a latent flow retrained on the file's
+    /// encoder; the file's one may have memorised its training latents).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_latent: bool,
 }
 
 impl InitFrom {
@@ -95,7 +99,10 @@ impl InitFrom {
             .map_err(|e| Error::InvalidArgument(format!("--init: cannot read {}: {e}", path.display())))?;
         let meta = checkpoint::read_meta(&bytes)
             .map_err(|e| Error::InvalidArgument(format!("--init: {}: {e}", path.display())))?;
-        Ok((Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes), fresh_velocity: false }, meta))
+        Ok((
+            Self { path: path.to_path_buf(), fnv64: fnv64_hex(&bytes), fresh_velocity: false, fresh_latent: false },
+            meta,
+        ))
     }
 
     /// Loads the file's networks onto `device`, checking that it is still the file recorded
@@ -285,6 +292,14 @@ pub struct DataBatcher {
 impl DataBatcher {
     pub fn new(len: usize, seed: u64, hflip: bool) -> Self {
         Self { epochs: Epochs::new(len), rng: Rng::stream(seed, 0, Purpose::Training).state(), hflip }
+    }
+
+    /// The indices of the next batch of `batch` items (no mirroring: for stored latents).
+    pub fn next_indices(&mut self, batch: usize) -> Vec<usize> {
+        let mut rng = Rng::from_state(self.rng);
+        let idx = (0..batch).map(|_| self.epochs.next_index(&mut rng)).collect();
+        self.rng = rng.state();
+        idx
     }
 
     /// The next batch, with the dataset index and mirroring of each of its images.
@@ -601,6 +616,12 @@ pub fn run<B: AutodiffBackend>(
             spec.train.batch_size
         )));
     }
+    if spec.train.latent_batch > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "train.latent_batch must be at most {MAX_BATCH} (0: batches of images through the encoder), got {}",
+            spec.train.latent_batch
+        )));
+    }
     let stages = spec.stages();
     // The starting weights of a fine-tuning run (autodiff parameters, like a fresh network's).
     let (init, velocity_start) = match &spec.init {
@@ -614,6 +635,11 @@ pub fn run<B: AutodiffBackend>(
             "stage {} has 0 steps: only a fine-tuning run (--init MODEL) can take a network without training it",
             stage.name()
         )));
+    }
+    if spec.init.as_ref().is_some_and(|i| i.fresh_latent) && spec.steps.latent == 0 {
+        return Err(Error::InvalidArgument(
+            "stage latent has 0 steps, but a fresh latent flow (--fresh-latent) must be trained".into(),
+        ));
     }
     if init.is_some() && velocity_start != VelocityStart::File && spec.steps.fm == 0 {
         return Err(Error::InvalidArgument(
@@ -693,7 +719,7 @@ pub fn run<B: AutodiffBackend>(
             }
             Stage::Latent => {
                 let mut st = LatentStage::<B>::new(&spec.model, &spec.train, frozen_aux()?.encoder, device);
-                if let Some(n) = &init {
+                if let Some(n) = init.as_ref().filter(|_| !spec.init.as_ref().is_some_and(|i| i.fresh_latent)) {
                     st.net.start_from(n.latent.clone().ok_or_else(|| missing("latent flow"))?);
                 }
                 Active::Latent(st)
@@ -739,6 +765,21 @@ pub fn run<B: AutodiffBackend>(
             }
             _ => None,
         };
+        // A latent stage on stored latents: the frozen encoder's posteriors of the training
+        // images and, with flips, of their mirrors (recomputed on resume: the encoder is frozen).
+        let pool = match &active {
+            Active::Latent(st) if stored_latents(spec, stage) => {
+                let mirrored;
+                let set = if spec.hflip {
+                    mirrored = data.with_mirrors();
+                    &mirrored
+                } else {
+                    data
+                };
+                Some(LatentPool::encode(&st.encoder, set, device)?)
+            }
+            _ => None,
+        };
         let mut ctx = StageCtx::new(spec, stage, &from, data.len());
         // A checkpoint at step 0 marks a stage boundary: the stage starts fresh.
         if let Some((state, dir)) = from.as_ref().filter(|(s, _)| s.step > 0) {
@@ -780,8 +821,16 @@ pub fn run<B: AutodiffBackend>(
                 save(&mut active, &ctx, &done, &final_losses)?;
                 return Ok(RunOutcome::Interrupted { stage, step: ctx.step });
             }
-            let (y, keys) = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
-            let mut l = active.step(stage, y, &keys);
+            let mut l = match (&pool, &mut active) {
+                (Some(pool), Active::Latent(st)) => {
+                    let (mu, logvar) = pool.rows(&ctx.batcher.next_indices(spec.train.latent_batch));
+                    StepLog { stage, step: 0, loss: st.step_posterior(mu, logvar), mse: 0.0, kl: 0.0 }
+                }
+                _ => {
+                    let (y, keys) = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
+                    active.step(stage, y, &keys)
+                }
+            };
             ctx.step += 1;
             steps_this_call += 1;
             l.step = ctx.step;
@@ -970,7 +1019,14 @@ struct StageCtx {
 }
 
 impl StageCtx {
+    /// A stage's loop state: resumed from `from`, or fresh over the `n` training images (or,
+    /// for a latent stage on stored latents, over their latents: see [`stored_latents`]).
     fn new(spec: &RunSpec, stage: Stage, from: &Option<(RunState, PathBuf)>, n: usize) -> Self {
+        let (n, hflip) = match stored_latents(spec, stage) {
+            true if spec.hflip => (2 * n, false),
+            true => (n, false),
+            false => (n, spec.hflip),
+        };
         let salt: u64 = match stage {
             Stage::Aux => 1,
             Stage::Latent => 2,
@@ -978,7 +1034,7 @@ impl StageCtx {
         };
         let (step, batcher, recent) = match from {
             Some((s, _)) => (s.step, s.batcher.clone(), s.recent.clone()),
-            None => (0, DataBatcher::new(n, spec.train.seed ^ (salt << 32), spec.hflip), Vec::new()),
+            None => (0, DataBatcher::new(n, spec.train.seed ^ (salt << 32), hflip), Vec::new()),
         };
         Self { stage, step, batcher, spec: spec.clone(), recent }
     }
@@ -986,6 +1042,12 @@ impl StageCtx {
     fn mean_recent(&self) -> f32 {
         self.recent.iter().sum::<f32>() / self.recent.len().max(1) as f32
     }
+}
+
+/// Whether `stage` steps on stored latents ([`TrainConfig::latent_batch`]): the frozen
+/// encoder's posteriors of the training images, then of their mirrors when the run flips.
+fn stored_latents(spec: &RunSpec, stage: Stage) -> bool {
+    stage == Stage::Latent && spec.train.latent_batch > 0
 }
 
 /// Restores a stage's live weights, EMA and Adam state from a checkpoint folder.

@@ -163,16 +163,23 @@ struct TrainArgs {
     /// (or the file's plus a new per-pixel head, which otherwise keeps the file's weights).
     #[arg(long, requires = "init")]
     fresh_velocity: bool,
+    /// With --init: train the latent flow from random weights on the file's encoder (with
+    /// --steps-latent N; --steps-aux 0 --steps-fm 0 retrains only the latent flow).
+    #[arg(long, requires = "init")]
+    fresh_latent: bool,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
     /// --set train.fm.decay_steps=4000 (linear learning-rate decay to 0 over a stage's last steps;
     /// keys under `train.` address the training config, the rest the model config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Images per step of the auxiliary model and the image flow. The latent flow steps on
+    /// `train.latent_batch` stored latents (default 256; the encoder's latents of the training
+    /// images, computed once when that stage starts).
     #[arg(long, default_value_t = 64)]
     batch: usize,
     #[arg(long, default_value_t = 20_000)]
     steps_aux: usize,
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 30_000)]
     steps_latent: usize,
     #[arg(long, default_value_t = 60_000)]
     steps_fm: usize,
@@ -506,6 +513,7 @@ fn train(args: TrainArgs) -> Result<(), String> {
             }
             let (mut init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
             init.fresh_velocity = args.fresh_velocity;
+            init.fresh_latent = args.fresh_latent;
             let model = meta.config;
             if prior.is_some_and(|p| p != model.prior) {
                 return Err(format!(
@@ -513,6 +521,9 @@ fn train(args: TrainArgs) -> Result<(), String> {
                     path.display(),
                     model.prior
                 ));
+            }
+            if args.fresh_latent && model.prior != PriorKind::Learned {
+                return Err(format!("--fresh-latent: {} has a Gaussian prior, with no latent flow", path.display()));
             }
             let (s, c) = (model.image.size, model.image.channels);
             if (c, s) != (args.data.channels, args.data.size) {
@@ -581,7 +592,8 @@ fn train(args: TrainArgs) -> Result<(), String> {
     );
     let b1 = bar.clone();
     let b2 = bar.clone();
-    let batch = spec.train.batch_size;
+    // Images (or, for a latent flow on stored latents, latents) per step.
+    let (batch, latent_batch) = (spec.train.batch_size, spec.train.latent_batch);
     // Without a terminal (a background run with a log file) the bar is hidden: print lines.
     let plain = !std::io::stderr().is_terminal();
     let totals = spec.steps;
@@ -615,13 +627,14 @@ fn train(args: TrainArgs) -> Result<(), String> {
                     Stage::Latent => totals.latent,
                     Stage::Fm => totals.fm,
                 };
+                // Only the auxiliary stage has a reconstruction error to show.
+                let mse = if l.stage == Stage::Aux { format!(" mse {:.5}", l.mse) } else { String::new() };
                 eprintln!(
-                    "{} step {}/{} loss {:.5} mse {:.5} | {:.1} steps/s | elapsed {:.0}s | stage ETA {:.0}s",
+                    "{} step {}/{} loss {:.5}{mse} | {:.1} steps/s | elapsed {:.0}s | stage ETA {:.0}s",
                     l.stage.name(),
                     l.step,
                     total,
                     l.loss,
-                    l.mse,
                     b2.per_sec(),
                     t,
                     (total - l.step) as f64 / b2.per_sec().max(1e-9)
@@ -629,10 +642,14 @@ fn train(args: TrainArgs) -> Result<(), String> {
             }
             if l.step % 10 == 0 {
                 let rate = b2.per_sec() * batch as f64;
-                if l.stage == Stage::Aux {
-                    b2.set_message(format!("loss {:.4} mse {:.4} | {rate:.0} img/s", l.loss, l.mse));
-                } else {
-                    b2.set_message(format!("loss {:.4} | {rate:.0} img/s", l.loss));
+                match l.stage {
+                    Stage::Aux => b2.set_message(format!("loss {:.4} mse {:.4} | {rate:.0} img/s", l.loss, l.mse)),
+                    Stage::Latent if latent_batch > 0 => b2.set_message(format!(
+                        "loss {:.4} | {:.0} latents/s",
+                        l.loss,
+                        b2.per_sec() * latent_batch as f64
+                    )),
+                    _ => b2.set_message(format!("loss {:.4} | {rate:.0} img/s", l.loss)),
                 }
             }
         })),
