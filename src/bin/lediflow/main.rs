@@ -177,13 +177,16 @@ struct TrainArgs {
     /// images, computed once when that stage starts).
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Steps of the auxiliary encoder/decoder (LeDiFlow only; 0 with --init keeps the file's).
     #[arg(long, default_value_t = 20_000)]
     steps_aux: usize,
+    /// Steps of the latent flow (LeDiFlow only; 0 with --init keeps the file's).
     #[arg(long, default_value_t = 30_000)]
     steps_latent: usize,
+    /// Steps of the image flow.
     #[arg(long, default_value_t = 60_000)]
     steps_fm: usize,
-    /// Random horizontal flips.
+    /// Random horizontal flips (the latent flow also learns the mirrors' latents).
     #[arg(long)]
     hflip: bool,
     #[arg(long, default_value_t = 0)]
