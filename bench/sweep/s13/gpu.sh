@@ -2,8 +2,8 @@
 # A finer image flow for LeDiFlow and its Gaussian baseline on a lent GPU (one device call of
 # at most 600 s): 2x2 patches, depth 6 (DIT below), batch 256, same network, flags and budget for
 # both, both processes side by side on the one GPU. Prepared and dry-run on the CPU in session 13
-# (DEV=cpu BATCH=4 LIMIT1=100 SLEEP1=20 TP1=45 TEND=130 FORCE_COOL=1 OUT=/tmp/out bash ...); the
-# GPU was then not lent, so it has never run on one.
+# (DEV=cpu BATCH=4 LIMIT1=100 SLEEP1=20 TP1=45 TEND=130 FORCE_COOL=1 OUT=/tmp/out bash ...) and
+# again with the per-pixel head in session 20; no GPU has been lent since, so it has never run on one.
 #
 # Set-up on the development machine (the device machine has no network, no Rust, no DCSS data):
 #   cargo build --release --features cuda --bin lediflow          # ~14 min cold on 2 cores
@@ -27,11 +27,12 @@ exec > >(tee -a $L) 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 $B --version || { echo "binary does not run"; exit 3; }
 command -v nvidia-smi >/dev/null && nvidia-smi dmon -s u -d 5 > $OUT/dmon.txt 2>&1 &
-# Session 14: the per-pixel head is the cheaper lever on the CPU (BENCHMARKS.md, "Session 14");
-# on a GPU try e.g. DIT="--set dit.pixel_head=32 --set dit.depth=6" (any other dit change than the
-# head alone makes --init train the image flow from scratch; the cuda binary must be built from
-# session 14 or later to know dit.pixel_head).
-DIT=${DIT:-"--set dit.patch_size=2 --set dit.depth=6 --set dit.dim=128 --set dit.heads=4"}
+# Session 20: the default network keeps the shipped files' time-modulated per-pixel head (sessions
+# 14-16: the best CPU lever) on the finer 2x2-patch DiT, one block deeper than shipped; any dit
+# change other than the head alone makes --init train the image flow from scratch on the file's
+# prior. The cuda binary must be built from session 14 or later to know dit.pixel_head.
+DIT=${DIT:-"--set dit.patch_size=2 --set dit.depth=6 --set dit.dim=128 --set dit.heads=4 \
+  --set dit.pixel_head=32 --set dit.pixel_head_time=true"}
 COMMON="--dcss --dcss-dir $R/.gpu/tiles --channels 4 --size 32 --batch ${BATCH:-256} --seed 21 --hflip \
   --checkpoint-every 250 --device ${DEV:-cuda} --set train.fm.lr=5e-4 $DIT"
 declare -A ARGS=(
