@@ -19,7 +19,10 @@
  *   LdfSampleParams, ldf_sample_params_init does it), so later versions can add fields.
  * - Results are reproducible: image i of a call depends only on (seed, first_index + i) and the
  *   other parameters, never on count, batch_size, the thread or earlier calls.
- * - After an error the contents of the output buffer are unspecified.
+ * - Limits: count and frames at most LDF_MAX_COUNT per call, steps at most LDF_MAX_STEPS,
+ *   batch_size at most LDF_MAX_BATCH. A call is checked whole before it starts: a refused call
+ *   writes nothing. After a failure while it runs (cancelled, out of memory) the output buffer
+ *   holds the batches that were finished; the rest is unspecified.
  */
 
 #ifndef LEDIFLOW_H
@@ -52,6 +55,28 @@
 #define LDF_ABI_VERSION 1
 
 /**
+ * Most images, frames or latents one generation call takes (its `count` or `frames`): 0 or a
+ * larger value is `LDF_ERR_INVALID_ARGUMENT` before anything is written. Larger jobs are
+ * several calls with consecutive `first_index`.
+ */
+#define LDF_MAX_COUNT 65536
+
+/**
+ * Largest `steps` and `latent_steps`.
+ */
+#define LDF_MAX_STEPS 10000
+
+/**
+ * Largest `batch_size` (0 = the library's choice).
+ */
+#define LDF_MAX_BATCH 4096
+
+/**
+ * Largest `inpaint_candidates`.
+ */
+#define LDF_MAX_INPAINT_CANDIDATES 4096
+
+/**
  * A flag another thread can raise to stop a running call (`LdfSampleParams.cancel`). The call
  * returns `LDF_ERR_CANCELLED` after the solver step it is in. A raised token stays raised (and
  * cancels every call that uses it) until `ldf_cancel_reset`.
@@ -59,8 +84,8 @@
 typedef struct LdfCancel LdfCancel;
 
 /**
- * A loaded model: its weights on one device. Read-only after loading, so one model may serve
- * several threads at once; each call keeps its own state.
+ * A loaded model: its weights on one device. Read-only after loading (its memory limit aside),
+ * so one model may serve several threads at once; each call keeps its own state.
  */
 typedef struct LdfModel LdfModel;
 
@@ -466,13 +491,14 @@ LdfStatus ldf_model_set_memory_limit(struct LdfModel *model,
 
 /**
  * Samples `count` images into `out` (`count * image_bytes` bytes, 8-bit interleaved, row-major).
- * Image i depends only on (seed, first_index + i): not on count or batch_size.
+ * Image i depends only on (seed, first_index + i): not on count or batch_size. `count` is
+ * 1..=`LDF_MAX_COUNT`.
  *
  * # Safety
  * `model` NULL or live; `params` NULL or valid for its `struct_size`; `out` NULL or writable for
  * `out_len` bytes.
  */
-LdfStatus ldf_sample(struct LdfModel *model,
+LdfStatus ldf_sample(const struct LdfModel *model,
                      uint32_t count,
                      const struct LdfSampleParams *params,
                      uint8_t *out,
@@ -485,7 +511,7 @@ LdfStatus ldf_sample(struct LdfModel *model,
  * # Safety
  * As `ldf_sample`; `out` must be aligned for float.
  */
-LdfStatus ldf_sample_latents(struct LdfModel *model,
+LdfStatus ldf_sample_latents(const struct LdfModel *model,
                              uint32_t count,
                              const struct LdfSampleParams *params,
                              float *out,
@@ -499,7 +525,7 @@ LdfStatus ldf_sample_latents(struct LdfModel *model,
  * # Safety
  * As `ldf_sample`; `z` must point to `count * latent_dim` readable, aligned floats.
  */
-LdfStatus ldf_generate_from_latents(struct LdfModel *model,
+LdfStatus ldf_generate_from_latents(const struct LdfModel *model,
                                     const float *z,
                                     uint32_t count,
                                     const struct LdfSampleParams *params,
@@ -515,7 +541,7 @@ LdfStatus ldf_generate_from_latents(struct LdfModel *model,
  * `model` NULL or live; `pixels` `count * image_bytes` readable bytes; `out_latents` aligned and
  * writable for `out_len` bytes.
  */
-LdfStatus ldf_encode(struct LdfModel *model,
+LdfStatus ldf_encode(const struct LdfModel *model,
                      const uint8_t *pixels,
                      uint32_t count,
                      float *out_latents,
@@ -525,12 +551,12 @@ LdfStatus ldf_encode(struct LdfModel *model,
  * Renders `frames` images walking from latent `z_from` to `z_to` (each `latent_dim` floats),
  * both endpoints included, in `params->interpolation` mode; every frame uses the prior noise of
  * (seed, 0), so the frames differ only through their latents. `out` gets
- * `frames * image_bytes`. At most 65536 frames.
+ * `frames * image_bytes`. `frames` is 1..=`LDF_MAX_COUNT`.
  *
  * # Safety
  * As `ldf_generate_from_latents`; `z_from`, `z_to` point to `latent_dim` aligned floats each.
  */
-LdfStatus ldf_interpolate(struct LdfModel *model,
+LdfStatus ldf_interpolate(const struct LdfModel *model,
                           const float *z_from,
                           const float *z_to,
                           uint32_t frames,
@@ -541,13 +567,14 @@ LdfStatus ldf_interpolate(struct LdfModel *model,
 /**
  * Fills in the pixels of `count` images where `mask` is 0 (one byte per pixel, `mask_bytes`
  * per image; non-zero = keep). The kept pixels come back unchanged, byte for byte. `out` gets
- * `count * image_bytes` and may be the same buffer as `pixels`.
+ * `count * image_bytes`; it may be the same buffer as `pixels` (in place), but must not
+ * otherwise overlap it.
  *
  * # Safety
  * `model` NULL or live; `pixels` `count * image_bytes` readable bytes; `mask`
  * `count * mask_bytes` readable bytes; `out` writable for `out_len` bytes.
  */
-LdfStatus ldf_inpaint(struct LdfModel *model,
+LdfStatus ldf_inpaint(const struct LdfModel *model,
                       const uint8_t *pixels,
                       const uint8_t *mask,
                       uint32_t count,

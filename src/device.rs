@@ -4,11 +4,51 @@
 
 use crate::error::{Error, Result};
 
-/// Where a model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
+/// Where a model runs: the CPU, or CUDA GPU number N.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
     Cpu,
-    Cuda,
+    Cuda(usize),
+}
+
+impl Device {
+    /// Parses a device name as users write it: `cpu`, `cuda` (device 0) or `cuda:N`.
+    pub fn parse(name: &str) -> Result<Self> {
+        let bad = || Error::InvalidArgument(format!("unknown device '{name}': use cpu, cuda or cuda:N"));
+        match name.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            other => {
+                let idx = other.strip_prefix("cuda:").ok_or_else(bad)?;
+                Ok(Device::Cuda(idx.parse().map_err(|_| bad())?))
+            }
+        }
+    }
+
+    /// Whether this device can be used here: the CPU always; CUDA only in a build with the
+    /// `cuda` feature, with the driver loaded and the device present.
+    pub fn check(self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(index) => {
+                let n = cuda_device_count()?;
+                if index >= n {
+                    return Err(Error::Unsupported(format!("CUDA device {index} requested, the driver reports {n}")));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
 }
 
 /// burn's CUDA backend (kernels compiled at run time through NVRTC; the driver is loaded
@@ -22,24 +62,8 @@ pub type CudaTrainBackend = burn::backend::Autodiff<CudaBackend>;
 /// The CUDA device `index`, after checking that the driver is present and has that device.
 #[cfg(feature = "cuda")]
 pub fn cuda_device(index: usize) -> Result<burn::backend::cuda::CudaDevice> {
-    let n = cuda_device_count()?;
-    if index >= n {
-        return Err(Error::Unsupported(format!("CUDA device {index} requested, the driver reports {n}")));
-    }
+    Device::Cuda(index).check()?;
     Ok(burn::backend::cuda::CudaDevice::new(index))
-}
-
-/// Parses a device name as users write it: `cpu`, `cuda` (device 0) or `cuda:N`.
-pub fn parse_device(name: &str) -> Result<(DeviceKind, usize)> {
-    let bad = || Error::InvalidArgument(format!("unknown device '{name}': use cpu, cuda or cuda:N"));
-    match name.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Ok((DeviceKind::Cpu, 0)),
-        "cuda" | "gpu" => Ok((DeviceKind::Cuda, 0)),
-        other => {
-            let idx = other.strip_prefix("cuda:").ok_or_else(bad)?;
-            Ok((DeviceKind::Cuda, idx.parse().map_err(|_| bad())?))
-        }
-    }
 }
 
 /// Whether this build was compiled with CUDA support.
@@ -104,11 +128,11 @@ mod tests {
 
     #[test]
     fn device_names_parse() {
-        assert_eq!(parse_device("cpu").unwrap(), (DeviceKind::Cpu, 0));
-        assert_eq!(parse_device("CUDA").unwrap(), (DeviceKind::Cuda, 0));
-        assert_eq!(parse_device("cuda:3").unwrap(), (DeviceKind::Cuda, 3));
+        assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+        assert_eq!(Device::parse("CUDA").unwrap(), Device::Cuda(0));
+        assert_eq!(Device::parse("cuda:3").unwrap(), Device::Cuda(3));
         for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1"] {
-            assert!(parse_device(bad).is_err(), "{bad}");
+            assert!(Device::parse(bad).is_err(), "{bad}");
         }
     }
 

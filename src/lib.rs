@@ -5,9 +5,9 @@
 //! it, and a DiT velocity network carries a draw from that prior to an image in a few ODE steps.
 //!
 //! Layers, each calling only downward: [`model`] (networks) and [`flow`] (path, solvers) ->
-//! [`pipeline`] (sample / generate / encode / interpolate / inpaint) and [`train`] ->
-//! [`checkpoint`] (one validated `.safetensors` model file). [`capi`] is the C ABI on top of
-//! [`pipeline`] (`include/lediflow.h`).
+//! [`pipeline`] (sample / generate / encode / interpolate / inpaint; [`Model`] adds 8-bit
+//! buffers, batching, limits and the device) and [`train`] -> [`checkpoint`] (one validated
+//! `.safetensors` model file). [`capi`] is the C ABI on top of [`Model`] (`include/lediflow.h`).
 
 pub mod capi;
 pub mod checkpoint;
@@ -26,9 +26,10 @@ pub mod train;
 
 pub use checkpoint::{FORMAT_VERSION, ModelMeta};
 pub use config::{ModelConfig, PriorKind};
+pub use device::Device;
 pub use error::{Error, Result};
 pub use flow::Solver;
-pub use pipeline::{Interpolation, ModelInfo, Pipeline, SampleOptions};
+pub use pipeline::{CancelToken, Interpolation, Model, ModelInfo, Pipeline, SampleOptions};
 
 /// The default CPU backend (see README: measured against the alternatives on this workload).
 pub type CpuBackend = burn::backend::Flex;

@@ -134,6 +134,7 @@ public:
 
     // `count` images, count * info().image_bytes bytes (8-bit, interleaved, row-major).
     std::vector<uint8_t> sample(uint32_t count, const SampleParams &p = {}) const {
+        check_limit(count, "count");
         std::vector<uint8_t> out(count * info().image_bytes);
         detail::run(p, [&](const LdfSampleParams *raw) {
             return ldf_sample(model_, count, raw, out.data(), out.size());
@@ -143,6 +144,7 @@ public:
 
     // `count` latents of info().latent_dim floats each (learned-prior models).
     std::vector<float> sample_latents(uint32_t count, const SampleParams &p = {}) const {
+        check_limit(count, "count");
         std::vector<float> out(count * size_t(info().latent_dim));
         detail::run(p, [&](const LdfSampleParams *raw) {
             return ldf_sample_latents(model_, count, raw, out.data(), out.size() * sizeof(float));
@@ -175,6 +177,7 @@ public:
         require_latents(i);
         if (z_from.size() != i.latent_dim || z_to.size() != i.latent_dim)
             throw Error(LDF_ERR_INVALID_ARGUMENT, "interpolation endpoints must have latent_dim floats");
+        check_limit(frames, "frames");
         std::vector<uint8_t> out(frames * i.image_bytes);
         detail::run(p, [&](const LdfSampleParams *raw) {
             return ldf_interpolate(model_, z_from.data(), z_to.data(), frames, raw, out.data(), out.size());
@@ -203,6 +206,13 @@ private:
     static void require_latents(const LdfModelInfo &i) {
         if (i.latent_dim == 0)
             throw Error(LDF_ERR_UNSUPPORTED, "a Gaussian-prior model has no latents");
+    }
+
+    // The library's count limit, checked before the output is allocated.
+    static void check_limit(uint32_t count, const char *what) {
+        if (count == 0 || count > LDF_MAX_COUNT)
+            throw Error(LDF_ERR_INVALID_ARGUMENT,
+                        std::string(what) + " must be in 1..=" + std::to_string(LDF_MAX_COUNT));
     }
 
     static uint32_t checked_count(size_t len, size_t unit, const char *what) {

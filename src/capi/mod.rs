@@ -15,11 +15,11 @@ use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use once_cell::sync::OnceCell;
 
 use crate::error::{Error, Result};
+use crate::pipeline::CancelToken;
 
 pub use model::*;
 pub use params::*;
@@ -34,6 +34,17 @@ pub const LDF_VERSION_PATCH: u32 = 0;
 /// older header (a struct that shrinks, a function whose meaning changes). Appending fields to
 /// the `struct_size`-versioned structs does not break callers and does not bump it.
 pub const LDF_ABI_VERSION: u32 = 1;
+
+/// Most images, frames or latents one generation call takes (its `count` or `frames`): 0 or a
+/// larger value is `LDF_ERR_INVALID_ARGUMENT` before anything is written. Larger jobs are
+/// several calls with consecutive `first_index`.
+pub const LDF_MAX_COUNT: u32 = 65536;
+/// Largest `steps` and `latent_steps`.
+pub const LDF_MAX_STEPS: u32 = 10000;
+/// Largest `batch_size` (0 = the library's choice).
+pub const LDF_MAX_BATCH: u32 = 4096;
+/// Largest `inpaint_candidates`.
+pub const LDF_MAX_INPAINT_CANDIDATES: u32 = 4096;
 
 /// Result of every fallible call. `LDF_OK` is 0; on any other value `ldf_last_error()` says why.
 pub type LdfStatus = i32;
@@ -200,12 +211,13 @@ pub extern "C" fn ldf_device_available(device: LdfDevice) -> LdfStatus {
 /// returns `LDF_ERR_CANCELLED` after the solver step it is in. A raised token stays raised (and
 /// cancels every call that uses it) until `ldf_cancel_reset`.
 pub struct LdfCancel {
-    flag: AtomicBool,
+    token: CancelToken,
 }
 
 impl LdfCancel {
-    pub(crate) fn is_raised(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
+    /// The library's token this handle stands for (a call holds a clone of it).
+    pub(crate) fn token(&self) -> CancelToken {
+        self.token.clone()
     }
 }
 
@@ -219,7 +231,7 @@ pub unsafe extern "C" fn ldf_cancel_new(out: *mut *mut LdfCancel) -> LdfStatus {
         if out.is_null() {
             return crate::error::invalid("out is NULL");
         }
-        let token = Box::new(LdfCancel { flag: AtomicBool::new(false) });
+        let token = Box::new(LdfCancel { token: CancelToken::new() });
         // SAFETY: checked non-null; the caller guarantees it is writable.
         unsafe { *out = Box::into_raw(token) };
         Ok(())
@@ -235,7 +247,7 @@ pub unsafe extern "C" fn ldf_cancel_new(out: *mut *mut LdfCancel) -> LdfStatus {
 pub unsafe extern "C" fn ldf_cancel_request(cancel: *const LdfCancel) {
     // SAFETY: the caller guarantees a live token or NULL.
     if let Some(c) = unsafe { cancel.as_ref() } {
-        c.flag.store(true, Ordering::Release);
+        c.token.cancel();
     }
 }
 
@@ -247,7 +259,7 @@ pub unsafe extern "C" fn ldf_cancel_request(cancel: *const LdfCancel) {
 pub unsafe extern "C" fn ldf_cancel_reset(cancel: *const LdfCancel) {
     // SAFETY: the caller guarantees a live token or NULL.
     if let Some(c) = unsafe { cancel.as_ref() } {
-        c.flag.store(false, Ordering::Release);
+        c.token.reset();
     }
 }
 
@@ -366,6 +378,15 @@ mod tests {
         // SAFETY: static NUL-terminated string.
         let v = unsafe { std::ffi::CStr::from_ptr(ldf_version()) }.to_str().unwrap();
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn header_limits_are_the_pipelines() {
+        use crate::pipeline as p;
+        assert_eq!(LDF_MAX_COUNT as usize, p::MAX_COUNT);
+        assert_eq!(LDF_MAX_STEPS as usize, p::MAX_STEPS);
+        assert_eq!(LDF_MAX_BATCH as usize, p::MAX_BATCH);
+        assert_eq!(LDF_MAX_INPAINT_CANDIDATES as usize, p::MAX_INPAINT_CANDIDATES);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::LdfCancel;
 use crate::error::{Result, invalid};
 use crate::flow::Solver;
-use crate::pipeline::{Interpolation, SampleOptions};
+use crate::pipeline::{Interpolation, ProgressFn, SampleOptions};
 
 /// ODE solver of the image flow. NFE per step: Euler 1, Midpoint 2, Heun 2, RK4 4.
 pub type LdfSolver = u32;
@@ -119,10 +119,6 @@ pub struct LdfModelInfo {
 const SAMPLE_PARAMS_V1: usize = std::mem::offset_of!(LdfSampleParams, time_shift);
 const MODEL_INFO_V1: usize = std::mem::offset_of!(LdfModelInfo, time_shift);
 
-/// Default batch when the caller leaves `batch_size` at 0.
-pub(crate) const DEFAULT_BATCH: usize = 32;
-const MAX_BATCH: usize = 4096;
-
 impl Default for LdfSampleParams {
     fn default() -> Self {
         let o = SampleOptions::default();
@@ -217,40 +213,23 @@ pub(crate) unsafe fn write_info(ptr: *mut LdfModelInfo, mut value: LdfModelInfo)
     Ok(())
 }
 
-/// The host's progress callback and cancel token, shared with the pipeline's progress hook.
+/// The host's progress callback, as the pipeline's progress function.
 #[derive(Clone, Copy)]
-pub(crate) struct HostProgress {
-    progress: LdfProgressFn,
+struct HostProgress {
+    progress: unsafe extern "C" fn(u32, u32, *mut c_void) -> bool,
     user_data: *mut c_void,
-    cancel: *const LdfCancel,
 }
 
-// SAFETY: the callback and user_data are only used on the thread that made the call (the solver
-// runs there), and the cancel token is an atomic flag the host keeps alive during the call.
+// SAFETY: the pipeline calls progress only on the thread that made the call (documented), and
+// the host keeps user_data valid during the call.
 unsafe impl Send for HostProgress {}
 unsafe impl Sync for HostProgress {}
 
 impl HostProgress {
-    /// Whether the call should go on after `step` of `total`.
-    pub(crate) fn keep_going(&self, step: usize, total: usize) -> bool {
-        // SAFETY: the host keeps the token alive during the call (documented).
-        if let Some(c) = unsafe { self.cancel.as_ref() }
-            && c.is_raised()
-        {
-            return false;
-        }
-        match self.progress {
-            // SAFETY: a host function of exactly this signature.
-            Some(f) => unsafe {
-                f(step.min(u32::MAX as usize) as u32, total.min(u32::MAX as usize) as u32, self.user_data)
-            },
-            None => true,
-        }
-    }
-
-    pub(crate) fn cancelled(&self) -> bool {
-        // SAFETY: as above.
-        unsafe { self.cancel.as_ref() }.is_some_and(|c| c.is_raised())
+    fn keep_going(&self, step: usize, total: usize) -> bool {
+        let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
+        // SAFETY: a host function of exactly this signature.
+        unsafe { (self.progress)(clamp(step), clamp(total), self.user_data) }
     }
 }
 
@@ -258,14 +237,13 @@ impl HostProgress {
 pub(crate) struct CallOptions {
     pub opts: SampleOptions,
     pub interpolation: Interpolation,
-    pub batch_size: usize,
-    pub host: HostProgress,
 }
 
 /// Reads and validates `params` (NULL = defaults).
 ///
 /// # Safety
-/// `params` must be NULL or point to a struct of at least its `struct_size` bytes.
+/// `params` must be NULL or point to a struct of at least its `struct_size` bytes, whose
+/// `cancel` is NULL or a live token.
 pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<CallOptions> {
     let p = if params.is_null() {
         LdfSampleParams::default()
@@ -273,6 +251,10 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         // SAFETY: non-null, the caller's contract covers the rest.
         unsafe { read_versioned(params, LdfSampleParams::default(), SAMPLE_PARAMS_V1, "LdfSampleParams")? }
     };
+    let progress = p.progress.map(|f| -> ProgressFn {
+        let host = HostProgress { progress: f, user_data: p.user_data };
+        Arc::new(move |step, total| host.keep_going(step, total))
+    });
     let opts = SampleOptions {
         seed: p.seed,
         steps: p.steps as usize,
@@ -284,7 +266,10 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         latent_solver: solver_of(p.latent_solver, "latent_solver")?,
         inpaint_candidates: p.inpaint_candidates as usize,
         first_index: p.first_index,
-        progress: None,
+        batch_size: p.batch_size as usize,
+        progress,
+        // SAFETY: NULL or a live token (the caller's contract).
+        cancel: unsafe { p.cancel.as_ref() }.map(LdfCancel::token),
     };
     opts.validate()?;
     let interpolation = match p.interpolation {
@@ -292,32 +277,5 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         LDF_INTERPOLATION_SPHERICAL => Interpolation::Spherical,
         other => return invalid(format!("interpolation {other} is not an LdfInterpolation (0..=1)")),
     };
-    let batch_size = match p.batch_size as usize {
-        0 => DEFAULT_BATCH,
-        b if b <= MAX_BATCH => b,
-        b => return invalid(format!("batch_size must be 0 (automatic) or 1..={MAX_BATCH}, got {b}")),
-    };
-    let host = HostProgress { progress: p.progress, user_data: p.user_data, cancel: p.cancel };
-    Ok(CallOptions { opts, interpolation, batch_size, host })
-}
-
-impl CallOptions {
-    /// Options for the batch of `n` items starting at item `start`, batch `index` of `batches`:
-    /// its noise streams continue the call's, and its progress counts over the whole call.
-    pub(crate) fn for_batch(&self, start: usize, index: usize, batches: usize) -> SampleOptions {
-        let host = self.host;
-        let steps = self.opts.steps;
-        // The pipeline reports its own units: on the CPU the calling thread may run several
-        // chunks of a batch one after the other, counting `total` = chunks x steps. Rescaled
-        // to this batch's `steps`, the call's count never passes its total nor runs backwards.
-        let progress: Arc<dyn Fn(usize, usize) -> bool + Send + Sync> = Arc::new(move |step, total| {
-            let done = if total == 0 { steps } else { step.min(total) * steps / total };
-            host.keep_going(index * steps + done, batches * steps)
-        });
-        SampleOptions {
-            first_index: self.opts.first_index.saturating_add(start as u64),
-            progress: Some(progress),
-            ..self.opts.clone()
-        }
-    }
+    Ok(CallOptions { opts, interpolation })
 }

@@ -250,6 +250,23 @@ static void test_sample(void) {
     EXPECT_STATUS(ldf_sample(model, 2, &p, a, 2 * per - 1), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_sample(model, 0xFFFFFFFFu, &p, a, 4 * per), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_sample(model, 1, &p, a, 0), LDF_ERR_INVALID_ARGUMENT);
+    /* A count above LDF_MAX_COUNT (a -1 cast to unsigned, say) is refused even when the caller
+     * claims a buffer large enough, and nothing is written. */
+    memset(a, 0xAB, 4 * per);
+    EXPECT_STATUS(ldf_sample(model, 0xFFFFFFFFu, &p, a, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_sample(model, LDF_MAX_COUNT + 1, &p, a, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(ldf_last_error(), "65536") != NULL);
+    EXPECT_STATUS(ldf_sample_latents(model, 0xFFFFFFFFu, &p, (float *)(void *)a, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_generate_from_latents(model, (const float *)(void *)a, 0xFFFFFFFFu, &p, a, SIZE_MAX),
+                  LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_encode(model, a, 0xFFFFFFFFu, (float *)(void *)a, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_inpaint(model, a, a, 0xFFFFFFFFu, &p, a, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    for (size_t i = 0; i < 4 * per; i++) {
+        if (a[i] != 0xAB) {
+            EXPECT(!"a refused call wrote into the caller's buffer");
+            break;
+        }
+    }
 
     /* Image i depends on (seed, first_index + i) only: not on count or batch size. */
     EXPECT_STATUS(ldf_sample(model, 4, &p, a, 4 * per), LDF_OK);
@@ -319,6 +336,7 @@ static void test_latents(void) {
     EXPECT_STATUS(ldf_interpolate(model, e1, e1 + d, 5, &s, frames, 5 * per), LDF_OK);
     EXPECT(memcmp(frames, img, per) == 0);
     EXPECT_STATUS(ldf_interpolate(model, e1, e1 + d, 0, &p, frames, 5 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_interpolate(model, e1, e1 + d, 0xFFFFFFFFu, &p, frames, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_interpolate(model, NULL, e1, 2, &p, frames, 5 * per), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_interpolate(model, e1, e1 + d, 6, &p, frames, 5 * per), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_interpolate(gaussian, e1, e1, 2, &p, frames, 5 * per), LDF_ERR_UNSUPPORTED);
@@ -357,6 +375,10 @@ static void test_inpaint(LdfModel *m) {
     EXPECT_STATUS(ldf_inpaint(m, img, NULL, 2, &p, out, 2 * per), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_inpaint(m, img, mask, 2, &p, out, per), LDF_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ldf_inpaint(m, img, mask, 0, &p, out, 2 * per), LDF_ERR_INVALID_ARGUMENT);
+    /* out may be pixels itself, but not a buffer that partly overlaps it. */
+    memcpy(copy, img, 2 * per);
+    EXPECT_STATUS(ldf_inpaint(m, copy, mask, 1, &p, copy + 1, per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(memcmp(copy, img, 2 * per) == 0);
     free(copy);
     free(img);
     free(out);

@@ -66,6 +66,13 @@ int main(int argc, char **argv) {
     } catch (const lediflow::Error &e) {
         EXPECT(e.status() == LDF_ERR_CANCELLED);
     }
+    // A count above the library's limit is refused before the wrapper allocates its output.
+    try {
+        moved.sample(UINT32_MAX);
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_INVALID_ARGUMENT);
+    }
     lediflow::Model gaussian(argv[2]);
     try {
         gaussian.sample_latents(1);

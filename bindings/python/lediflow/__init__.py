@@ -151,6 +151,10 @@ def _load():
     return lib
 
 
+#: Most images, frames or latents one call takes (LDF_MAX_COUNT); larger jobs use first_index.
+MAX_COUNT = 65536
+
+
 class LediflowError(Exception):
     """A failed lediflow call: `status` is the LDF_* code, `message` ldf_last_error()."""
 
@@ -367,8 +371,9 @@ class Model:
             _check(_load().ldf_model_set_memory_limit(h, _uint(nbytes, 64, "nbytes")))
 
     def _count(self, n, what="count"):
-        if not isinstance(n, (int, np.integer)) or n < 1 or n > 0xFFFFFFFF:
-            raise ValueError(f"{what} must be an integer in 1..=4294967295, got {n!r}")
+        # Checked before the output array is allocated: the library refuses the same counts.
+        if not isinstance(n, (int, np.integer)) or n < 1 or n > MAX_COUNT:
+            raise ValueError(f"{what} must be an integer in 1..={MAX_COUNT}, got {n!r}")
         return int(n)
 
     def _images(self, images) -> np.ndarray:

@@ -90,6 +90,12 @@ def test_bad_arguments(model):
         model.sample(1, prior_scale=float("nan"))
     with pytest.raises(ValueError):
         model.sample(0)
+    # Above the library's limit (a -1 cast to unsigned, say): refused before any allocation.
+    for bad in [lediflow.MAX_COUNT + 1, 2**32 - 1]:
+        with pytest.raises(ValueError, match="65536"):
+            model.sample(bad)
+        with pytest.raises(ValueError):
+            model.interpolate(np.zeros(model.info.latent_dim), np.zeros(model.info.latent_dim), bad)
     with pytest.raises(ValueError):
         model.sample(1, solver="leapfrog")
     with pytest.raises(ValueError):
@@ -227,3 +233,9 @@ def test_grid_and_png(tmp_path, model):
     p = tmp_path / "g.png"
     lediflow.save_png(p, grid)
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_max_count_is_the_headers():
+    header = Path(__file__).resolve().parents[3] / "include" / "lediflow.h"
+    define = [l for l in header.read_text().splitlines() if l.startswith("#define LDF_MAX_COUNT ")]
+    assert define and int(define[0].split()[2]) == lediflow.MAX_COUNT

@@ -11,10 +11,9 @@ mod bench;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lediflow::data::{self, Dataset};
-use lediflow::device::DeviceKind;
 use lediflow::train::run::{InitFrom, RunControl, RunOutcome, RunSpec, Stage};
 use lediflow::train::{StageSteps, TrainConfig};
-use lediflow::{CpuBackend, CpuTrainBackend, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
+use lediflow::{CpuBackend, CpuTrainBackend, Model, ModelConfig, Pipeline, PriorKind, SampleOptions, Solver};
 
 #[global_allocator]
 static ALLOC: bench::CountingAlloc = bench::CountingAlloc;
@@ -239,12 +238,25 @@ struct GenArgs {
     /// ignored by Gaussian-prior models).
     #[arg(long, default_value_t = 16)]
     latent_steps: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Cap on the working memory of one call, in MB: the images then run in smaller batches
+    /// [default: none].
+    #[arg(long, value_name = "MB")]
+    memory_limit: Option<f64>,
 }
 
 impl GenArgs {
-    fn load(&self) -> Result<(Pipeline<CpuBackend>, SampleOptions), String> {
-        let p = Pipeline::<CpuBackend>::load(&self.model, &Default::default())
-            .map_err(|e| format!("{}: {e}", self.model.display()))?;
+    fn load(&self) -> Result<(Model, SampleOptions), String> {
+        let device = lediflow::Device::parse(&self.device).map_err(|e| e.to_string())?;
+        let p = Model::load(&self.model, device).map_err(|e| format!("{}: {e}", self.model.display()))?;
+        if let Some(mb) = self.memory_limit {
+            if !mb.is_finite() || mb <= 0.0 {
+                return Err(format!("--memory-limit must be a positive number of MB, got {mb}"));
+            }
+            p.set_memory_limit((mb * 1e6) as usize);
+        }
         let opts = SampleOptions {
             seed: self.seed,
             steps: self.steps,
@@ -284,11 +296,12 @@ impl OutArgs {
         Ok(())
     }
 
-    /// Writes [N, C, H, W] images in [-1, 1] as a grid and/or single PNGs named `{stem}_{i}.png`.
-    fn write(&self, images: burn::tensor::Tensor<CpuBackend, 4>, stem: &str, columns: usize) -> Result<(), String> {
-        let [n, c, s, _] = images.dims();
-        let mut ds = Dataset::new(s, c);
-        ds.pixels = lediflow::image::to_u8(images).map_err(|e| e.to_string())?;
+    /// Writes 8-bit images of `model` as a grid and/or single PNGs named `{stem}_{i}.png`.
+    fn write(&self, model: &Model, pixels: Vec<u8>, stem: &str, columns: usize) -> Result<(), String> {
+        let info = model.info();
+        let mut ds = Dataset::new(info.width, info.channels);
+        let n = pixels.len() / info.image_bytes();
+        ds.pixels = pixels;
         ds.sources = (0..n).map(|i| format!("{stem} {i}")).collect();
         if let Some(out) = &self.out {
             data::write_grid(out, &ds, self.columns.unwrap_or(columns), self.checker).map_err(|e| e.to_string())?;
@@ -557,11 +570,9 @@ fn train(args: TrainArgs) -> Result<(), String> {
     let model: ModelConfig = serde_json::from_value(mv).map_err(|e| format!("model config: {e}"))?;
     let train: TrainConfig = serde_json::from_value(tv).map_err(|e| format!("training config: {e}"))?;
     model.validate().map_err(|e| e.to_string())?;
-    let (kind, index) = lediflow::device::parse_device(&args.device).map_err(|e| e.to_string())?;
-    if kind == DeviceKind::Cuda {
-        // Fail before loading data or touching the run folder.
-        lediflow::device::cuda_device_count().map_err(|e| e.to_string())?;
-    }
+    let device = lediflow::Device::parse(&args.device).map_err(|e| e.to_string())?;
+    // Fail before loading data or touching the run folder.
+    device.check().map_err(|e| e.to_string())?;
     let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
     let (train_set, val_set) = all.split(args.data.val_every);
     eprintln!("data: {} images ({} for training, {} held out)", all.len(), train_set.len(), val_set.len());
@@ -671,15 +682,15 @@ fn train(args: TrainArgs) -> Result<(), String> {
             )
         };
     }
-    let out = match kind {
-        DeviceKind::Cpu => run_on!(CpuTrainBackend, &Default::default()),
+    let out = match device {
+        lediflow::Device::Cpu => run_on!(CpuTrainBackend, &Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => {
+        lediflow::Device::Cuda(index) => {
             lediflow::device::cuda_device(index).and_then(|dev| run_on!(lediflow::device::CudaTrainBackend, &dev))
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => {
-            let _ = (index, control);
+        lediflow::Device::Cuda(_) => {
+            let _ = control;
             lediflow::device::cuda_device_count()
                 .and_then(|_| Err(lediflow::Error::Internal("CUDA reported in a build without it".into())))
         }
@@ -720,14 +731,13 @@ fn sample(a: SampleArgs) -> Result<(), String> {
     let t = std::time::Instant::now();
     let images = p.sample(a.count, &opts).map_err(|e| e.to_string())?;
     report("images", a.count, &opts, t);
-    a.out.write(images, "sample", 8)
+    a.out.write(&p, images, "sample", 8)
 }
 
-/// One image file as a [1, C, H, W] tensor at the model's size.
-fn image_tensor(p: &Pipeline<CpuBackend>, path: &Path) -> Result<burn::tensor::Tensor<CpuBackend, 4>, String> {
+/// One image file as 8-bit pixels at the model's size.
+fn image_pixels(p: &Model, path: &Path) -> Result<Vec<u8>, String> {
     let i = p.info();
-    let ds = data::load_image(path, i.width, i.channels).map_err(|e| e.to_string())?;
-    lediflow::image::from_u8(&ds.pixels, 1, i.channels, i.height, i.width, p.device()).map_err(|e| e.to_string())
+    Ok(data::load_image(path, i.width, i.channels).map_err(|e| e.to_string())?.pixels)
 }
 
 fn interpolate(a: InterpolateArgs) -> Result<(), String> {
@@ -736,20 +746,20 @@ fn interpolate(a: InterpolateArgs) -> Result<(), String> {
     let t = std::time::Instant::now();
     let frames = match (&a.from, &a.to, a.from_seed, a.to_seed) {
         (Some(from), Some(to), _, _) => {
-            let za = p.encode(image_tensor(&p, from)?).map_err(|e| e.to_string())?;
-            let zb = p.encode(image_tensor(&p, to)?).map_err(|e| e.to_string())?;
+            let za = p.encode(&image_pixels(&p, from)?).map_err(|e| e.to_string())?;
+            let zb = p.encode(&image_pixels(&p, to)?).map_err(|e| e.to_string())?;
             let mode = match a.mode {
                 InterpMode::Linear => lediflow::Interpolation::Linear,
                 InterpMode::Spherical => lediflow::Interpolation::Spherical,
             };
-            p.interpolate_latents(za, zb, a.frames, mode, &opts)
+            p.interpolate(&za, &zb, a.frames, mode, &opts)
         }
         (_, _, Some(sa), Some(sb)) => p.interpolate_seeds(sa, sb, a.frames, &opts),
         _ => return Err("give --from and --to (images), or --from-seed and --to-seed".into()),
     }
     .map_err(|e| e.to_string())?;
     report("frames", a.frames, &opts, t);
-    a.out.write(frames, "frame", a.frames)
+    a.out.write(&p, frames, "frame", a.frames)
 }
 
 /// "x,y,w,h" -> a keep-mask (1 = keep) with the rectangle cleared.
@@ -801,12 +811,11 @@ fn inpaint(a: InpaintArgs) -> Result<(), String> {
     // Before the repeated image and masks are allocated (the pipeline checks it only then).
     check_count(a.count)?;
     let t = std::time::Instant::now();
-    let image = image_tensor(&p, &a.image)?.repeat_dim(0, a.count);
-    let masks: Vec<u8> = (0..a.count).flat_map(|_| keep.iter().copied()).collect();
-    let masks = lediflow::image::mask_from_u8(&masks, a.count, s, s, p.device()).map_err(|e| e.to_string())?;
-    let filled = p.inpaint(image, masks, &opts).map_err(|e| e.to_string())?;
+    let image = image_pixels(&p, &a.image)?.repeat(a.count);
+    let masks = keep.repeat(a.count);
+    let filled = p.inpaint(&image, &masks, &opts).map_err(|e| e.to_string())?;
     report("completions", a.count, &opts, t);
-    a.out.write(filled, "inpaint", 8)
+    a.out.write(&p, filled, "inpaint", 8)
 }
 
 fn write_single(path: &Path, one: &Dataset) -> lediflow::Result<()> {

@@ -1,0 +1,86 @@
+//! The two velocity fields the solvers integrate (image flow, latent flow), each through the
+//! fused CPU pass when the pipeline has one, and the interpolation helpers.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::config::Prediction;
+use crate::flow::{VelocityField, output_to_velocity};
+use crate::model::cpu::dit::CpuDit;
+use crate::model::cpu::latent::CpuLatentFlow;
+use crate::model::{LatentFlowNet, VelocityNet};
+
+/// The image velocity field: the fused CPU forward pass when the pipeline has one (CPU
+/// backend), burn's forward otherwise.
+pub(super) struct ImageField<'a, B: Backend> {
+    pub net: &'a VelocityNet<B>,
+    pub fast: Option<&'a CpuDit>,
+    pub prediction: Prediction,
+    /// Threads the fused pass may spread one call's images over.
+    pub threads: usize,
+}
+
+/// Velocity of `net` at (x, t) with t given per image, through `fast` when present; a
+/// data-predicting network's output is turned into the velocity it stands for.
+pub(super) fn velocity_at<B: Backend>(
+    net: &VelocityNet<B>,
+    fast: Option<&CpuDit>,
+    prediction: Prediction,
+    threads: usize,
+    x: Tensor<B, 4>,
+    t: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    let (dims, device) = (x.dims(), x.device());
+    let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
+    let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
+        Some((fast, Ok(xs), Ok(ts))) => {
+            Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads), dims), &device)
+        }
+        _ => net.forward(x.clone(), t.clone()),
+    };
+    output_to_velocity(prediction, out, x, t)
+}
+
+impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
+    fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
+        let n = x.dims()[0];
+        let tt = Tensor::<B, 1>::full([n], t, &x.device());
+        velocity_at(self.net, self.fast, self.prediction, self.threads, x, tt)
+    }
+}
+
+pub(super) struct LatentField<'a, B: Backend>(pub &'a LatentFlowNet<B>, pub Option<&'a CpuLatentFlow>);
+
+impl<B: Backend> VelocityField<B, 2> for LatentField<'_, B> {
+    fn velocity(&self, z: Tensor<B, 2>, t: f32) -> Tensor<B, 2> {
+        let n = z.dims()[0];
+        if let Some(fast) = self.1
+            && let Ok(zs) = z.clone().into_data().convert::<f32>().into_vec::<f32>()
+        {
+            return Tensor::from_data(TensorData::new(fast.forward(&zs, &vec![t; n]), z.dims()), &z.device());
+        }
+        let tt = Tensor::<B, 1>::full([n], t, &z.device());
+        self.0.forward(z, tt)
+    }
+}
+
+/// Spherical interpolation between two vectors, falling back to linear when nearly parallel.
+pub fn slerp(a: &[f32], b: &[f32], lambda: f32) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = if na > 0.0 && nb > 0.0 { (dot / (na * nb)).clamp(-1.0, 1.0) } else { 1.0 };
+    let omega = cos.acos();
+    let l = lambda as f64;
+    let (wa, wb) = if omega.sin().abs() < 1e-6 {
+        (1.0 - l, l)
+    } else {
+        (((1.0 - l) * omega).sin() / omega.sin(), (l * omega).sin() / omega.sin())
+    };
+    a.iter().zip(b).map(|(x, y)| (wa * *x as f64 + wb * *y as f64) as f32).collect()
+}
+
+/// The interpolation weight of frame `i` of `frames` (both ends included).
+pub(super) fn lambda(i: usize, frames: usize) -> f32 {
+    if frames == 1 { 0.0 } else { i as f32 / (frames - 1) as f32 }
+}

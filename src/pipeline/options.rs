@@ -1,0 +1,206 @@
+//! What one generation call is asked to do: [`SampleOptions`], its limits, progress and
+//! cancellation. Every front end (Rust, C, Python, CLI) builds these and the pipeline checks them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::PriorKind;
+use crate::error::{Result, invalid};
+use crate::flow::Solver;
+
+/// Progress callback: (step done, total steps) -> keep going? Returning false cancels the call.
+/// A batched call ([`crate::Model`]) counts steps over all its batches.
+pub type ProgressFn = Arc<dyn Fn(usize, usize) -> bool + Send + Sync>;
+
+/// Most images (or frames, latents) one call takes. Beyond it a typo, or a negative number cast
+/// to unsigned, would ask for more memory than any machine has; larger jobs are several calls
+/// with consecutive [`SampleOptions::first_index`].
+pub const MAX_COUNT: usize = 1 << 16;
+/// Largest step count (image flow and latent flow) one call accepts.
+pub const MAX_STEPS: usize = 10_000;
+/// Largest [`SampleOptions::batch_size`].
+pub const MAX_BATCH: usize = 4096;
+/// Largest [`SampleOptions::inpaint_candidates`].
+pub const MAX_INPAINT_CANDIDATES: usize = 4096;
+/// Images per network batch when [`SampleOptions::batch_size`] is 0.
+pub const DEFAULT_BATCH: usize = 32;
+/// Largest `first_index`: with up to [`MAX_COUNT`] images and [`MAX_INPAINT_CANDIDATES`]
+/// candidates per image, every noise stream index (first_index + i, and (first_index + i) x
+/// candidates) stays far from u64's end, so no index can wrap around onto another image's stream.
+pub const MAX_FIRST_INDEX: u64 = 1 << 48;
+
+/// A flag another thread may raise to stop a running call (cheap to clone; clones share it).
+/// A raised token stays raised, and stops every call that uses it, until [`Self::reset`].
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Parameters of one generation call.
+#[derive(Clone)]
+pub struct SampleOptions {
+    /// Seed of every random draw in the call.
+    pub seed: u64,
+    /// Image-flow solver steps (NFE = steps * solver.evals_per_step()).
+    pub steps: usize,
+    pub solver: Solver,
+    /// s in x0 = mu_P + s * sigma_P * eps. 0 starts from the prior mean. Ignored by Gaussian-prior models.
+    pub prior_scale: f32,
+    /// Timestep shift of the image flow's solver grid ([`crate::flow::time_grid`]): 1 = equal
+    /// steps; > 1 shorter steps near the prior. Gaussian-prior flows need it at few steps.
+    /// None (the default) = the model file's recommendation ([`crate::Pipeline::time_shift`]).
+    pub time_shift: Option<f32>,
+    /// Latent-flow solver steps (cheap: an MLP on latent_dim numbers).
+    pub latent_steps: usize,
+    pub latent_solver: Solver,
+    /// Candidate latents drawn by inpainting besides the encoder's guess (best-of-K).
+    pub inpaint_candidates: usize,
+    /// Index of the call's first image in the seed's streams: image i of the call draws its noise
+    /// from (seed, first_index + i), so a large request split into several calls (or batches)
+    /// gives exactly the images of one big call. At most [`MAX_FIRST_INDEX`].
+    pub first_index: u64,
+    /// Images per network batch of a [`crate::Model`] call, 1..=[`MAX_BATCH`], or 0 for
+    /// [`DEFAULT_BATCH`]; shrunk further to fit the model's memory limit. Results do not depend on it.
+    pub batch_size: usize,
+    pub progress: Option<ProgressFn>,
+    pub cancel: Option<CancelToken>,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            steps: 4,
+            solver: Solver::Midpoint,
+            prior_scale: 1.0,
+            time_shift: None,
+            latent_steps: 16,
+            latent_solver: Solver::Midpoint,
+            inpaint_candidates: 16,
+            first_index: 0,
+            batch_size: 0,
+            progress: None,
+            cancel: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SampleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleOptions")
+            .field("seed", &self.seed)
+            .field("steps", &self.steps)
+            .field("solver", &self.solver)
+            .field("prior_scale", &self.prior_scale)
+            .field("time_shift", &self.time_shift)
+            .field("latent_steps", &self.latent_steps)
+            .field("latent_solver", &self.latent_solver)
+            .field("inpaint_candidates", &self.inpaint_candidates)
+            .field("first_index", &self.first_index)
+            .field("batch_size", &self.batch_size)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+/// Whether `t` is a solver-grid shift sampling accepts (finite, in [0.01, 100]); model files'
+/// recommendations are held to the same range.
+pub(crate) fn valid_time_shift(t: f32) -> bool {
+    t.is_finite() && (0.01..=100.0).contains(&t)
+}
+
+/// Checks a count of images, frames or latents one call accepts: 1..=[`MAX_COUNT`].
+pub fn check_count(count: usize, what: &str) -> Result<()> {
+    if count == 0 || count > MAX_COUNT {
+        return invalid(format!("{what} must be in 1..={MAX_COUNT}, got {count}"));
+    }
+    Ok(())
+}
+
+impl SampleOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return invalid(format!("steps must be in 1..={MAX_STEPS}, got {}", self.steps));
+        }
+        if self.latent_steps == 0 || self.latent_steps > MAX_STEPS {
+            return invalid(format!("latent_steps must be in 1..={MAX_STEPS}, got {}", self.latent_steps));
+        }
+        if !self.prior_scale.is_finite() || !(0.0..=100.0).contains(&self.prior_scale) {
+            return invalid(format!("prior_scale must be finite and in [0, 100], got {}", self.prior_scale));
+        }
+        if let Some(t) = self.time_shift
+            && !valid_time_shift(t)
+        {
+            return invalid(format!("time_shift must be finite and in [0.01, 100], got {t}"));
+        }
+        if self.inpaint_candidates > MAX_INPAINT_CANDIDATES {
+            return invalid(format!(
+                "inpaint_candidates must be <= {MAX_INPAINT_CANDIDATES}, got {}",
+                self.inpaint_candidates
+            ));
+        }
+        if self.first_index > MAX_FIRST_INDEX {
+            return invalid(format!("first_index must be at most 2^48, got {}", self.first_index));
+        }
+        if self.batch_size > MAX_BATCH {
+            return invalid(format!("batch_size must be 0 (automatic) or 1..={MAX_BATCH}, got {}", self.batch_size));
+        }
+        Ok(())
+    }
+
+    /// Whether the call's cancel token has been raised.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+}
+
+/// How to walk between two given latents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interpolation {
+    Linear,
+    Spherical,
+}
+
+/// What a loaded model is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub channels: usize,
+    pub width: usize,
+    pub height: usize,
+    /// 0 for Gaussian-prior models (they have no latent space).
+    pub latent_dim: usize,
+    pub prior: PriorKind,
+    pub format_version: u32,
+    pub parameters: usize,
+    /// The solver-grid shift a call gets without its own: the file's recommendation, else 1.
+    pub time_shift: f32,
+}
+
+impl ModelInfo {
+    /// Bytes of one 8-bit image: width * height * channels.
+    pub fn image_bytes(&self) -> usize {
+        self.width * self.height * self.channels
+    }
+
+    /// Bytes of one inpainting mask: width * height.
+    pub fn mask_bytes(&self) -> usize {
+        self.width * self.height
+    }
+}
