@@ -11,9 +11,11 @@ fn main() {
     use std::time::Instant;
 
     use burn::prelude::*;
+    use lediflow::data::Dataset;
     use lediflow::device::{CudaBackend, CudaTrainBackend, cuda_device};
     use lediflow::model::Networks;
-    use lediflow::train::{StageSteps, TrainConfig, train_in_memory};
+    use lediflow::train::run::{RunControl, RunSpec, Stage, run};
+    use lediflow::train::{StageSteps, TrainConfig};
     use lediflow::{CpuBackend, ModelConfig, ModelMeta, Pipeline, PriorKind, SampleOptions, checkpoint};
 
     let device = match cuda_device(0) {
@@ -65,20 +67,33 @@ fn main() {
         );
     }
     stamp("throughput done; training 30 steps on CUDA");
-    let data =
-        Tensor::<CudaTrainBackend, 4>::random([8, 4, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
-    let (_, hist) = train_in_memory::<CudaTrainBackend>(
-        &cfg,
-        &TrainConfig { batch_size: 8, ..TrainConfig::default() },
-        data,
-        StageSteps { aux: 10, latent: 10, fm: 10 },
-        &device,
-    );
+    // The training loop `lediflow train --device cuda` runs, on random 8-bit images.
+    let mut data = Dataset::new(32, 4);
+    let mut rng = lediflow::rng::Rng::new(5);
+    data.pixels = (0..8 * 32 * 32 * 4).map(|_| rng.below(256) as u8).collect();
+    data.sources = (0..8).map(|i| format!("random {i}")).collect();
+    let spec = RunSpec {
+        model: cfg.clone(),
+        train: TrainConfig { batch_size: 8, ..TrainConfig::default() },
+        steps: StageSteps { aux: 10, latent: 10, fm: 10 },
+        hflip: false,
+        checkpoint_every: 0,
+        data: serde_json::json!("random"),
+        init: None,
+    };
+    let losses = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l2 = losses.clone();
+    let control = RunControl { on_step: Some(Box::new(move |s, _| l2.borrow_mut().push(*s))), ..Default::default() };
+    let dir = std::env::temp_dir().join(format!("lediflow-cuda-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run::<CudaTrainBackend>(&spec, &data, &dir.join("run"), &dir.join("m.safetensors"), false, control, &device)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     stamp("training done");
-    println!(
-        "cuda training ran: aux mse {:.4} -> {:.4}, fm {:.4} -> {:.4}",
-        hist.aux[0].mse, hist.aux[9].mse, hist.fm[0], hist.fm[9]
-    );
+    let losses = losses.borrow();
+    let of = |stage: Stage| losses.iter().filter(|s| s.stage == stage).map(|s| (s.mse, s.loss)).collect::<Vec<_>>();
+    let (aux, fm) = (of(Stage::Aux), of(Stage::Fm));
+    println!("cuda training ran: aux mse {:.4} -> {:.4}, fm {:.4} -> {:.4}", aux[0].0, aux[9].0, fm[0].1, fm[9].1);
     if diff > 1e-3 {
         eprintln!("parity FAILED");
         std::process::exit(1);

@@ -87,7 +87,7 @@ fn batch_options(opts: &SampleOptions, start: usize, index: usize, batches: usiz
     // batch's `steps`, the call's count never passes its total nor runs backwards.
     let progress = opts.progress.clone().map(|user| -> super::ProgressFn {
         Arc::new(move |step, total| {
-            let done = if total == 0 { steps } else { step.min(total) * steps / total };
+            let done = (step.min(total) * steps).checked_div(total).unwrap_or(steps);
             user(index * steps + done, batches * steps)
         })
     });

@@ -17,14 +17,14 @@ use serde::{Deserialize, Serialize};
 
 pub use optim::{OptimConfig, SeededInit, Trainable};
 
-use crate::config::{ModelConfig, PriorKind};
+use crate::config::ModelConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::flow::{output_to_velocity, path_point};
 use crate::loss::{PriorLoss, aux_loss, fm_loss};
 use crate::model::cpu::decoder::CpuDecoder;
 use crate::model::cpu::encoder::CpuEncoder;
-use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, Networks, VelocityNet};
+use crate::model::{AuxDecoder, AuxEncoder, LatentFlowNet, VelocityNet};
 use crate::rng::Rng;
 
 /// Which latent the latent flow model learns to produce.
@@ -387,11 +387,14 @@ pub struct FmStage<B: AutodiffBackend> {
     /// [`ImageKey`]: the encoder is frozen and its fused pass works image by image, so a
     /// cached output is bitwise what it would compute again (tested), and after the first
     /// epoch a step runs only the decoder of the prior draw.
-    encoded: HashMap<ImageKey, (Box<[f32]>, Box<[f32]>)>,
+    encoded: EncoderCache,
 }
 
 /// Which training image a batch row holds: its dataset index and whether it is mirrored.
 pub type ImageKey = (usize, bool);
+
+/// The frozen encoder's (mu_E, logvar_E) per training image.
+type EncoderCache = HashMap<ImageKey, (Box<[f32]>, Box<[f32]>)>;
 
 /// At most this many cached encoder numbers (256 MB; a data set of millions of images caches
 /// its first part and encodes the rest at every step).
@@ -401,7 +404,7 @@ const MAX_CACHED_ENCODER_FLOATS: usize = 1 << 26;
 /// else from the encoder (and then cached while there is room).
 fn encode_cached(
     enc: &CpuEncoder,
-    cache: &mut HashMap<ImageKey, (Box<[f32]>, Box<[f32]>)>,
+    cache: &mut EncoderCache,
     images: &[f32],
     keys: &[ImageKey],
 ) -> (Vec<f32>, Vec<f32>) {
@@ -506,14 +509,8 @@ impl<B: AutodiffBackend> FmStage<B> {
     }
 }
 
-/// Draws batches from an in-memory set of images: shuffled epochs, reproducible from the rng.
-pub struct Batcher {
-    epochs: Epochs,
-    rng: Rng,
-}
-
 /// Shuffled epochs over `len` items: hands out indices and reshuffles (Fisher-Yates, with the
-/// caller's rng) whenever an epoch ends. Shared by the in-memory and the resumable batchers.
+/// caller's rng) whenever an epoch ends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Epochs {
     order: Vec<usize>,
@@ -538,32 +535,7 @@ impl Epochs {
     }
 }
 
-impl Batcher {
-    pub fn new(len: usize, seed: u64) -> Self {
-        Self { epochs: Epochs::new(len), rng: Rng::stream(seed, 0, crate::rng::Purpose::Training) }
-    }
-
-    /// Indices of the next batch (wraps into a fresh shuffle at the end of an epoch).
-    pub fn next_indices(&mut self, batch: usize) -> Vec<usize> {
-        (0..batch).map(|_| self.epochs.next_index(&mut self.rng)).collect()
-    }
-
-    pub fn next<B: Backend>(&mut self, data: &Tensor<B, 4>, batch: usize) -> Tensor<B, 4> {
-        let idx: Vec<i64> = self.next_indices(batch).into_iter().map(|i| i as i64).collect();
-        let idx = Tensor::<B, 1, Int>::from_ints(idx.as_slice(), &data.device());
-        data.clone().select(0, idx)
-    }
-}
-
-/// Loss curves of an in-memory training run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainHistory {
-    pub aux: Vec<AuxLosses>,
-    pub latent: Vec<f32>,
-    pub fm: Vec<f32>,
-}
-
-/// Step counts of an in-memory training run.
+/// Step counts of a training run, per stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageSteps {
     pub aux: usize,
@@ -571,76 +543,10 @@ pub struct StageSteps {
     pub fm: usize,
 }
 
-/// Trains every network of `cfg` on `images` ([N, C, H, W] in [-1, 1]) in memory and returns
-/// the EMA networks. This is the whole method end to end; the CLI adds data loading,
-/// checkpoints and resume around the same stage types.
-pub fn train_in_memory<B: AutodiffBackend>(
-    cfg: &ModelConfig,
-    train: &TrainConfig,
-    images: Tensor<B, 4>,
-    steps: StageSteps,
-    device: &B::Device,
-) -> (Networks<B::InnerBackend>, TrainHistory) {
-    let n = images.dims()[0];
-    let bs = train.batch_size;
-    let mut hist = TrainHistory::default();
-    match cfg.prior {
-        PriorKind::Gaussian => {
-            let mut fm = FmStage::<B>::new(cfg, train, FmPrior::Gaussian, device);
-            let mut batches = Batcher::new(n, train.seed ^ 3);
-            for _ in 0..steps.fm {
-                hist.fm.push(fm.step(batches.next(&images, bs)));
-            }
-            let nets = Networks { encoder: None, decoder: None, latent: None, velocity: fm.net.ema().clone() };
-            (nets, hist)
-        }
-        PriorKind::Learned => {
-            let mut aux = AuxStage::<B>::new(cfg, train, device);
-            let mut batches = Batcher::new(n, train.seed ^ 1);
-            for _ in 0..steps.aux {
-                hist.aux.push(aux.step(batches.next(&images, bs)));
-            }
-            let frozen = aux.net.ema().clone();
-            let mut latent = LatentStage::<B>::new(cfg, train, frozen.encoder.clone(), device);
-            let mut batches = Batcher::new(n, train.seed ^ 2);
-            // Stored latents (the default), or a batch of images through the encoder per step.
-            let pool = (train.latent_batch > 0 && steps.latent > 0).then(|| {
-                let (mu, logvar) = frozen.encoder.forward(images.clone().inner());
-                LatentPool::new(mu, logvar)
-            });
-            for _ in 0..steps.latent {
-                hist.latent.push(match &pool {
-                    Some(pool) => {
-                        let (mu, logvar) = pool.rows(&batches.next_indices(train.latent_batch));
-                        latent.step_posterior(mu, logvar)
-                    }
-                    None => latent.step(batches.next(&images, bs)),
-                });
-            }
-            let prior = FmPrior::Learned {
-                encoder: Box::new(frozen.encoder.clone()),
-                decoder: Box::new(frozen.decoder.clone()),
-                noise_scale: train.prior_noise_scale,
-            };
-            let mut fm = FmStage::<B>::new(cfg, train, prior, device);
-            let mut batches = Batcher::new(n, train.seed ^ 3);
-            for _ in 0..steps.fm {
-                hist.fm.push(fm.step(batches.next(&images, bs)));
-            }
-            let nets = Networks {
-                encoder: Some(frozen.encoder),
-                decoder: Some(frozen.decoder),
-                latent: Some(latent.net.ema().clone()),
-                velocity: fm.net.ema().clone(),
-            };
-            (nets, hist)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PriorKind;
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use crate::{CpuBackend, CpuTrainBackend};
 

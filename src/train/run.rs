@@ -376,7 +376,7 @@ pub struct RunControl {
     /// Stop (with a checkpoint) after this many steps in this invocation: simulates an interruption.
     pub stop_after: Option<usize>,
     /// Stop (with a checkpoint) at the first step boundary after this instant: a wall-clock
-    /// budget for one invocation (a batch job's time slot, a lent machine).
+    /// budget for one invocation (a batch job's time slot).
     pub deadline: Option<Instant>,
     /// Called after every step.
     pub on_step: Option<StepCallback>,
@@ -537,7 +537,8 @@ struct Done<B: Backend> {
     latent: Option<LatentFlowNet<B>>,
 }
 
-/// The stage being trained.
+/// The stage being trained (one per run at a time, so the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 enum Active<B: AutodiffBackend> {
     Aux(AuxStage<B>),
     Latent(LatentStage<B>),

@@ -77,3 +77,85 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// `images` as the 8-bit training data the library trains on (and back, for comparisons).
+pub fn dataset_of(images: &Tensor<B, 4>) -> lediflow::data::Dataset {
+    let [n, c, s, _] = images.dims();
+    let mut ds = lediflow::data::Dataset::new(s, c);
+    ds.pixels = lediflow::image::to_u8(images.clone()).unwrap();
+    ds.sources = (0..n).map(|i| format!("synthetic {i}")).collect();
+    ds
+}
+
+/// `images` rounded to 8 bits, as training sees them.
+pub fn quantized(images: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, s, _] = images.dims();
+    let ds = dataset_of(&images);
+    lediflow::image::from_u8(&ds.pixels, n, c, s, s, &Default::default()).unwrap()
+}
+
+/// Per-step losses of a training run, by stage.
+#[derive(Default)]
+pub struct History {
+    /// The auxiliary stage's reconstruction MSE.
+    pub aux_mse: Vec<f32>,
+    pub latent: Vec<f32>,
+    pub fm: Vec<f32>,
+}
+
+/// Trains `cfg` on `images` with `lediflow train`'s loop (a run folder in a temporary
+/// directory, no checkpoints between stage ends) and loads the model file it writes.
+pub fn train_run(
+    cfg: &ModelConfig,
+    train: &lediflow::train::TrainConfig,
+    images: &Tensor<B, 4>,
+    steps: lediflow::train::StageSteps,
+) -> (Networks<B>, History) {
+    use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage, run};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lediflow-train-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = RunSpec {
+        model: cfg.clone(),
+        train: train.clone(),
+        steps,
+        hflip: false,
+        checkpoint_every: 0,
+        data: serde_json::json!("synthetic"),
+        init: None,
+    };
+    let hist = std::rc::Rc::new(std::cell::RefCell::new(History::default()));
+    let h2 = hist.clone();
+    let control = RunControl {
+        on_step: Some(Box::new(move |s, _| {
+            let mut h = h2.borrow_mut();
+            match s.stage {
+                Stage::Aux => h.aux_mse.push(s.mse),
+                Stage::Latent => h.latent.push(s.loss),
+                Stage::Fm => h.fm.push(s.loss),
+            }
+        })),
+        ..Default::default()
+    };
+    let out = dir.join("model.safetensors");
+    let outcome = run::<lediflow::CpuTrainBackend>(
+        &spec,
+        &dataset_of(images),
+        &dir.join("run"),
+        &out,
+        false,
+        control,
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(matches!(outcome, RunOutcome::Finished { .. }), "{outcome:?}");
+    let (nets, _) = lediflow::checkpoint::load::<B>(&out, &Default::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let hist = std::rc::Rc::try_unwrap(hist).ok().unwrap().into_inner();
+    (nets, hist)
+}

@@ -24,14 +24,20 @@ use super::{TIME_FREQ_DIM, erf_f32};
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
+        // A kernel takes its buffers and sizes as plain arguments; grouping them would only
+        // move the count into a struct every caller builds.
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn imp($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn v4($($arg: $ty),*) { imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
                 if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
                     // SAFETY: the CPU has the features v4 is compiled for (checked just above).

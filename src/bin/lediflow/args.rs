@@ -1,0 +1,215 @@
+//! Argument groups and helpers shared by several subcommands.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use lediflow::data::{self, Dataset};
+use lediflow::{CpuBackend, Model, Pipeline, SampleOptions, Solver};
+
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// A folder of PNG/JPEG images (searched recursively).
+    #[arg(long, conflicts_with = "dcss")]
+    pub data: Option<PathBuf>,
+    /// Use the Dungeon Crawl Stone Soup tile atlases (apt-get install crawl-tiles-data).
+    #[arg(long)]
+    pub dcss: bool,
+    /// Folder of the DCSS atlases.
+    #[arg(long, default_value = data::DCSS_TILE_DIR)]
+    pub dcss_dir: PathBuf,
+    /// Channels: 1 (grey), 3 (RGB) or 4 (RGBA).
+    #[arg(long, default_value_t = 4)]
+    pub channels: usize,
+    /// Image size: 16, 32 or 64 (DCSS tiles are 32).
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Hold out every N-th image for validation (0 = none).
+    #[arg(long, default_value_t = 10)]
+    pub val_every: usize,
+}
+
+impl DataArgs {
+    pub fn load(&self) -> lediflow::Result<(Dataset, serde_json::Value)> {
+        let ds = if self.dcss {
+            if self.size != 32 {
+                return Err(lediflow::Error::InvalidArgument("DCSS tiles are 32x32: use --size 32".into()));
+            }
+            data::load_dcss(&self.dcss_dir, self.channels)?
+        } else if let Some(dir) = &self.data {
+            data::load_folder(dir, self.size, self.channels)?
+        } else {
+            return Err(lediflow::Error::InvalidArgument("give --data <folder> or --dcss".into()));
+        };
+        let desc = serde_json::json!({
+            "source": if self.dcss { format!("dcss:{}", self.dcss_dir.display()) } else { format!("{}", self.data.as_ref().unwrap().display()) },
+            "images": ds.len(),
+            "size": self.size,
+            "channels": self.channels,
+            "validation": format!("every {}th image held out", self.val_every),
+            lediflow::train::run::DATA_FINGERPRINT: lediflow::train::run::fnv64_hex(&ds.pixels),
+        });
+        Ok((ds, desc))
+    }
+}
+
+/// Solver settings shared by every generating subcommand.
+#[derive(Args)]
+pub struct GenArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image-flow solver steps (NFE = steps x evaluations per step of the solver).
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+    /// euler, midpoint, heun or rk4.
+    #[arg(long, default_value = "midpoint")]
+    pub solver: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scale of the learned prior's noise (0 = start from the prior mean).
+    #[arg(long, default_value_t = 1.0)]
+    pub prior_scale: f32,
+    /// Timestep shift of the solver grid (1 = equal steps; > 1 shorter steps near the prior:
+    /// about 3 suits the Gaussian baseline at 4 Midpoint steps) [default: the model file's
+    /// recommendation (`info` shows it), else 1].
+    #[arg(long)]
+    pub time_shift: Option<f32>,
+    /// Midpoint steps of LeDiFlow's latent flow (an MLP: cheap next to the image flow;
+    /// ignored by Gaussian-prior models).
+    #[arg(long, default_value_t = 16)]
+    pub latent_steps: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Cap on the working memory of one call, in MB: the images then run in smaller batches
+    /// [default: none].
+    #[arg(long, value_name = "MB")]
+    pub memory_limit: Option<f64>,
+}
+
+impl GenArgs {
+    pub fn load(&self) -> Result<(Model, SampleOptions), String> {
+        let device = lediflow::Device::parse(&self.device).map_err(|e| e.to_string())?;
+        let p = Model::load(&self.model, device).map_err(|e| format!("{}: {e}", self.model.display()))?;
+        if let Some(mb) = self.memory_limit {
+            if !mb.is_finite() || mb <= 0.0 {
+                return Err(format!("--memory-limit must be a positive number of MB, got {mb}"));
+            }
+            p.set_memory_limit((mb * 1e6) as usize);
+        }
+        let opts = SampleOptions {
+            seed: self.seed,
+            steps: self.steps,
+            solver: Solver::parse(&self.solver).map_err(|e| e.to_string())?,
+            prior_scale: self.prior_scale,
+            time_shift: self.time_shift,
+            latent_steps: self.latent_steps,
+            ..Default::default()
+        };
+        opts.validate().map_err(|e| e.to_string())?;
+        Ok((p, opts))
+    }
+}
+
+/// Where generated images go.
+#[derive(Args)]
+pub struct OutArgs {
+    /// PNG grid of all images (alpha kept).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder for one PNG per image.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Grid columns (default: 8, or one row for interpolation).
+    #[arg(long)]
+    pub columns: Option<usize>,
+    /// Show transparency in the grid as a grey checkerboard.
+    #[arg(long)]
+    pub checker: bool,
+}
+
+impl OutArgs {
+    pub fn check(&self) -> Result<(), String> {
+        if self.out.is_none() && self.out_dir.is_none() {
+            return Err("give --out <grid.png> and/or --out-dir <folder>".into());
+        }
+        Ok(())
+    }
+
+    /// Writes 8-bit images of `model` as a grid and/or single PNGs named `{stem}_{i}.png`.
+    pub fn write(&self, model: &Model, pixels: Vec<u8>, stem: &str, columns: usize) -> Result<(), String> {
+        let info = model.info();
+        let mut ds = Dataset::new(info.width, info.channels);
+        let n = pixels.len() / info.image_bytes();
+        ds.pixels = pixels;
+        ds.sources = (0..n).map(|i| format!("{stem} {i}")).collect();
+        if let Some(out) = &self.out {
+            data::write_grid(out, &ds, self.columns.unwrap_or(columns), self.checker).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", out.display());
+        }
+        if let Some(dir) = &self.out_dir {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for i in 0..ds.len() {
+                let mut one = Dataset::new(ds.size, ds.channels);
+                one.pixels = ds.image(i).to_vec();
+                one.sources = vec![String::new()];
+                let path = dir.join(format!("{stem}_{i:04}.png"));
+                write_single(&path, &one).map_err(|e| e.to_string())?;
+            }
+            eprintln!("wrote {} PNGs to {}", ds.len(), dir.display());
+        }
+        Ok(())
+    }
+}
+
+pub fn write_single(path: &Path, one: &Dataset) -> lediflow::Result<()> {
+    let s = one.size as u32;
+    let img = image::RgbaImage::from_fn(s, s, |x, y| {
+        let p = (y * s + x) as usize * one.channels;
+        let px = &one.pixels[p..p + one.channels];
+        image::Rgba(match one.channels {
+            4 => [px[0], px[1], px[2], px[3]],
+            3 => [px[0], px[1], px[2], 255],
+            _ => [px[0], px[0], px[0], 255],
+        })
+    });
+    data::save_png(path, &img)
+}
+
+/// A flag's comma-separated list of numbers ("1,2,4").
+pub fn comma_list<T: std::str::FromStr>(spec: &str, flag: &str) -> Result<Vec<T>, String> {
+    spec.split(',').map(|x| x.trim().parse().map_err(|_| format!("bad {flag} {x:?}"))).collect()
+}
+
+/// Loads a model and the data set it was trained on, checking that their image shapes agree.
+pub fn model_and_data(model: &Path, data: &DataArgs) -> Result<(Pipeline<CpuBackend>, Dataset), String> {
+    let p =
+        Pipeline::<CpuBackend>::load(model, &Default::default()).map_err(|e| format!("{}: {e}", model.display()))?;
+    let info = p.info();
+    if (data.size, data.channels) != (info.width, info.channels) {
+        return Err(format!(
+            "the model makes {0}x{0}x{1} images: use --size {0} --channels {1}",
+            info.width, info.channels
+        ));
+    }
+    let (ds, _) = data.load().map_err(|e| e.to_string())?;
+    Ok((p, ds))
+}
+
+/// Writes a model file atomically, with f16 or f32 tensors.
+pub fn write_model(
+    out: &Path,
+    nets: &lediflow::model::Networks<CpuBackend>,
+    meta: &lediflow::checkpoint::ModelMeta,
+    fp16: bool,
+) -> Result<(), String> {
+    let dtype = if fp16 { lediflow::checkpoint::StoreDtype::F16 } else { lediflow::checkpoint::StoreDtype::F32 };
+    let bytes = lediflow::checkpoint::to_bytes_as(nets, meta, dtype).map_err(|e| e.to_string())?;
+    lediflow::checkpoint::write_atomic(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
+/// Whether two paths name one file (the same path, or both existing and resolving alike).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}

@@ -1,0 +1,111 @@
+//! `info`, `convert`, `export` and `data`: look at and rewrite model files, runs and data sets.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lediflow::data::{self, Dataset};
+use lediflow::{CpuBackend, Pipeline};
+
+use crate::args::{DataArgs, write_model};
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub fp16: bool,
+    /// Record this solver-grid shift as the model's recommendation: sampling calls that
+    /// leave the shift to the model (the CLI without --time-shift, the C ABI's 0, Python's
+    /// None) use it.
+    #[arg(long)]
+    pub time_shift: Option<f32>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The run's folder (`train --run-dir`).
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub fp16: bool,
+}
+
+#[derive(Args)]
+pub struct DataSheetArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the contact sheet (PNG).
+    #[arg(long)]
+    pub sheet: PathBuf,
+    /// Show at most this many images.
+    #[arg(long, default_value_t = 1024)]
+    pub max: usize,
+    #[arg(long, default_value_t = 32)]
+    pub columns: usize,
+}
+
+pub fn info(a: InfoArgs) -> Result<(), String> {
+    let model = &a.model;
+    let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let meta = lediflow::checkpoint::read_meta(&bytes).map_err(|e| e.to_string())?;
+    let p = Pipeline::<CpuBackend>::from_bytes(&bytes, &Default::default()).map_err(|e| e.to_string())?;
+    let i = p.info();
+    println!("file:           {}", model.display());
+    println!("format version: {}", meta.format_version);
+    println!("prior:          {}", i.prior.as_str());
+    println!("image:          {}x{}, {} channels", i.width, i.height, i.channels);
+    println!("latent dim:     {}", i.latent_dim);
+    println!("parameters:     {}", i.parameters);
+    println!("written by:     lediflow {}", meta.provenance.library_version);
+    match meta.sampling.time_shift {
+        Some(t) => println!("time shift:     {t} (recommended; sampling uses it unless given --time-shift)"),
+        None => println!("time shift:     1 (no recommendation: equal steps)"),
+    }
+    println!("metadata:\n{}", serde_json::to_string_pretty(&meta).unwrap());
+    Ok(())
+}
+
+pub fn convert(a: ConvertArgs) -> Result<(), String> {
+    let mut p = Pipeline::<CpuBackend>::load(&a.model, &Default::default())
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    if let Some(t) = a.time_shift {
+        let sampling = lediflow::checkpoint::SamplingDefaults { time_shift: Some(t) };
+        p.set_sampling_defaults(sampling).map_err(|e| format!("--time-shift: {e}"))?;
+    }
+    write_model(&a.out, p.networks(), p.meta(), a.fp16)
+}
+
+pub fn export(a: ExportArgs) -> Result<(), String> {
+    let (nets, meta, at) = lediflow::train::run::export::<CpuBackend>(&a.run_dir, &Default::default())
+        .map_err(|e| format!("{}: {e}", a.run_dir.display()))?;
+    write_model(&a.out, &nets, &meta, a.fp16)?;
+    eprintln!("(image flow at step {} of {}, EMA weights)", at.step, at.steps);
+    Ok(())
+}
+
+pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
+    let (ds, _) = a.data.load().map_err(|e| e.to_string())?;
+    let (tr, va) = ds.split(a.data.val_every);
+    eprintln!("{} images ({} training, {} validation)", ds.len(), tr.len(), va.len());
+    let mut shown = Dataset::new(ds.size, ds.channels);
+    let n = ds.len().min(a.max);
+    // Spread the sheet over the whole set.
+    for k in 0..n {
+        let i = k * ds.len() / n;
+        shown.pixels.extend_from_slice(ds.image(i));
+        shown.sources.push(ds.sources[i].clone());
+    }
+    data::write_grid(&a.sheet, &shown, a.columns, true).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", a.sheet.display());
+    Ok(())
+}
