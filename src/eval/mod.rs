@@ -1,12 +1,15 @@
-//! Sample-quality metrics that need no downloaded network (METHOD.md, issue 5): sliced
+//! Sample-quality metrics that need no downloaded network (docs/METHOD.md): sliced
 //! Wasserstein distance on Laplacian-pyramid patches, KID-style unbiased MMD² on pixels and on a
 //! fixed random conv feature net, k-NN precision/recall, and distance to the nearest training
 //! image (memorisation). Plain Rust on f32 slices: deterministic, no backend needed.
 //!
-//! Alpha is part of the image for RGBA models: every metric sees all channels.
+//! Alpha is part of the image for RGBA models: every metric sees all channels. [`sweep`] scores a
+//! model over a grid of sampling settings; [`report`] writes such a sweep as markdown and JSON.
 
 mod features;
+pub mod report;
 mod swd;
+pub mod sweep;
 
 pub use features::RandomConvFeatures;
 pub use swd::{SwdConfig, sliced_wasserstein};

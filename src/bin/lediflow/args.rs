@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use lediflow::data::{self, Dataset};
-use lediflow::{CpuBackend, Model, Pipeline, SampleOptions, Solver};
+use lediflow::{CpuBackend, Model, SampleOptions, Solver};
 
 #[derive(Args, Clone)]
 pub struct DataArgs {
@@ -181,9 +181,9 @@ pub fn comma_list<T: std::str::FromStr>(spec: &str, flag: &str) -> Result<Vec<T>
 }
 
 /// Loads a model and the data set it was trained on, checking that their image shapes agree.
-pub fn model_and_data(model: &Path, data: &DataArgs) -> Result<(Pipeline<CpuBackend>, Dataset), String> {
-    let p =
-        Pipeline::<CpuBackend>::load(model, &Default::default()).map_err(|e| format!("{}: {e}", model.display()))?;
+pub fn model_and_data(model: &Path, data: &DataArgs, device: &str) -> Result<(Model, Dataset), String> {
+    let device = lediflow::Device::parse(device).map_err(|e| e.to_string())?;
+    let p = Model::load(model, device).map_err(|e| format!("{}: {e}", model.display()))?;
     let info = p.info();
     if (data.size, data.channels) != (info.width, info.channels) {
         return Err(format!(

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lediflow::data::Dataset;
-use lediflow::{PriorKind, SampleOptions, Solver};
+use lediflow::Solver;
 
 use crate::args::{DataArgs, comma_list, model_and_data};
 
@@ -49,12 +48,15 @@ pub struct EvalArgs {
     /// Midpoint steps of LeDiFlow's latent flow (ignored by Gaussian-prior models).
     #[arg(long, default_value_t = 16)]
     pub latent_steps: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn eval(a: EvalArgs) -> Result<(), String> {
-    use lediflow::eval::{EvalConfig, Images, Report, evaluate};
-    let (p, ds) = model_and_data(&a.model, &a.data)?;
-    let info = p.info();
+    use lediflow::eval::report::{markdown_floor, markdown_header, markdown_row, to_json};
+    use lediflow::eval::sweep::{LatentSource, SweepConfig, SweepEvent, sweep};
+    let (model, ds) = model_and_data(&a.model, &a.data, &a.device)?;
     let (train_set, held_out) = ds.split(a.data.val_every);
     if held_out.len() < 4 {
         return Err("the held-out split has fewer than 4 images: lower --val-every".into());
@@ -64,151 +66,55 @@ pub fn eval(a: EvalArgs) -> Result<(), String> {
                     raise --val-every"
             .into());
     }
-    let as_images = |d: &Dataset| Images::from_u8(&d.pixels, d.len(), d.channels, d.size).map_err(|e| e.to_string());
-    let (reference, train) = (as_images(&held_out)?, as_images(&train_set)?);
     let count = a.count.unwrap_or(held_out.len());
     lediflow::pipeline::check_count(count, "--count").map_err(|e| e.to_string())?;
-    let steps: Vec<usize> = comma_list(&a.steps, "--steps")?;
-    let solvers: Vec<Solver> =
-        a.solver.split(',').map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
-    let scales: Vec<f32> = comma_list(&a.prior_scale, "--prior-scale")?;
-    let seeds: Vec<u64> = comma_list(&a.seed, "--seed")?;
-    let shifts: Vec<f32> = if a.time_shift == "model" {
-        vec![p.time_shift(&SampleOptions::default())]
-    } else {
-        comma_list(&a.time_shift, "--time-shift")?
+    let cfg = SweepConfig {
+        count,
+        steps: comma_list(&a.steps, "--steps")?,
+        solvers: a
+            .solver
+            .split(',')
+            .map(|x| Solver::parse(x.trim()).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+        seeds: comma_list(&a.seed, "--seed")?,
+        prior_scales: comma_list(&a.prior_scale, "--prior-scale")?,
+        time_shifts: if a.time_shift == "model" {
+            vec![model.info().time_shift]
+        } else {
+            comma_list(&a.time_shift, "--time-shift")?
+        },
+        latent_steps: a.latent_steps,
+        latents: match a.latents.as_str() {
+            "flow" => LatentSource::Flow,
+            "train" => LatentSource::Train,
+            other => return Err(format!("--latents must be flow or train, got '{other}'")),
+        },
+        metrics: Default::default(),
     };
-    // Every scale and shift checked before any sampling, not when its turn comes.
-    for &prior_scale in &scales {
-        SampleOptions { prior_scale, ..Default::default() }.validate().map_err(|e| e.to_string())?;
-    }
-    for &time_shift in &shifts {
-        SampleOptions { time_shift: Some(time_shift), ..Default::default() }.validate().map_err(|e| e.to_string())?;
-    }
-    SampleOptions { latent_steps: a.latent_steps, ..Default::default() }.validate().map_err(|e| e.to_string())?;
-    if info.prior == PriorKind::Gaussian && scales.len() > 1 {
-        return Err("--prior-scale sweeps need a LeDiFlow model (a Gaussian prior ignores the scale)".into());
-    }
-    let train_latents = match a.latents.as_str() {
-        "flow" => None,
-        "train" => {
-            // The encoder's means of `count` training tiles spread over the split.
-            let mut picked = Vec::with_capacity(count * info.width * info.height * info.channels);
-            for j in 0..count {
-                picked.extend_from_slice(train_set.image(j * train_set.len() / count));
-            }
-            let x = lediflow::image::from_u8(&picked, count, info.channels, info.height, info.width, p.device())
-                .map_err(|e| e.to_string())?;
-            Some(p.encode(x).map_err(|e| e.to_string())?)
-        }
-        other => return Err(format!("--latents must be flow or train, got '{other}'")),
-    };
+    cfg.validate(model.info().prior).map_err(|e| e.to_string())?;
     eprintln!(
         "reference: {} held-out images; memorisation against {} training images; {count} samples, seed {}{}",
-        reference.count,
-        train.count,
+        held_out.len(),
+        train_set.len(),
         a.seed,
-        if seeds.len() > 1 { " (metrics: mean ± sd over the seeds' sample sets)" } else { "" }
+        if cfg.seeds.len() > 1 { " (metrics: mean ± sd over the seeds' sample sets)" } else { "" }
     );
+    println!("{}", markdown_header());
+    let outcome = sweep(&model, &train_set, &held_out, &cfg, &mut |event| match event {
+        SweepEvent::Seed { solver, steps, result } => eprintln!(
+            "  {solver} {steps} steps, seed {}: sampling {:.1} s, metrics {:.1} s",
+            result.seed, result.sampling_s, result.metrics_s
+        ),
+        SweepEvent::Point(p) => println!("{}", markdown_row(p)),
+    })
+    .map_err(|e| e.to_string())?;
+    println!("{}", markdown_floor(&outcome));
     println!(
-        "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | prior scale | time shift |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut rows = Vec::new();
-    for (&prior_scale, &time_shift) in scales.iter().flat_map(|s| shifts.iter().map(move |t| (s, t))) {
-        for solver in &solvers {
-            for &st in &steps {
-                let mut reports = Vec::with_capacity(seeds.len());
-                for &seed in &seeds {
-                    let opts = SampleOptions {
-                        seed,
-                        steps: st,
-                        solver: *solver,
-                        prior_scale,
-                        time_shift: Some(time_shift),
-                        latent_steps: a.latent_steps,
-                        ..Default::default()
-                    };
-                    let t = std::time::Instant::now();
-                    let mut pixels = Vec::with_capacity(count * info.width * info.height * info.channels);
-                    for start in (0..count).step_by(64) {
-                        let n = 64.min(count - start);
-                        let o = SampleOptions { first_index: start as u64, ..opts.clone() };
-                        let images = match &train_latents {
-                            None => p.sample(n, &o),
-                            Some(z) => p.generate(z.clone().slice([start..start + n]), &o),
-                        };
-                        pixels.extend(
-                            lediflow::image::to_u8(images.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
-                        );
-                    }
-                    let sampled = t.elapsed().as_secs_f64();
-                    let samples =
-                        Images::from_u8(&pixels, count, info.channels, info.width).map_err(|e| e.to_string())?;
-                    reports.push(
-                        evaluate(&samples, &reference, Some(&train), &EvalConfig::default())
-                            .map_err(|e| e.to_string())?,
-                    );
-                    eprintln!(
-                        "  {solver} {st} steps, seed {seed}: sampling {sampled:.1} s, metrics {:.1} s",
-                        t.elapsed().as_secs_f64() - sampled
-                    );
-                }
-                let (r, sd) = Report::mean_and_sd(&reports).map_err(|e| e.to_string())?;
-                let nfe = st * solver.evals_per_step();
-                // One seed: plain values; several: mean ± sd.
-                let cell = |m: f64, s: f64, digits: usize| {
-                    if seeds.len() > 1 { format!("{m:.digits$} ± {s:.digits$}") } else { format!("{m:.digits$}") }
-                };
-                println!(
-                    "| {solver} | {st} | {nfe} | {} | {} | {} | {} | {} | {} | {prior_scale} | {time_shift} |",
-                    cell(r.swd, sd.swd, 2),
-                    cell(r.kid_pixels, sd.kid_pixels, 3),
-                    cell(r.kid_features, sd.kid_features, 3),
-                    cell(r.precision, sd.precision, 3),
-                    cell(r.recall, sd.recall, 3),
-                    cell(r.nearest_train.unwrap_or(f64::NAN), sd.nearest_train.unwrap_or(f64::NAN), 4)
-                );
-                let mut row = serde_json::json!({"solver": solver.name(), "steps": st, "nfe": nfe,
-                    "prior_scale": prior_scale, "time_shift": time_shift, "report": r});
-                if seeds.len() > 1 {
-                    row["sd"] = serde_json::json!(sd);
-                    row["per_seed"] = serde_json::json!(
-                        seeds
-                            .iter()
-                            .zip(&reports)
-                            .map(|(s, r)| serde_json::json!({"seed": s, "report": r}))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                rows.push(row);
-            }
-        }
-    }
-    // The floor: real training tiles (as many as samples, spread over the training split)
-    // scored exactly like samples. Finite-sample metrics are not 0 even here; a model at this
-    // row is as close to the held-out tiles as the training data itself.
-    let k = count.min(train.count);
-    let mut subset = Dataset::new(held_out.size, held_out.channels);
-    for j in 0..k {
-        subset.pixels.extend_from_slice(train_set.image(j * train_set.len() / k));
-    }
-    let subset = Images::from_u8(&subset.pixels, k, info.channels, info.width).map_err(|e| e.to_string())?;
-    let real = evaluate(&subset, &reference, None, &EvalConfig::default()).map_err(|e| e.to_string())?;
-    // The memorisation reference: held-out real images against the training split.
-    let floor = lediflow::eval::nearest_train_distance(&reference, &train).map_err(|e| e.to_string())?;
-    println!(
-        "| real training tiles ({k}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {floor:.4} (held-out) | - | - |",
-        real.swd, real.kid_pixels, real.kid_features, real.precision, real.recall
-    );
-    println!(
-        "\nheld-out real images: nearest training image at RMS {floor:.4} (samples far below this copy the training set)"
+        "\nheld-out real images: nearest training image at RMS {:.4} (samples far below this copy the training set)",
+        outcome.held_out_nearest_train
     );
     if let Some(path) = &a.json {
-        let doc = serde_json::json!({"model": a.model.display().to_string(), "count": count, "seeds": seeds,
-            "latents": a.latents, "latent_steps": a.latent_steps,
-            "reference_images": reference.count, "held_out_nearest_train": floor,
-            "real_floor": {"images": k, "report": real}, "results": rows});
+        let doc = to_json(&a.model.display().to_string(), &cfg, &outcome);
         lediflow::checkpoint::write_atomic(path, serde_json::to_string_pretty(&doc).unwrap().as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }

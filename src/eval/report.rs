@@ -1,0 +1,70 @@
+//! A sweep as a markdown table and as JSON.
+
+use super::sweep::{SweepConfig, SweepOutcome, SweepPoint};
+
+/// The table's header (two lines).
+pub fn markdown_header() -> String {
+    "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | prior scale | time shift |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|"
+        .to_string()
+}
+
+/// One point's row: plain values for one seed, mean ± sd for several.
+pub fn markdown_row(p: &SweepPoint) -> String {
+    let several = p.per_seed.len() > 1;
+    let cell = |m: f64, s: f64, digits: usize| {
+        if several { format!("{m:.digits$} ± {s:.digits$}") } else { format!("{m:.digits$}") }
+    };
+    let (r, sd) = (&p.mean, &p.sd);
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        p.solver,
+        p.steps,
+        p.nfe,
+        cell(r.swd, sd.swd, 2),
+        cell(r.kid_pixels, sd.kid_pixels, 3),
+        cell(r.kid_features, sd.kid_features, 3),
+        cell(r.precision, sd.precision, 3),
+        cell(r.recall, sd.recall, 3),
+        cell(r.nearest_train.unwrap_or(f64::NAN), sd.nearest_train.unwrap_or(f64::NAN), 4),
+        p.prior_scale,
+        p.time_shift
+    )
+}
+
+/// The real-data floor's row, after the points.
+pub fn markdown_floor(o: &SweepOutcome) -> String {
+    let r = &o.real_floor;
+    format!(
+        "| real training tiles ({}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} (held-out) | - | - |",
+        o.real_floor_images, r.swd, r.kid_pixels, r.kid_features, r.precision, r.recall, o.held_out_nearest_train
+    )
+}
+
+/// The whole sweep as JSON: the grid, every point (mean, and with several seeds the spread and
+/// each seed's report) and the floor. `model` names the file that was measured.
+pub fn to_json(model: &str, cfg: &SweepConfig, o: &SweepOutcome) -> serde_json::Value {
+    let several = cfg.seeds.len() > 1;
+    let results: Vec<serde_json::Value> = o
+        .points
+        .iter()
+        .map(|p| {
+            let mut row = serde_json::json!({"solver": p.solver.name(), "steps": p.steps, "nfe": p.nfe,
+                "prior_scale": p.prior_scale, "time_shift": p.time_shift, "report": p.mean});
+            if several {
+                row["sd"] = serde_json::json!(p.sd);
+                row["per_seed"] = serde_json::json!(
+                    p.per_seed
+                        .iter()
+                        .map(|s| serde_json::json!({"seed": s.seed, "report": s.report}))
+                        .collect::<Vec<_>>()
+                );
+            }
+            row
+        })
+        .collect();
+    serde_json::json!({"model": model, "count": cfg.count, "seeds": cfg.seeds, "latents": cfg.latents,
+        "latent_steps": cfg.latent_steps, "reference_images": o.reference_images,
+        "held_out_nearest_train": o.held_out_nearest_train,
+        "real_floor": {"images": o.real_floor_images, "report": o.real_floor}, "results": results})
+}
