@@ -377,7 +377,7 @@ fn fine_tuning_starts_from_the_init_file() {
             assert!(far > 5e-2, "a fresh latent flow ended {far} from the file's");
             relat.steps.latent = 0;
             let err = go(&relat, &data, &dir, "relat0", false, RunControl::default()).unwrap_err();
-            assert!(err.to_string().contains("a fresh latent flow (--fresh-latent) must be trained"), "{err}");
+            assert!(err.to_string().contains("a fresh latent flow must be trained"), "{err}");
         }
         // A per-pixel head added in fine-tuning (dit.pixel_head, which the file's network
         // lacks): the file's velocity network plus a head whose last convolution starts at zero,

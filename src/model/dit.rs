@@ -77,12 +77,12 @@ fn per_pixel<B: Backend>(m: Tensor<B, 2>, size: usize) -> Tensor<B, 4> {
 }
 
 /// layer_norm(x) * (1 + scale) + shift for tokens x [B, N, D] and per-image shift, scale
-/// [B, D]. On the CPU training backend one fused op each way (`cpu::autodiff::adaln`: the
+/// [B, D]. On the CPU training backend one fused op each way (`cpu_autodiff::adaln`: the
 /// chain of burn ops below, with its copies along the tokens and their backward passes, was a
 /// large part of a training step).
 fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2>) -> Tensor<B, 3> {
     if let (Some(xt), Some(st), Some(ct)) = (as_cpu_train(&x), as_cpu_train(&shift), as_cpu_train(&scale))
-        && let Some(y) = super::cpu::autodiff::adaln(xt, st, ct, LN_EPS)
+        && let Some(y) = super::cpu_autodiff::adaln(xt, st, ct, LN_EPS)
     {
         return from_cpu_train(y);
     }
@@ -91,10 +91,10 @@ fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2
 }
 
 /// x + h * gate for tokens x, h [B, N, D] and a per-image gate [B, D] (adaLN-Zero's gated
-/// residual); one fused op each way on the CPU training backend (`cpu::autodiff::gate`).
+/// residual); one fused op each way on the CPU training backend (`cpu_autodiff::gate`).
 fn gated<B: Backend>(x: Tensor<B, 3>, h: Tensor<B, 3>, gate: Tensor<B, 2>) -> Tensor<B, 3> {
     if let (Some(xt), Some(ht), Some(gt)) = (as_cpu_train(&x), as_cpu_train(&h), as_cpu_train(&gate))
-        && let Some(y) = super::cpu::autodiff::gate(xt, ht, gt)
+        && let Some(y) = super::cpu_autodiff::gate(xt, ht, gt)
     {
         return from_cpu_train(y);
     }

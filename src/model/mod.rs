@@ -3,6 +3,7 @@
 
 pub mod aux;
 pub mod cpu;
+pub(crate) mod cpu_autodiff;
 pub mod dit;
 pub mod latent_flow;
 
@@ -65,7 +66,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
 /// velocity network's forward time, and 11% of a training step (`cpu::autodiff` for
 /// training). Other backends (CUDA) use burn's own GELU.
 pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let x = match on_cpu_train(x, |x| cpu::autodiff::gelu(x).unwrap_or_else(burn::tensor::activation::gelu)) {
+    let x = match on_cpu_train(x, |x| cpu_autodiff::gelu(x).unwrap_or_else(burn::tensor::activation::gelu)) {
         Ok(y) => return y,
         Err(x) => x,
     };
@@ -83,20 +84,20 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     }
 }
 
-/// SiLU; on the CPU training backend a vectorised op (`cpu::autodiff::silu`), elsewhere burn's.
+/// SiLU; on the CPU training backend a vectorised op (`cpu_autodiff::silu`), elsewhere burn's.
 pub(crate) fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     use burn::tensor::activation::silu;
-    on_cpu_train(x, |x| cpu::autodiff::silu(x).unwrap_or_else(silu)).unwrap_or_else(silu)
+    on_cpu_train(x, |x| cpu_autodiff::silu(x).unwrap_or_else(silu)).unwrap_or_else(silu)
 }
 
 /// `x.permute(axes)`, made contiguous at once by a fast copy on the CPU training backend
-/// (`cpu::autodiff::permute`); elsewhere burn's permuted view.
+/// (`cpu_autodiff::permute`); elsewhere burn's permuted view.
 pub(crate) fn permute<B: Backend, const D: usize>(x: Tensor<B, D>, axes: [usize; D]) -> Tensor<B, D> {
-    on_cpu_train(x, |x| cpu::autodiff::permute(x, axes).unwrap_or_else(|x| x.permute(axes)))
+    on_cpu_train(x, |x| cpu_autodiff::permute(x, axes).unwrap_or_else(|x| x.permute(axes)))
         .unwrap_or_else(|x| x.permute(axes))
 }
 
-/// `c.forward(x)`; on the CPU training backend through `cpu::autodiff::conv2d` (im2col and
+/// `c.forward(x)`; on the CPU training backend through `cpu_autodiff::conv2d` (im2col and
 /// matrix products in both passes, see `cpu::conv`) when the layer is one it covers.
 pub(crate) fn conv2d<B: Backend>(c: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     use burn::nn::PaddingConfig2d;
@@ -110,11 +111,11 @@ pub(crate) fn conv2d<B: Backend>(c: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>)
     if [*p1, *p2, *p3] != [*p; 3] || s1 != s || t.dilation != [1, 1] || t.groups != 1 {
         return c.forward(x);
     }
-    on_cpu_train(x, |x| cpu::autodiff::conv2d(&x, &t.weight.val(), &bias.val(), s, *p).unwrap_or_else(|| t.forward(x)))
+    on_cpu_train(x, |x| cpu_autodiff::conv2d(&x, &t.weight.val(), &bias.val(), s, *p).unwrap_or_else(|| t.forward(x)))
         .unwrap_or_else(|x| c.forward(x))
 }
 
-/// `c.forward(x)`; on the CPU training backend through `cpu::autodiff::conv_transpose2d` when
+/// `c.forward(x)`; on the CPU training backend through `cpu_autodiff::conv_transpose2d` when
 /// the layer is one it covers.
 pub(crate) fn conv_transpose2d<B: Backend>(c: &burn::nn::conv::ConvTranspose2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let Some(t) = (c as &dyn std::any::Any).downcast_ref::<burn::nn::conv::ConvTranspose2d<crate::CpuTrainBackend>>()
@@ -127,7 +128,7 @@ pub(crate) fn conv_transpose2d<B: Backend>(c: &burn::nn::conv::ConvTranspose2d<B
         return c.forward(x);
     }
     on_cpu_train(x, |x| {
-        cpu::autodiff::conv_transpose2d(&x, &t.weight.val(), &bias.val(), s, p).unwrap_or_else(|| t.forward(x))
+        cpu_autodiff::conv_transpose2d(&x, &t.weight.val(), &bias.val(), s, p).unwrap_or_else(|| t.forward(x))
     })
     .unwrap_or_else(|x| c.forward(x))
 }
@@ -157,10 +158,10 @@ pub(crate) fn from_cpu_train<B: Backend, const D: usize>(y: Tensor<crate::CpuTra
 }
 
 /// Softmax over the last dimension; on the CPU training backend one vectorised op each way
-/// (`cpu::autodiff::softmax_last`), elsewhere burn's.
+/// (`cpu_autodiff::softmax_last`), elsewhere burn's.
 pub(crate) fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     use burn::tensor::activation::softmax;
-    on_cpu_train(x, |x| cpu::autodiff::softmax_last(x).unwrap_or_else(|x| softmax(x, D - 1)))
+    on_cpu_train(x, |x| cpu_autodiff::softmax_last(x).unwrap_or_else(|x| softmax(x, D - 1)))
         .unwrap_or_else(|x| softmax(x, D - 1))
 }
 

@@ -123,7 +123,7 @@ fn bad_training_arguments_are_refused_before_anything_is_written() {
             .arg(&f.run)
             .arg("--out")
             .arg(dir.join("other.safetensors")),
-        "holds another run's checkpoint: add --resume",
+        "holds another run's checkpoint: resume it (add --resume)",
     );
     assert_eq!(std::fs::read_to_string(f.run.join("losses.csv")).unwrap(), log_before);
 }

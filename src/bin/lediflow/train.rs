@@ -135,7 +135,7 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
             if same_file(path, &args.out) {
                 return Err("--out must differ from --init".into());
             }
-            let (mut init, meta) = InitFrom::read(path).map_err(|e| e.to_string())?;
+            let (mut init, meta) = InitFrom::read(path).map_err(flag_hints)?;
             init.fresh_velocity = args.fresh_velocity;
             init.fresh_latent = args.fresh_latent;
             let model = meta.config;
@@ -303,7 +303,7 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
                 .and_then(|_| Err(lediflow::Error::Internal("CUDA reported in a build without it".into())))
         }
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(flag_hints)?;
     bar.finish();
     match out {
         RunOutcome::Finished { model, seconds } => {
@@ -321,4 +321,25 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
             std::process::exit(if timed_out { 124 } else { 130 });
         }
     }
+}
+
+/// The library's message about a run, in the words of this command's flags.
+fn flag_hints(e: lediflow::Error) -> String {
+    let mut m = e.to_string();
+    for (library, flags) in [
+        ("cannot resume:", "--resume:"),
+        ("resume it,", "resume it (add --resume),"),
+        ("resume from the last checkpoint", "--resume from the last checkpoint"),
+        (
+            "resume with the run's own settings (give a setting whose default changed since explicitly)",
+            "use the same command line (--set KEY=VALUE for a setting whose default changed since)",
+        ),
+        ("a new run folder", "a new --run-dir"),
+        ("another run folder", "another --run-dir"),
+        ("starting model", "--init file"),
+        ("a fresh latent flow must", "a fresh latent flow (--fresh-latent) must"),
+    ] {
+        m = m.replace(library, flags);
+    }
+    m
 }

@@ -1,7 +1,8 @@
 //! Fused CPU inference passes of the networks that dominate a sampling call: the velocity
 //! network ([`dit::CpuDit`]) and the auxiliary decoder ([`decoder::CpuDecoder`]); the auxiliary
 //! encoder ([`encoder::CpuEncoder`]) for `encode` and for LeDiFlow's FM training, which also
-//! decodes its prior draws here; and a vectorised GELU autodiff op for training (`autodiff`).
+//! decodes its prior draws here. Training's autodiff ops on these kernels live in
+//! `super::cpu_autodiff`.
 //!
 //! burn runs a network as a chain of tensor operations, each writing a fresh tensor; on the CPU
 //! these small networks then spend more time allocating, copying and walking memory than
@@ -52,14 +53,14 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
-pub(crate) mod autodiff;
 pub(crate) mod conv;
 pub mod decoder;
 pub mod dit;
 pub mod encoder;
 pub mod latent;
-mod rowops;
+pub(crate) mod rowops;
 
 /// A linear layer's parameters, y = x W + b with W row-major [input, output].
 pub(super) struct Dense {

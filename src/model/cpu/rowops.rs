@@ -22,7 +22,7 @@ fn dot8(x: &[f32], y: &[f32]) -> f32 {
 multiversion! {
     /// y = xhat * (1 + scale) + shift with xhat = layer_norm(x) (no affine, biased variance),
     /// per row of x; also writes xhat and each row's 1 / std for the gradient.
-    pub(super) fn adaln_forward(
+    pub(crate) fn adaln_forward(
         x: &[f32],
         shift: &[f32],
         scale: &[f32],
@@ -52,7 +52,7 @@ multiversion! {
     /// Gradients of [`adaln_forward`] for the upstream gradient `g`: gx per row (if wanted),
     /// and g summed over each image's rows into gshift, (g * xhat) into gscale (if wanted).
     /// With gy = g (1 + scale): gx = rstd (gy - mean(gy) - xhat mean(gy xhat)).
-    pub(super) fn adaln_backward(
+    pub(crate) fn adaln_backward(
         g: &[f32],
         xhat: &[f32],
         rstd: &[f32],
@@ -92,7 +92,7 @@ multiversion! {
 
 multiversion! {
     /// y = x + h * gate per row (gate: one row per image).
-    pub(super) fn gate_forward(x: &[f32], h: &[f32], gate: &[f32], n: usize, d: usize, y: &mut [f32]) {
+    pub(crate) fn gate_forward(x: &[f32], h: &[f32], gate: &[f32], n: usize, d: usize, y: &mut [f32]) {
         let rows = x.chunks_exact(d).zip(h.chunks_exact(d)).zip(y.chunks_exact_mut(d));
         for (r, ((xr, hr), yr)) in rows.enumerate() {
             let gt = &gate[(r / n) * d..][..d];
@@ -106,7 +106,7 @@ multiversion! {
 multiversion! {
     /// Gradients of [`gate_forward`] other than x's (which is g itself): gh = g * gate per row
     /// (if wanted), g * h summed over each image's rows into ggate (if wanted).
-    pub(super) fn gate_backward(
+    pub(crate) fn gate_backward(
         g: &[f32],
         h: &[f32],
         gate: &[f32],
@@ -137,7 +137,7 @@ multiversion! {
 multiversion! {
     /// Gradient of a row softmax y in place of the upstream gradient g:
     /// g <- y (g - sum(g y)) per row of length `d`.
-    pub(super) fn softmax_backward(g: &mut [f32], y: &[f32], d: usize) {
+    pub(crate) fn softmax_backward(g: &mut [f32], y: &[f32], d: usize) {
         for (gr, yr) in g.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
             let s = dot8(gr, yr);
             for j in 0..d {

@@ -1,4 +1,5 @@
-//! Autodiff ops for CPU training (`Autodiff<Flex>`) where burn-flex's own are slow.
+//! Autodiff ops for CPU training (`Autodiff<Flex>`) where burn-flex's own are slow, built on the
+//! CPU kernels of [`super::cpu`]; inference never uses them.
 //!
 //! - GELU: burn-flex evaluates libm's scalar `erff` per element in the forward pass and again
 //!   (plus an `exp`) in the backward pass: 11% of a training step of the dim-192 velocity
@@ -10,7 +11,7 @@
 //!   generic element-by-element strided iterator (17% of a dim-192 step, for the attention's
 //!   layout swaps). [`permute`] copies whole innermost runs instead, in both passes.
 //! - Convolutions and transposed convolutions of the auxiliary model ([`conv2d`],
-//!   [`conv_transpose2d`]): im2col and matrix products in both passes (`super::conv`).
+//!   [`conv_transpose2d`]): im2col and matrix products in both passes (`super::cpu::conv`).
 
 // These ops return `Err(input)` when they do not apply, so the caller can fall back to burn's
 // op with the same tensor: the large "error" is the input handed back, not an error value.
@@ -23,9 +24,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::{DType, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use super::conv::{Conv, ConvT, Geom};
-use super::rowops;
-use super::{exp_f32, gelu_in_place, silu_in_place};
+use super::cpu::conv::{Conv, ConvT, Geom};
+use super::cpu::{exp_f32, gelu_in_place, silu_in_place};
+use super::cpu::{multiversion, rowops};
 use crate::model::erf_f32;
 use crate::{CpuBackend, CpuTrainBackend};
 
@@ -514,7 +515,7 @@ pub(crate) fn softmax_last<const D: usize>(x: Train<D>) -> Result<Train<D>, Trai
     let d = x.dims()[D - 1];
     let x = x.into_primitive().tensor();
     let mut y = x.primitive.to_contiguous();
-    super::softmax_rows(y.storage_mut::<f32>(), d);
+    super::cpu::softmax_rows(y.storage_mut::<f32>(), d);
     let out = match Softmax.prepare::<NoCheckpointing>([x.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
