@@ -7,7 +7,8 @@
  *   tells why, in English, for the calling thread. No function aborts the process or lets a
  *   panic escape: bad arguments (NULL pointers, short buffers, a count of 0, NaN parameters,
  *   unknown enumeration values, a wrong struct_size) return LDF_ERR_INVALID_ARGUMENT.
- * - Threads: an LdfModel is immutable after loading and may be used by several threads at
+ * - Threads: an LdfModel is read-only after loading (its memory limit, an atomic setting,
+ *   aside) and may be used by several threads at
  *   once; every call keeps its own state. Two models never share state. The log callback is
  *   the only process-wide setting.
  * - Buffers are allocated by the caller. Pixels are 8-bit, interleaved, row-major, `channels`
@@ -175,8 +176,10 @@ typedef struct LdfModelInfo {
 typedef uint32_t LdfSolver;
 
 /**
- * Called after every solver step with (steps done, total steps) counted over the whole call
- * (all batches). Return false to cancel. Runs on the thread that made the call. Must not unwind
+ * Called after every image-flow solver step with (steps done, total steps) counted over the
+ * whole call (all batches; the count may repeat a value but never goes back). Return false to
+ * cancel. The latent flow's steps (cheap) report nothing: `ldf_sample_latents` checks the
+ * cancel token only between batches. Runs on the thread that made the call. Must not unwind
  * (throw) into the library.
  */
 typedef bool (*LdfProgressFn)(uint32_t step,
@@ -266,8 +269,9 @@ typedef struct LdfSampleParams {
 #define LDF_OK 0
 
 /**
- * NULL where a pointer is required, a buffer too short, a count of 0, a NaN parameter, an
- * unknown enumeration value, a wrong `struct_size`, images of the wrong size.
+ * NULL where a pointer is required, a buffer too short, a count of 0 or above `LDF_MAX_COUNT`,
+ * a NaN parameter or latent, an unknown enumeration value, a wrong `struct_size`, overlapping
+ * input and output buffers.
  */
 #define LDF_ERR_INVALID_ARGUMENT 1
 
@@ -294,7 +298,8 @@ typedef struct LdfSampleParams {
 #define LDF_ERR_CANCELLED 5
 
 /**
- * The call would need more memory than the model's memory limit allows, or an allocation failed.
+ * One image of the call needs more working memory than the model's memory limit allows
+ * (checked before the call starts), or the GPU ran out of memory.
  */
 #define LDF_ERR_OUT_OF_MEMORY 6
 

@@ -64,6 +64,12 @@ fn counts_beyond_the_limit_are_refused_before_anything_is_written() {
     assert!(m.encode(&out[1..]).is_err());
     assert!(m.generate(&z[1..], &opts(0, 0)).is_err());
     assert!(out.iter().all(|&b| b == 0xAB));
+    // A NaN in the last latent of a call longer than one batch: refused before the first batch.
+    let mut z = m.sample_latents(3, &opts(0, 0)).unwrap();
+    *z.last_mut().unwrap() = f32::NAN;
+    let mut images = vec![0xAB; 3 * info.image_bytes()];
+    assert!(matches!(m.generate_into(&z, &opts(0, 1), &mut images), Err(Error::InvalidArgument(_))));
+    assert!(images.iter().all(|&b| b == 0xAB));
     // The batch size has a documented maximum too.
     assert!(m.sample(1, &opts(0, lediflow::pipeline::MAX_BATCH + 1)).is_err());
 }

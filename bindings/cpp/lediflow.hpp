@@ -216,8 +216,11 @@ private:
     }
 
     static uint32_t checked_count(size_t len, size_t unit, const char *what) {
-        if (unit == 0 || len == 0 || len % unit != 0 || len / unit > UINT32_MAX)
+        if (unit == 0 || len == 0 || len % unit != 0)
             throw Error(LDF_ERR_INVALID_ARGUMENT, std::string(what) + " is not a whole number of items");
+        if (len / unit > LDF_MAX_COUNT)
+            throw Error(LDF_ERR_INVALID_ARGUMENT,
+                        std::string(what) + " holds more than " + std::to_string(LDF_MAX_COUNT) + " items");
         return static_cast<uint32_t>(len / unit);
     }
 

@@ -49,8 +49,9 @@ pub const LDF_MAX_INPAINT_CANDIDATES: u32 = 4096;
 /// Result of every fallible call. `LDF_OK` is 0; on any other value `ldf_last_error()` says why.
 pub type LdfStatus = i32;
 pub const LDF_OK: LdfStatus = 0;
-/// NULL where a pointer is required, a buffer too short, a count of 0, a NaN parameter, an
-/// unknown enumeration value, a wrong `struct_size`, images of the wrong size.
+/// NULL where a pointer is required, a buffer too short, a count of 0 or above `LDF_MAX_COUNT`,
+/// a NaN parameter or latent, an unknown enumeration value, a wrong `struct_size`, overlapping
+/// input and output buffers.
 pub const LDF_ERR_INVALID_ARGUMENT: LdfStatus = 1;
 /// A file could not be read.
 pub const LDF_ERR_IO: LdfStatus = 2;
@@ -62,7 +63,8 @@ pub const LDF_ERR_UNSUPPORTED: LdfStatus = 4;
 /// The progress callback returned false or the cancel token was triggered. The model stays
 /// usable; the output buffer holds whatever was finished.
 pub const LDF_ERR_CANCELLED: LdfStatus = 5;
-/// The call would need more memory than the model's memory limit allows, or an allocation failed.
+/// One image of the call needs more working memory than the model's memory limit allows
+/// (checked before the call starts), or the GPU ran out of memory.
 pub const LDF_ERR_OUT_OF_MEMORY: LdfStatus = 6;
 /// A bug in lediflow (a caught panic). The message says what happened; please report it.
 pub const LDF_ERR_INTERNAL: LdfStatus = 7;

@@ -33,8 +33,10 @@ pub const LDF_PRIOR_LEARNED: LdfPrior = 0;
 /// The baseline: N(0, I). No latent space (latent calls return `LDF_ERR_UNSUPPORTED`).
 pub const LDF_PRIOR_GAUSSIAN: LdfPrior = 1;
 
-/// Called after every solver step with (steps done, total steps) counted over the whole call
-/// (all batches). Return false to cancel. Runs on the thread that made the call. Must not unwind
+/// Called after every image-flow solver step with (steps done, total steps) counted over the
+/// whole call (all batches; the count may repeat a value but never goes back). Return false to
+/// cancel. The latent flow's steps (cheap) report nothing: `ldf_sample_latents` checks the
+/// cancel token only between batches. Runs on the thread that made the call. Must not unwind
 /// (throw) into the library.
 pub type LdfProgressFn = Option<unsafe extern "C" fn(step: u32, total: u32, user_data: *mut c_void) -> bool>;
 

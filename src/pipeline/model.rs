@@ -74,6 +74,14 @@ fn items(len: usize, unit: usize, what: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// Latents are checked whole before the first batch, so a NaN in the last one writes nothing.
+fn finite(z: &[f32], what: &str) -> Result<()> {
+    match z.iter().position(|v| !v.is_finite()) {
+        Some(i) => invalid(format!("{what} holds a NaN or infinity (float {i})")),
+        None => Ok(()),
+    }
+}
+
 fn latents_tensor<B: Backend>(rows: &[f32], d: usize, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(rows.to_vec(), [rows.len() / d, d]), device)
 }
@@ -284,6 +292,7 @@ impl Model {
         let count = items(z.len(), d, "z")?;
         let per = info.image_bytes();
         need(count, per, out.len(), "out")?;
+        finite(z, "z")?;
         with_pipeline!(self, p => self.batched("generate", count, 0, opts, |o, start, n| {
             let zt = latents_tensor(&z[start * d..(start + n) * d], d, p.device());
             let px = image::to_u8(p.generate(zt, o)?)?;
@@ -346,6 +355,7 @@ impl Model {
             if z.len() != d {
                 return invalid(format!("{what} has {} floats, the model's latents have {d}", z.len()));
             }
+            finite(z, what)?;
         }
         need(frames, per, out.len(), "out")?;
         with_pipeline!(self, p => {
@@ -410,6 +420,11 @@ impl Model {
         Ok(out)
     }
 
+    /// Inpainting's best-of-K candidates (only learned-prior models draw them).
+    fn candidates(&self, opts: &SampleOptions) -> usize {
+        if self.info().prior == PriorKind::Learned { opts.inpaint_candidates } else { 0 }
+    }
+
     /// Checks an inpainting call and returns (count, image bytes, mask bytes).
     fn inpaint_shape(&self, pixels: usize, masks: usize, opts: &SampleOptions) -> Result<(usize, usize, usize)> {
         opts.validate()?;
@@ -434,7 +449,7 @@ impl Model {
     pub fn inpaint_into(&self, pixels: &[u8], masks: &[u8], opts: &SampleOptions, out: &mut [u8]) -> Result<()> {
         let (count, per, mper) = self.inpaint_shape(pixels.len(), masks.len(), opts)?;
         need(count, per, out.len(), "out")?;
-        with_pipeline!(self, p => self.batched("inpaint", count, opts.inpaint_candidates, opts, |o, start, n| {
+        with_pipeline!(self, p => self.batched("inpaint", count, self.candidates(opts), opts, |o, start, n| {
             let (px, mk) = (&pixels[start * per..(start + n) * per], &masks[start * mper..(start + n) * mper]);
             out[start * per..(start + n) * per].copy_from_slice(&Self::inpaint_batch(p, px, mk, o)?);
             Ok(())
@@ -444,7 +459,7 @@ impl Model {
     /// [`Self::inpaint_into`] writing over the input images.
     pub fn inpaint_in_place(&self, pixels: &mut [u8], masks: &[u8], opts: &SampleOptions) -> Result<()> {
         let (count, per, mper) = self.inpaint_shape(pixels.len(), masks.len(), opts)?;
-        with_pipeline!(self, p => self.batched("inpaint", count, opts.inpaint_candidates, opts, |o, start, n| {
+        with_pipeline!(self, p => self.batched("inpaint", count, self.candidates(opts), opts, |o, start, n| {
             let range = start * per..(start + n) * per;
             let filled = Self::inpaint_batch(p, &pixels[range.clone()], &masks[start * mper..(start + n) * mper], o)?;
             pixels[range].copy_from_slice(&filled);
