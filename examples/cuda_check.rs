@@ -10,7 +10,6 @@
 fn main() {
     use std::time::Instant;
 
-    use burn::prelude::*;
     use lediflow::data::Dataset;
     use lediflow::device::{CudaBackend, CudaTrainBackend, cuda_device};
     use lediflow::model::Networks;

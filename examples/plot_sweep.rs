@@ -1,9 +1,9 @@
-//! Plots of quality against NFE from the JSON files of `bench/sweep/run.sh`: one PNG per metric,
+//! Plots of quality against NFE from the JSON files of `bench/quality/run.sh`: one PNG per metric,
 //! one panel per solver, LeDiFlow against its Gaussian baseline, with the real-vs-real floor.
 //!
 //!     cargo run --release --example plot_sweep -- ledi gaussian [DIR]   # -> DIR/*-vs-nfe.png
 //!
-//! DIR defaults to bench/sweep.
+//! DIR defaults to bench/quality.
 //!
 //! Text needs a TrueType font: DejaVu Sans from Debian's fonts-dejavu-core, or the file named by
 //! LEDIFLOW_PLOT_FONT.
@@ -137,7 +137,7 @@ fn main() -> Res {
         _ => return Err(usage.into()),
     };
     let dir =
-        args.get(2).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/sweep"));
+        args.get(2).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/quality"));
     font()?;
     let (sa, sb) = (load(&dir, &a)?, load(&dir, &b)?);
     for (key, label, stem) in METRICS {

@@ -23,9 +23,9 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Networks;
 
-/// The newest file format version this build reads and writes. 2 (session 13): the image
-/// network may predict the clean image (`dit.prediction = "data"`) or have a per-pixel head
-/// (`dit.pixel_head`, session 14); such files say 2 so that older libraries, which would read
+/// The newest file format version this build reads and writes. 2: the image network may
+/// predict the clean image (`dit.prediction = "data"`) or have a per-pixel head
+/// (`dit.pixel_head`); such files say 2 so that older libraries, which would read
 /// the output as a velocity or not know the head's tensors, refuse them with a version message.
 /// Every other file is still written as 1.
 pub const FORMAT_VERSION: u32 = 2;

@@ -3,7 +3,7 @@
 //!
 //! - GELU: burn-flex evaluates libm's scalar `erff` per element in the forward pass and again
 //!   (plus an `exp`) in the backward pass: 11% of a training step of the dim-192 velocity
-//!   network (perf, BENCHMARKS.md). [`gelu`] computes the same exact (erf) GELU and its
+//!   network (measured with perf). [`gelu`] computes the same exact (erf) GELU and its
 //!   derivative with [`erf_f32`] and [`exp_f32`] in loops the compiler vectorises, and keeps
 //!   the input for the backward pass as burn's own GELU op does. [`silu`] likewise (burn's is
 //!   a chain of ops with a scalar `expf`: 18% of an auxiliary-model step).

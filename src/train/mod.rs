@@ -92,9 +92,9 @@ impl Default for TrainConfig {
             latent_target: LatentTarget::Mean,
             time_sampling: TimeSampling::Uniform,
             aux: OptimConfig { lr: 1e-3, ..OptimConfig::default() },
-            // Batches of 256 stored latents with weight decay 1: on the DCSS tiles the only
-            // setting tried that keeps improving on held-out latents for 30000 steps instead
-            // of memorising the training latents (BENCHMARKS.md, session 18).
+            // Batches of 256 stored latents with weight decay 1: on the DCSS tiles it keeps
+            // improving on held-out latents for 30000 steps, where smaller batches or no decay
+            // memorise the training latents (docs/TRAINING.md).
             latent: OptimConfig { lr: 1e-3, weight_decay: 1.0, ..OptimConfig::default() },
             fm: OptimConfig::default(),
             seed: 0,
@@ -263,7 +263,7 @@ impl<B: Backend> LatentProbe<B> {
     /// Seed of [`LatentProbe::held_out`]'s draws: the same for every run, so that runs compare.
     const SEED: u64 = 0x9E0B;
 
-    /// The probe `train` and `retrain-latent` score held-out latents with: [`Self::DRAWS`]
+    /// The probe the training loop scores held-out latents with: [`Self::DRAWS`]
     /// draws per latent from a fixed seed.
     pub fn held_out(z: Tensor<B, 2>, time_sampling: TimeSampling) -> Result<Self> {
         Self::new(z, Self::DRAWS, time_sampling, Self::SEED)

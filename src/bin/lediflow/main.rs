@@ -50,7 +50,7 @@ enum Command {
 /// Every tensor op allocates its output afresh, and the buffers of a training step (up to a few
 /// MiB each) are above glibc's default mmap threshold or get trimmed off the heap top, so each
 /// step mapped and zero-faulted the same pages again: 2.2 million page faults and ~18% of the
-/// wall time in a 60-step FM run (BENCHMARKS.md). Only the tool does this; the library never
+/// wall time in a 60-step FM run (measured with perf). Only the tool does this; the library never
 /// changes its host's allocator settings. An explicit `MALLOC_*_` or `GLIBC_TUNABLES`
 /// environment setting wins.
 fn keep_freed_memory() {

@@ -55,7 +55,7 @@ pub struct TrainArgs {
     /// Images per step of the auxiliary model and the image flow. The latent flow steps on
     /// `train.latent_batch` stored latents (default 256; the encoder's latents of the training
     /// images, computed once when that stage starts).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch: usize,
     /// Steps of the auxiliary encoder/decoder (LeDiFlow only; 0 with --init keeps the file's).
     #[arg(long, default_value_t = 20_000)]

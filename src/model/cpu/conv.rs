@@ -4,7 +4,7 @@
 //! burn's autodiff computes a convolution's weight gradient as a convolution of dimension-
 //! swapped tensors, which burn-flex first copies into a contiguous layout through a generic
 //! element-by-element iterator, and its transposed convolution runs as direct loops: together
-//! about a third of an auxiliary-model training step (perf, BENCHMARKS.md). Here every pass is
+//! about a third of an auxiliary-model training step (measured with perf). Here every pass is
 //! im2col/col2im (plain loops, contiguous row copies where the stride is 1) plus one matrix
 //! product per image, with the weight gradient summed over fixed chunks of the batch so a run
 //! with a given thread count is deterministic.
