@@ -74,6 +74,13 @@ fn items(len: usize, unit: usize, what: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// Runs an `*_into` call on a new buffer of `len` elements.
+fn filled<T: Clone + Default>(len: usize, f: impl FnOnce(&mut [T]) -> Result<()>) -> Result<Vec<T>> {
+    let mut out = vec![T::default(); len];
+    f(&mut out)?;
+    Ok(out)
+}
+
 /// Latents are checked whole before the first batch, so a NaN in the last one writes nothing.
 fn finite(z: &[f32], what: &str) -> Result<()> {
     match z.iter().position(|v| !v.is_finite()) {
@@ -255,9 +262,7 @@ impl Model {
     /// [`Self::sample_into`] into a new buffer.
     pub fn sample(&self, count: usize, opts: &SampleOptions) -> Result<Vec<u8>> {
         check_count(count, "count")?;
-        let mut out = vec![0; count * self.info().image_bytes()];
-        self.sample_into(count, opts, &mut out)?;
-        Ok(out)
+        filled(count * self.info().image_bytes(), |out| self.sample_into(count, opts, out))
     }
 
     /// Samples `count` latents (learned-prior models) into `out` (at least `count * latent_dim`
@@ -278,9 +283,7 @@ impl Model {
     pub fn sample_latents(&self, count: usize, opts: &SampleOptions) -> Result<Vec<f32>> {
         let d = self.require_learned("sample_latents")?.latent_dim;
         check_count(count, "count")?;
-        let mut out = vec![0.0; count * d];
-        self.sample_latents_into(count, opts, &mut out)?;
-        Ok(out)
+        filled(count * d, |out| self.sample_latents_into(count, opts, out))
     }
 
     /// One image per latent of `z` (`count * latent_dim` floats) into `out`; image i's prior
@@ -305,9 +308,7 @@ impl Model {
     pub fn generate(&self, z: &[f32], opts: &SampleOptions) -> Result<Vec<u8>> {
         let info = self.require_learned("generate")?;
         let count = items(z.len(), info.latent_dim, "z")?;
-        let mut out = vec![0; count * info.image_bytes()];
-        self.generate_into(z, opts, &mut out)?;
-        Ok(out)
+        filled(count * info.image_bytes(), |out| self.generate_into(z, opts, out))
     }
 
     /// Encodes 8-bit images (`count * image_bytes` bytes) to their latents (the encoder's
@@ -331,9 +332,7 @@ impl Model {
     pub fn encode(&self, pixels: &[u8]) -> Result<Vec<f32>> {
         let info = self.require_learned("encode")?;
         let count = items(pixels.len(), info.image_bytes(), "pixels")?;
-        let mut out = vec![0.0; count * info.latent_dim];
-        self.encode_into(pixels, &SampleOptions::default(), &mut out)?;
-        Ok(out)
+        filled(count * info.latent_dim, |out| self.encode_into(pixels, &SampleOptions::default(), out))
     }
 
     /// `frames` images walking from latent `z_from` to `z_to` (`latent_dim` floats each), both
@@ -380,9 +379,7 @@ impl Model {
         opts: &SampleOptions,
     ) -> Result<Vec<u8>> {
         check_count(frames, "frames")?;
-        let mut out = vec![0; frames * self.info().image_bytes()];
-        self.interpolate_into(z_from, z_to, frames, mode, opts, &mut out)?;
-        Ok(out)
+        filled(frames * self.info().image_bytes(), |out| self.interpolate_into(z_from, z_to, frames, mode, opts, out))
     }
 
     /// `frames` images between the noise draws of two seeds ([`Pipeline::interpolate_seeds`]),
@@ -415,9 +412,9 @@ impl Model {
         opts: &SampleOptions,
     ) -> Result<Vec<u8>> {
         check_count(frames, "frames")?;
-        let mut out = vec![0; frames * self.info().image_bytes()];
-        self.interpolate_seeds_into(seed_from, seed_to, frames, opts, &mut out)?;
-        Ok(out)
+        filled(frames * self.info().image_bytes(), |out| {
+            self.interpolate_seeds_into(seed_from, seed_to, frames, opts, out)
+        })
     }
 
     /// Inpainting's best-of-K candidates (only learned-prior models draw them).
