@@ -286,10 +286,20 @@ pub fn to_bytes<B: Backend>(nets: &Networks<B>, meta: &ModelMeta) -> Result<Vec<
 
 /// Encodes networks and metadata as model-file bytes with tensors stored as `dtype`.
 pub fn to_bytes_as<B: Backend>(nets: &Networks<B>, meta: &ModelMeta, dtype: StoreDtype) -> Result<Vec<u8>> {
+    // A file is written only if this library would load it back.
+    let invalid = |e: Error| match e {
+        Error::Format(m) => Error::InvalidArgument(m),
+        e => e,
+    };
     meta.config.validate()?;
+    meta.sampling.validate().map_err(invalid)?;
+    check_version(meta).map_err(invalid)?;
     let json = serde_json::to_string(meta).map_err(|e| Error::Internal(format!("metadata json: {e}")))?;
     let metadata = HashMap::from([(METADATA_KEY.to_string(), json)]);
     let values = parameter_values(nets);
+    if let Some((name, _)) = values.iter().find(|(_, (_, v))| v.iter().any(|x| !x.is_finite())) {
+        return Err(Error::InvalidArgument(format!("tensor '{name}' holds a NaN or infinity")));
+    }
     if dtype == StoreDtype::F16
         && let Some((name, _)) = values.iter().find(|(_, (_, v))| v.iter().any(|x| x.abs() > 65504.0))
     {
@@ -362,7 +372,21 @@ pub fn read_meta(bytes: &[u8]) -> Result<ModelMeta> {
         serde_json::from_value(value).map_err(|e| Error::Format(format!("metadata does not match the schema: {e}")))?;
     meta.config.validate()?;
     meta.sampling.validate()?;
+    check_version(&meta)?;
     Ok(meta)
+}
+
+/// A file's format version must be able to hold its network: an older library reading a
+/// version-1 file with a version-2 feature would compute something else without noticing.
+fn check_version(meta: &ModelMeta) -> Result<()> {
+    let needed = format_version_for(&meta.config);
+    if !(needed..=FORMAT_VERSION).contains(&meta.format_version) {
+        return Err(Error::Format(format!(
+            "format version {} cannot hold this network (its image flow needs version {needed} to {FORMAT_VERSION})",
+            meta.format_version
+        )));
+    }
+    Ok(())
 }
 
 /// Reads the tensors of `bytes` and checks them against what `nets` expects.

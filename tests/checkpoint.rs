@@ -122,6 +122,53 @@ fn newer_format_version_is_refused_clearly() {
 }
 
 #[test]
+fn a_version_that_cannot_hold_the_network_is_refused_on_load_and_on_save() {
+    // A per-pixel head needs format 2: a file that says 1 would be misread by older libraries.
+    let mut cfg = common::tiny_config(4, 16, PriorKind::Gaussian);
+    cfg.dit.pixel_head = 4;
+    let nets = common::random_networks(&cfg, 1);
+    let mut meta = ModelMeta::new(cfg, serde_json::Value::Null);
+    assert_eq!(meta.format_version, 2);
+    meta.format_version = 1;
+    let t: Tensors = parameter_values(&nets);
+    expect_format_error(&to_safetensors_bytes(&t, meta_map(&meta)).unwrap(), "cannot hold this network");
+    assert!(matches!(lediflow::checkpoint::to_bytes(&nets, &meta), Err(lediflow::Error::InvalidArgument(_))));
+}
+
+#[test]
+fn the_writer_refuses_files_the_reader_would_refuse() {
+    let cfg = common::tiny_config(4, 16, PriorKind::Gaussian);
+    let nets = common::random_networks(&cfg, 1);
+    let mut meta = ModelMeta::new(cfg, serde_json::Value::Null);
+    meta.sampling.time_shift = Some(1000.0);
+    assert!(matches!(lediflow::checkpoint::to_bytes(&nets, &meta), Err(lediflow::Error::InvalidArgument(_))));
+    meta.sampling.time_shift = None;
+    use burn::module::Module;
+    let broken = lediflow::model::Networks { velocity: nets.velocity.clone().map(&mut NanFirst(true)), ..nets };
+    let e = lediflow::checkpoint::to_bytes(&broken, &meta).unwrap_err();
+    assert!(e.to_string().contains("NaN or infinity"), "{e}");
+}
+
+/// Sets the first element of the first float parameter it meets to NaN.
+struct NanFirst(bool);
+
+impl<Bk: burn::prelude::Backend> burn::module::ModuleMapper<Bk> for NanFirst {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::prelude::Tensor<Bk, D>>,
+    ) -> burn::module::Param<burn::prelude::Tensor<Bk, D>> {
+        if !std::mem::take(&mut self.0) {
+            return param;
+        }
+        let (id, t, mapper) = param.consume();
+        let mut v = t.to_data().convert::<f32>().into_vec::<f32>().unwrap();
+        v[0] = f32::NAN;
+        let t = burn::prelude::Tensor::from_data(burn::tensor::TensorData::new(v, t.dims()), &t.device());
+        burn::module::Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+#[test]
 fn truncated_file_is_rejected() {
     let (bytes, _, _) = model_bytes(PriorKind::Learned);
     for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {

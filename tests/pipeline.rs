@@ -268,11 +268,18 @@ fn a_model_files_recommended_time_shift_is_the_default() {
     assert_eq!(q.time_shift(&SampleOptions { time_shift: Some(2.0), ..opts(0) }), 2.0);
     assert_eq!(px(&q, None), px(&q, Some(3.0)));
     assert_ne!(px(&q, None), px(&q, Some(1.0)));
-    // A file recommending an out-of-range shift is refused at load, like any bad metadata.
+    // A file recommending an out-of-range shift is refused at load, like any bad metadata (and
+    // the library never writes one).
     let mut meta = q.meta().clone();
     meta.sampling = bad;
-    lediflow::checkpoint::save(&dir.join("bad.safetensors"), q.networks(), &meta).unwrap();
-    let err = lediflow::Pipeline::<B>::load(dir.join("bad.safetensors"), &Default::default()).unwrap_err();
+    assert!(lediflow::checkpoint::save(&dir.join("bad.safetensors"), q.networks(), &meta).is_err());
+    let json = serde_json::to_string(&meta).unwrap();
+    let bytes = lediflow::checkpoint::to_safetensors_bytes(
+        &lediflow::checkpoint::parameter_values(q.networks()),
+        std::collections::HashMap::from([(lediflow::checkpoint::METADATA_KEY.to_string(), json)]),
+    )
+    .unwrap();
+    let err = lediflow::Pipeline::<B>::from_bytes(&bytes, &Default::default()).unwrap_err();
     assert!(err.to_string().contains("sampling.time_shift"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
