@@ -329,7 +329,6 @@ fn flag_hints(e: lediflow::Error) -> String {
     for (library, flags) in [
         ("cannot resume:", "--resume:"),
         ("resume it,", "resume it (add --resume),"),
-        ("resume from the last checkpoint", "--resume from the last checkpoint"),
         (
             "resume with the run's own settings (give a setting whose default changed since explicitly)",
             "use the same command line (--set KEY=VALUE for a setting whose default changed since)",

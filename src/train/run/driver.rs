@@ -331,7 +331,7 @@ pub fn run<B: AutodiffBackend>(
             l.step = ctx.step;
             if !l.loss.is_finite() {
                 return Err(Error::Internal(format!(
-                    "{} loss became {} at step {}: lower the learning rate and resume from the last checkpoint",
+                    "{} loss became {} at step {}: the last checkpoint holds the weights from before it; train again with a lower learning rate",
                     stage.name(),
                     l.loss,
                     ctx.step
