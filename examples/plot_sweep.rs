@@ -72,9 +72,12 @@ fn legend(name: &str) -> String {
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 fn plot(out: &Path, key: &str, label: &str, names: [&str; 2], sweeps: [&Sweep; 2]) -> Res {
-    let root = BitMapBackend::new(out, (1200, 900)).into_drawing_area();
+    // One panel per solver that either sweep measured, side by side.
+    let solvers: Vec<&str> =
+        SOLVERS.into_iter().filter(|s| sweeps.iter().any(|w| w.curves.iter().any(|(c, _)| c == s))).collect();
+    let root = BitMapBackend::new(out, (600 * solvers.len().max(1) as u32, 450)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((2, 2));
+    let panels = root.split_evenly((1, solvers.len().max(1)));
     let value = |r: &serde_json::Value| r[key].as_f64();
     let floor = sweeps.iter().find_map(|s| s.floor.as_ref().and_then(value));
     // One y range for all panels so they compare at a glance.
@@ -86,7 +89,7 @@ fn plot(out: &Path, key: &str, label: &str, names: [&str; 2], sweeps: [&Sweep; 2
     let y_max = all.iter().cloned().fold(0.0, f64::max) * 1.05;
     let y_min = all.iter().cloned().fold(f64::INFINITY, f64::min).min(0.0);
     let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
-    for (panel, solver) in panels.iter().zip(SOLVERS) {
+    for (panel, &solver) in panels.iter().zip(&solvers) {
         let mut chart = ChartBuilder::on(panel)
             .caption(solver, ("sans-serif", 24))
             .margin(12)

@@ -24,8 +24,9 @@ def from_markdown(path):
     rows = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 9 and cells[0] in SOLVERS:
-            v = [float(c) for c in cells[3:]]
+        if len(cells) >= 9 and cells[0] in SOLVERS:
+            # "mean ± sd" cells (several seeds) count by their mean.
+            v = [float(c.split()[0]) for c in cells[3:9]]
             rows[int(cells[2])] = dict(zip(["swd", "kid_pixels", "kid_features", "precision", "recall", "nearest_train"], v))
     return rows
 
@@ -83,7 +84,7 @@ def main():
     print("|---|---|---|---|---|")
     for s in SOLVERS:
         for n in (4, 8):
-            if s in a and n in a[s] and s in b:
+            if s in a and n in a[s] and b.get(s):
                 target = a[s][n]["swd"]
                 need = nfe_to_reach(b[s], target)
                 top = max(b[s])
