@@ -35,6 +35,9 @@ enum Engine {
 pub struct Model {
     engine: Engine,
     device: Device,
+    /// The loaded networks never change: what they are is read once (counting the parameters
+    /// walks every tensor).
+    info: ModelInfo,
     /// Working-memory limit per call in bytes (0 = none).
     memory_limit: AtomicUsize,
 }
@@ -139,8 +142,13 @@ impl Model {
     }
 
     fn wrap(engine: Engine, device: Device) -> Self {
-        let model = Self { engine, device, memory_limit: AtomicUsize::new(0) };
-        let i = model.info();
+        let info = match &engine {
+            Engine::Cpu(p) => p.info(),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(p) => p.info(),
+        };
+        let model = Self { engine, device, info, memory_limit: AtomicUsize::new(0) };
+        let i = &model.info;
         log::info!(
             "loaded a {}x{}x{} {:?}-prior model ({} parameters) on {device}",
             i.width,
@@ -153,7 +161,7 @@ impl Model {
     }
 
     pub fn info(&self) -> ModelInfo {
-        with_pipeline!(self, p => p.info())
+        self.info.clone()
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -433,8 +441,14 @@ impl Model {
     }
 
     /// One inpainting batch: images `start..start + n` of `pixels` with their masks.
-    fn inpaint_batch<B: Backend>(p: &Pipeline<B>, pixels: &[u8], masks: &[u8], o: &SampleOptions) -> Result<Vec<u8>> {
-        let i = p.info();
+    fn inpaint_batch<B: Backend>(
+        &self,
+        p: &Pipeline<B>,
+        pixels: &[u8],
+        masks: &[u8],
+        o: &SampleOptions,
+    ) -> Result<Vec<u8>> {
+        let i = &self.info;
         let n = pixels.len() / i.image_bytes();
         let x = image::from_u8(pixels, n, i.channels, i.height, i.width, p.device())?;
         let m = image::mask_from_u8(masks, n, i.height, i.width, p.device())?;
@@ -448,7 +462,7 @@ impl Model {
         need(count, per, out.len(), "out")?;
         with_pipeline!(self, p => self.batched("inpaint", count, self.candidates(opts), opts, |o, start, n| {
             let (px, mk) = (&pixels[start * per..(start + n) * per], &masks[start * mper..(start + n) * mper]);
-            out[start * per..(start + n) * per].copy_from_slice(&Self::inpaint_batch(p, px, mk, o)?);
+            out[start * per..(start + n) * per].copy_from_slice(&self.inpaint_batch(p, px, mk, o)?);
             Ok(())
         }))
     }
@@ -458,7 +472,7 @@ impl Model {
         let (count, per, mper) = self.inpaint_shape(pixels.len(), masks.len(), opts)?;
         with_pipeline!(self, p => self.batched("inpaint", count, self.candidates(opts), opts, |o, start, n| {
             let range = start * per..(start + n) * per;
-            let filled = Self::inpaint_batch(p, &pixels[range.clone()], &masks[start * mper..(start + n) * mper], o)?;
+            let filled = self.inpaint_batch(p, &pixels[range.clone()], &masks[start * mper..(start + n) * mper], o)?;
             pixels[range].copy_from_slice(&filled);
             Ok(())
         }))
