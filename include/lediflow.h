@@ -78,6 +78,16 @@
 #define LDF_MAX_INPAINT_CANDIDATES 4096
 
 /**
+ * Most `variations` per image of `ldf_vary` (and count x variations is at most `LDF_MAX_COUNT`).
+ */
+#define LDF_MAX_VARIATIONS 4096
+
+/**
+ * Most variations per image one call takes ([`crate::Model::vary`]).
+ */
+#define MAX_VARIATIONS 4096
+
+/**
  * A flag another thread can raise to stop a running call (`LdfSampleParams.cancel`). The call
  * returns `LDF_ERR_CANCELLED` after the solver step it is in. A raised token stays raised (and
  * cancels every call that uses it) until `ldf_cancel_reset`.
@@ -264,6 +274,18 @@ typedef struct LdfSampleParams {
    * release: a caller whose `struct_size` ends before it gets the default.
    */
   double time_shift;
+  /**
+   * Non-zero: seamless tiles. Every image wraps around (its right edge continues into its
+   * left edge, its bottom into its top, in every channel), for every generation call and both
+   * kinds of model. Default 0. Added after the first release: a caller whose `struct_size`
+   * ends before it gets 0.
+   */
+  uint32_t tileable;
+  /**
+   * Ignored (set to 0 by `ldf_sample_params_init`). It keeps the struct free of trailing
+   * padding, so a later field never lands in bytes an older caller's `struct_size` covers.
+   */
+  uint32_t reserved;
 } LdfSampleParams;
 
 #define LDF_OK 0
@@ -586,6 +608,29 @@ LdfStatus ldf_inpaint(const struct LdfModel *model,
                       const struct LdfSampleParams *params,
                       uint8_t *out,
                       size_t out_len);
+
+/**
+ * `variations` new images for each of `count` images (`count * image_bytes` bytes) into `out`
+ * (`count * variations * image_bytes` bytes): image i's variations j = 0..variations-1 in
+ * order, each depending only on (seed, first_index + i, j). `strength` in [0, 1]: 0 gives the
+ * input back byte for byte; 1 keeps only what the image's latent carries (a fresh draw from its
+ * own learned prior, through the whole image flow); in between, the flow starts part-way from
+ * the image (`steps` solver steps cover what is left). A Gaussian-prior model draws from
+ * N(0, I), so strength 1 there is an unrelated sample. `variations` is 1..=`LDF_MAX_VARIATIONS`
+ * and count x variations at most `LDF_MAX_COUNT`; `out` must not overlap `pixels`.
+ *
+ * # Safety
+ * `model` NULL or live; `pixels` `count * image_bytes` readable bytes; `params` NULL or valid
+ * for its `struct_size`; `out` writable for `out_len` bytes.
+ */
+LdfStatus ldf_vary(const struct LdfModel *model,
+                   const uint8_t *pixels,
+                   uint32_t count,
+                   uint32_t variations,
+                   float strength,
+                   const struct LdfSampleParams *params,
+                   uint8_t *out,
+                   size_t out_len);
 
 /**
  * Fills `params` with the defaults (4 Midpoint steps, seed 0, prior scale 1, no callback) and

@@ -405,6 +405,28 @@ pub fn write_grid(path: &Path, ds: &Dataset, cols: usize, checker: bool) -> Resu
     save_png(path, &grid)
 }
 
+/// Each image of `ds` repeated n x n times, as a data set of (n size)-pixel images (a preview of
+/// how tiles join: a seam shows as a line through every copy).
+pub fn repeat_tiles(ds: &Dataset, n: usize) -> Dataset {
+    if n <= 1 {
+        return ds.clone();
+    }
+    let (s, c) = (ds.size, ds.channels);
+    let mut out = Dataset::new(s * n, c);
+    out.sources = ds.sources.clone();
+    out.pixels.reserve(ds.len() * s * s * c * n * n);
+    for i in 0..ds.len() {
+        let img = ds.image(i);
+        for y in 0..s * n {
+            let row = &img[(y % s) * s * c..][..s * c];
+            for _ in 0..n {
+                out.pixels.extend_from_slice(row);
+            }
+        }
+    }
+    out
+}
+
 /// Saves a PNG atomically (temp file + rename).
 pub fn save_png(path: &Path, img: &RgbaImage) -> Result<()> {
     let mut bytes = Vec::new();

@@ -5,7 +5,7 @@
 //! it, and a DiT velocity network carries a draw from that prior to an image in a few ODE steps.
 //!
 //! Layers, each calling only downward: [`model`] (networks) and [`flow`] (path, solvers) ->
-//! [`pipeline`] (sample / generate / encode / interpolate / inpaint; [`Model`] adds 8-bit
+//! [`pipeline`] (sample / generate / encode / interpolate / inpaint / vary; [`Model`] adds 8-bit
 //! buffers, batching, limits and the device) and [`train`] -> [`checkpoint`] (one validated
 //! `.safetensors` model file). [`capi`] is the C ABI on top of [`Model`] (`include/lediflow.h`).
 

@@ -22,6 +22,10 @@ pub enum Purpose {
     Training = 4,
     /// Evaluation: metric projections, random feature weights, patch positions.
     Evaluation = 5,
+    /// The circular shifts of tileable sampling (one stream per solver time).
+    TileShift = 6,
+    /// Variations: the fresh prior draw of each (image, variation).
+    Variation = 7,
 }
 
 /// xoshiro256++ seeded through SplitMix64: small, fast, and identical on every platform.

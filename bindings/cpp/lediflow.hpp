@@ -45,6 +45,8 @@ struct SampleParams {
     SampleParams &prior_scale(float v) { raw.prior_scale = v; return *this; }
     /** Solver-grid shift; 0 (the default) = the model file's recommendation. */
     SampleParams &time_shift(double v) { raw.time_shift = v; return *this; }
+    /** Seamless tiles: every image wraps around (right edge into left, bottom into top). */
+    SampleParams &tileable(bool v) { raw.tileable = v ? 1u : 0u; return *this; }
     SampleParams &first_index(uint64_t v) { raw.first_index = v; return *this; }
     SampleParams &batch_size(uint32_t v) { raw.batch_size = v; return *this; }
     SampleParams &interpolation(LdfInterpolation v) { raw.interpolation = v; return *this; }
@@ -195,6 +197,24 @@ public:
         std::vector<uint8_t> out(pixels.size());
         detail::run(p, [&](const LdfSampleParams *raw) {
             return ldf_inpaint(model_, pixels.data(), mask.data(), count, raw, out.data(), out.size());
+        });
+        return out;
+    }
+
+    // `variations` new images per image of `pixels`: image i's variations in order, each
+    // depending only on (seed, i, j). strength 0 returns the images, 1 keeps only what each
+    // image's latent carries.
+    std::vector<uint8_t> vary(const std::vector<uint8_t> &pixels, uint32_t variations, float strength,
+                              const SampleParams &p = {}) const {
+        LdfModelInfo i = info();
+        uint32_t count = checked_count(pixels.size(), i.image_bytes, "pixels");
+        if (variations == 0 || variations > LDF_MAX_VARIATIONS)
+            throw Error(LDF_ERR_INVALID_ARGUMENT,
+                        "variations must be in 1..=" + std::to_string(LDF_MAX_VARIATIONS));
+        check_limit(uint64_t(count) * variations > LDF_MAX_COUNT ? 0 : count * variations, "count x variations");
+        std::vector<uint8_t> out(size_t(count) * variations * i.image_bytes);
+        detail::run(p, [&](const LdfSampleParams *raw) {
+            return ldf_vary(model_, pixels.data(), count, variations, strength, raw, out.data(), out.size());
         });
         return out;
     }

@@ -45,6 +45,8 @@ pub const LDF_MAX_STEPS: u32 = 10000;
 pub const LDF_MAX_BATCH: u32 = 4096;
 /// Largest `inpaint_candidates`.
 pub const LDF_MAX_INPAINT_CANDIDATES: u32 = 4096;
+/// Most `variations` per image of `ldf_vary` (and count x variations is at most `LDF_MAX_COUNT`).
+pub const LDF_MAX_VARIATIONS: u32 = 4096;
 
 /// Result of every fallible call. `LDF_OK` is 0; on any other value `ldf_last_error()` says why.
 pub type LdfStatus = i32;

@@ -426,3 +426,51 @@ pub unsafe extern "C" fn ldf_inpaint(
         m.inpaint_into(pixels, mask, &opts, out)
     })
 }
+
+/// `variations` new images for each of `count` images (`count * image_bytes` bytes) into `out`
+/// (`count * variations * image_bytes` bytes): image i's variations j = 0..variations-1 in
+/// order, each depending only on (seed, first_index + i, j). `strength` in [0, 1]: 0 gives the
+/// input back byte for byte; 1 keeps only what the image's latent carries (a fresh draw from its
+/// own learned prior, through the whole image flow); in between, the flow starts part-way from
+/// the image (`steps` solver steps cover what is left). A Gaussian-prior model draws from
+/// N(0, I), so strength 1 there is an unrelated sample. `variations` is 1..=`LDF_MAX_VARIATIONS`
+/// and count x variations at most `LDF_MAX_COUNT`; `out` must not overlap `pixels`.
+///
+/// # Safety
+/// `model` NULL or live; `pixels` `count * image_bytes` readable bytes; `params` NULL or valid
+/// for its `struct_size`; `out` writable for `out_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ldf_vary(
+    model: *const LdfModel,
+    pixels: *const u8,
+    count: u32,
+    variations: u32,
+    strength: f32,
+    params: *const LdfSampleParams,
+    out: *mut u8,
+    out_len: usize,
+) -> LdfStatus {
+    guard("ldf_vary", || {
+        let m = model_ref(model)?;
+        // SAFETY: caller's contract.
+        let (opts, _) = unsafe { options(params)? };
+        check_ptr(pixels, "pixels")?;
+        check_ptr(out, "out")?;
+        crate::pipeline::check_strength(strength)?;
+        crate::pipeline::check_variations(variations as usize)?;
+        let per = m.info().image_bytes();
+        let n = count as usize;
+        check_count(n, "count")?;
+        let outputs = n * variations as usize;
+        check_count(outputs, "count x variations")?;
+        let (_, total) = need(outputs as u32, "count x variations", per, out_len)?;
+        let input = n * per;
+        let (src, dst) = (pixels as usize, out as usize);
+        if src < dst + total && dst < src + input {
+            return invalid("out overlaps pixels");
+        }
+        // SAFETY: checked non-null, disjoint, of the lengths the caller guarantees.
+        let (pixels, out) = unsafe { (in_slice(pixels, input), out_slice(out, total)) };
+        m.vary_into(pixels, variations as usize, strength, &opts, out)
+    })
+}

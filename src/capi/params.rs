@@ -83,6 +83,14 @@ pub struct LdfSampleParams {
     /// shift): Gaussian-prior models need about 3 at 4 Midpoint steps. Added after the first
     /// release: a caller whose `struct_size` ends before it gets the default.
     pub time_shift: f64,
+    /// Non-zero: seamless tiles. Every image wraps around (its right edge continues into its
+    /// left edge, its bottom into its top, in every channel), for every generation call and both
+    /// kinds of model. Default 0. Added after the first release: a caller whose `struct_size`
+    /// ends before it gets 0.
+    pub tileable: u32,
+    /// Ignored (set to 0 by `ldf_sample_params_init`). It keeps the struct free of trailing
+    /// padding, so a later field never lands in bytes an older caller's `struct_size` covers.
+    pub reserved: u32,
 }
 
 /// What a loaded model is. Set `struct_size = sizeof(LdfModelInfo)` before `ldf_model_info`.
@@ -117,7 +125,8 @@ pub struct LdfModelInfo {
 
 /// Smallest `struct_size` accepted: the size of the first published version of each struct
 /// (`LdfSampleParams` ended with `batch_size`, `LdfModelInfo` with `parameters`; the `time_shift`
-/// added to each starts exactly where it ended).
+/// added to each starts exactly where it ended). Fields added later start exactly where the
+/// previous version's struct ended, so a caller's `struct_size` says which fields it knows.
 const SAMPLE_PARAMS_V1: usize = std::mem::offset_of!(LdfSampleParams, time_shift);
 const MODEL_INFO_V1: usize = std::mem::offset_of!(LdfModelInfo, time_shift);
 
@@ -140,6 +149,8 @@ impl Default for LdfSampleParams {
             interpolation: LDF_INTERPOLATION_LINEAR,
             batch_size: 0,
             time_shift: o.time_shift.map_or(0.0, f64::from),
+            tileable: o.tileable as u32,
+            reserved: 0,
         }
     }
 }
@@ -269,6 +280,7 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         inpaint_candidates: p.inpaint_candidates as usize,
         first_index: p.first_index,
         batch_size: p.batch_size as usize,
+        tileable: p.tileable != 0,
         progress,
         // SAFETY: NULL or a live token (the caller's contract).
         cancel: unsafe { p.cancel.as_ref() }.map(LdfCancel::token),

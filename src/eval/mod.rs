@@ -10,9 +10,11 @@ mod features;
 pub mod report;
 mod swd;
 pub mod sweep;
+mod tiling;
 
 pub use features::RandomConvFeatures;
 pub use swd::{SwdConfig, sliced_wasserstein};
+pub use tiling::{SeamStats, seam_stats};
 
 use crate::error::{Result, invalid};
 use crate::rng::{Purpose, Rng};

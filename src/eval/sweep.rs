@@ -34,6 +34,8 @@ pub struct SweepConfig {
     pub time_shifts: Vec<f32>,
     pub latent_steps: usize,
     pub latents: LatentSource,
+    /// Sample seamless tiles ([`SampleOptions::tileable`]).
+    pub tileable: bool,
     pub metrics: EvalConfig,
 }
 
@@ -172,6 +174,7 @@ pub fn sweep(
                             prior_scale,
                             time_shift: Some(time_shift),
                             latent_steps: cfg.latent_steps,
+                            tileable: cfg.tileable,
                             ..Default::default()
                         };
                         let t = Instant::now();

@@ -124,16 +124,38 @@ impl Solver {
         shift: f32,
         hook: &mut StepHook<'_, B, D>,
     ) -> Result<Solution<B, D>> {
+        self.solve_from(f, x0, 0.0, steps, shift, hook)
+    }
+
+    /// Integrates from t = `start` (in [0, 1)) to t = 1: the grid [`time_grid`]`(steps, shift)`
+    /// mapped onto [start, 1] (start + (1 - start) t), so `steps` intervals cover what is left.
+    pub fn solve_from<B: Backend, const D: usize>(
+        self,
+        f: &impl VelocityField<B, D>,
+        x0: Tensor<B, D>,
+        start: f32,
+        steps: usize,
+        shift: f32,
+        hook: &mut StepHook<'_, B, D>,
+    ) -> Result<Solution<B, D>> {
         if steps == 0 {
             return Err(Error::InvalidArgument("steps must be at least 1".into()));
         }
-        let grid = time_grid(steps, shift)?;
-        // Equal steps take exactly h each, as before the shift existed (grid differences can be
-        // an ulp off), so unshifted results stay bit for bit what they were.
+        if !(0.0..1.0).contains(&start) {
+            return Err(Error::InvalidArgument(format!("the start time must be in [0, 1), got {start}")));
+        }
+        let mut grid = time_grid(steps, shift)?;
+        if start > 0.0 {
+            for t in &mut grid[..steps] {
+                *t = start + (1.0 - start) * *t;
+            }
+        }
+        // Equal steps from 0 take exactly h each, as before the shift existed (grid differences
+        // can be an ulp off), so unshifted results stay bit for bit what they were.
         let h = 1.0 / steps as f32;
         let mut x = x0;
         for k in 0..steps {
-            let dt = if shift == 1.0 { h } else { grid[k + 1] - grid[k] };
+            let dt = if shift == 1.0 && start == 0.0 { h } else { grid[k + 1] - grid[k] };
             x = self.step(f, x, grid[k], dt);
             x = hook(k + 1, steps, grid[k + 1], x)?;
         }

@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
-use super::{conv_transpose2d, conv2d, silu};
+use super::{conv_transpose2d_wrap, conv2d, conv2d_wrap, silu};
 use crate::config::ModelConfig;
 
 /// Encoder log-variance clamp: keeps exp() finite without hurting any sensible posterior.
@@ -126,14 +126,20 @@ impl<B: Backend> AuxDecoder<B> {
 
     /// Latents [B, latent_dim] -> (mu_P, logvar_P), each [B, C, H, W].
     pub fn forward(&self, z: Tensor<B, 2>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.forward_wrap(z, false)
+    }
+
+    /// [`Self::forward`]; `wrap`: every convolution pads circularly, so the prior continues
+    /// across the image's opposite edges (tileable images).
+    pub fn forward_wrap(&self, z: Tensor<B, 2>, wrap: bool) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let b = z.dims()[0];
         let h = silu(self.head.forward(z)).reshape([b, self.top_channels, 4, 4]);
-        let mut h = silu(conv2d(&self.conv_top, h));
+        let mut h = silu(conv2d_wrap(&self.conv_top, h, wrap));
         for s in &self.stages {
-            h = silu(conv_transpose2d(&s.up, h));
-            h = silu(conv2d(&s.conv, h));
+            h = silu(conv_transpose2d_wrap(&s.up, h, wrap));
+            h = silu(conv2d_wrap(&s.conv, h, wrap));
         }
-        let out = conv2d(&self.conv_out, h);
+        let out = conv2d_wrap(&self.conv_out, h, wrap);
         let [_, _, hh, ww] = out.dims();
         let c = self.channels;
         let mu = out.clone().slice([0..b, 0..c, 0..hh, 0..ww]);

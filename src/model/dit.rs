@@ -8,8 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{
-    TIME_FREQ_DIM, as_cpu_train, conv2d, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu, softmax_last,
-    time_embedding,
+    TIME_FREQ_DIM, as_cpu_train, conv2d_wrap, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu,
+    softmax_last, time_embedding,
 };
 use crate::config::ModelConfig;
 
@@ -246,6 +246,11 @@ impl<B: Backend> VelocityNet<B> {
 
     /// Velocity at (x_t, t): x [B, C, H, W], t [B] -> [B, C, H, W].
     pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
+        self.forward_wrap(x, t, false)
+    }
+
+    /// [`Self::forward`]; `wrap`: the per-pixel head's convolutions pad circularly (tileable images).
+    pub fn forward_wrap(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, wrap: bool) -> Tensor<B, 4> {
         let device = x.device();
         let g = self.size / self.patch;
         let pos = Tensor::<B, 1>::from_floats(pos_embedding_2d(g, self.dim).as_slice(), &device).reshape([
@@ -265,14 +270,14 @@ impl<B: Backend> VelocityNet<B> {
         match (&self.pixel_head, x_in) {
             (Some(head), Some(x)) => {
                 let f = self.unpatchify_channels(linear_tokens(&head.features, h), head.hidden);
-                let mut a = conv2d(&head.conv_in, x);
+                let mut a = conv2d_wrap(&head.conv_in, x, wrap);
                 if let Some(m) = &head.modulation {
                     let [shift, scale] = <[_; 2]>::try_from(m.forward(c).chunk(2, 1)).unwrap();
                     a = a * (per_pixel(scale, self.size) + 1.0) + per_pixel(shift, self.size);
                 }
                 let a = gelu(f + a);
-                let a = gelu(conv2d(&head.conv_mid, a));
-                out + conv2d(&head.conv_out, a)
+                let a = gelu(conv2d_wrap(&head.conv_mid, a, wrap));
+                out + conv2d_wrap(&head.conv_out, a, wrap)
             }
             _ => out,
         }

@@ -133,6 +133,75 @@ pub(crate) fn conv_transpose2d<B: Backend>(c: &burn::nn::conv::ConvTranspose2d<B
     .unwrap_or_else(|x| c.forward(x))
 }
 
+/// x [N, C, H, W] padded circularly by `p` on both spatial axes ([N, C, H + 2p, W + 2p]):
+/// row -1 is row H-1, column W is column 0, as on a torus.
+pub(crate) fn pad_circular<B: Backend>(x: Tensor<B, 4>, p: usize) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    if p == 0 {
+        return x;
+    }
+    let top = x.clone().slice([0..n, 0..c, h - p..h, 0..w]);
+    let bottom = x.clone().slice([0..n, 0..c, 0..p, 0..w]);
+    let rows = Tensor::cat(vec![top, x, bottom], 2);
+    let h = h + 2 * p;
+    let left = rows.clone().slice([0..n, 0..c, 0..h, w - p..w]);
+    let right = rows.clone().slice([0..n, 0..c, 0..h, 0..p]);
+    Tensor::cat(vec![left, rows, right], 3)
+}
+
+/// [`conv2d`], or with `wrap` the same layer with circular padding in place of its zero padding
+/// (symmetric explicit padding only, as every convolution of these networks has).
+pub(crate) fn conv2d_wrap<B: Backend>(c: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>, wrap: bool) -> Tensor<B, 4> {
+    use burn::nn::PaddingConfig2d;
+    use burn::tensor::ops::ConvOptions;
+    let PaddingConfig2d::Explicit(p, p1, p2, p3) = c.padding else {
+        return conv2d(c, x);
+    };
+    if !wrap || [p1, p2, p3] != [p; 3] {
+        return conv2d(c, x);
+    }
+    let options = ConvOptions::new(c.stride, [0, 0], c.dilation, c.groups);
+    burn::tensor::module::conv2d(pad_circular(x, p), c.weight.val(), c.bias.as_ref().map(|b| b.val()), options)
+}
+
+/// [`conv_transpose2d`], or with `wrap` the same layer with its output taps that fall beyond one
+/// edge added onto the opposite edge (the transpose of a circularly padded convolution).
+pub(crate) fn conv_transpose2d_wrap<B: Backend>(
+    c: &burn::nn::conv::ConvTranspose2d<B>,
+    x: Tensor<B, 4>,
+    wrap: bool,
+) -> Tensor<B, 4> {
+    use burn::tensor::ops::ConvTransposeOptions;
+    let [p, p1] = c.padding;
+    if !wrap || p1 != p || c.padding_out != [0, 0] {
+        return conv_transpose2d(c, x);
+    }
+    let options = ConvTransposeOptions::new(c.stride, [0, 0], [0, 0], c.dilation, c.groups);
+    // The unpadded output is the padded one with p extra rows and columns on each side.
+    let full = burn::tensor::module::conv_transpose2d(x, c.weight.val(), None, options);
+    let fold = |t: Tensor<B, 4>, dim: usize| -> Tensor<B, 4> {
+        let len = t.dims()[dim] - 2 * p;
+        let mut inner = t.clone().narrow(dim, p, len);
+        if p > 0 {
+            // Leading extras belong at the far end, trailing ones at the start.
+            let lead = t.clone().narrow(dim, 0, p);
+            let trail = t.narrow(dim, p + len, p);
+            let end = inner.clone().narrow(dim, len - p, p) + lead;
+            let start = inner.clone().narrow(dim, 0, p) + trail;
+            inner = Tensor::cat(vec![start, inner.clone().narrow(dim, p, len - 2 * p), end], dim);
+        }
+        inner
+    };
+    let out = fold(fold(full, 2), 3);
+    match &c.bias {
+        Some(b) => {
+            let cout = b.dims()[0];
+            out + b.val().reshape([1, cout, 1, 1])
+        }
+        None => out,
+    }
+}
+
 /// `Ok(f(x))` when `B` is the CPU training backend (`f` is written for that concrete type),
 /// `Err(x)` unchanged otherwise.
 fn on_cpu_train<B: Backend, const D: usize>(

@@ -106,7 +106,15 @@ impl<B: Backend> Pipeline<B> {
         if t.dims()[0] != x.dims()[0] {
             return invalid(format!("t has {} entries for {} images", t.dims()[0], x.dims()[0]));
         }
-        Ok(velocity_at(&self.nets.velocity, self.fast.as_ref(), self.config().dit.prediction, all_threads(), x, t))
+        Ok(velocity_at(
+            &self.nets.velocity,
+            self.fast.as_ref(),
+            self.config().dit.prediction,
+            all_threads(),
+            false,
+            x,
+            t,
+        ))
     }
 
     pub fn device(&self) -> &B::Device {
@@ -178,16 +186,17 @@ impl<B: Backend> Pipeline<B> {
     pub fn decode_prior(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
         self.learned("decode_prior")?;
         self.check_latents(&z)?;
-        self.decode(z)
+        self.decode(z, false)
     }
 
-    /// The decoder's forward pass: the fused CPU pass when the pipeline has one.
-    pub(super) fn decode(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+    /// The decoder's forward pass: the fused CPU pass when the pipeline has one. `wrap`: circular
+    /// padding (tileable sampling).
+    pub(super) fn decode(&self, z: Tensor<B, 2>, wrap: bool) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
         let (decoder, _) = self.learned("decode_prior")?;
         let Some(fast) = &self.fast_decoder else {
-            return Ok(decoder.forward(z));
+            return Ok(decoder.forward_wrap(z, wrap));
         };
-        let (mu, logvar) = fast.forward(&floats(z)?);
+        let (mu, logvar) = fast.forward(&floats(z)?, wrap);
         let shape = self.image_shape(mu.len() / self.image_shape(1).iter().product::<usize>());
         Ok((
             Tensor::from_data(TensorData::new(mu, shape), &self.device),
@@ -209,15 +218,18 @@ impl<B: Backend> Pipeline<B> {
         Ok(Tensor::from_data(TensorData::new(mu, [n, self.meta.config.aux.latent_dim]), &self.device))
     }
 
-    /// Prior draw x0 for latents z with the given standard-normal eps.
+    /// Prior draw x0 = mu_P + s sigma_P eps for latents z with the given standard-normal eps
+    /// (s = `opts.prior_scale`; a tileable call decodes the prior with circular padding).
     pub(super) fn prior_draw(
         &self,
         z: Tensor<B, 2>,
         eps: Tensor<B, 4>,
-        scale: f32,
+        opts: &SampleOptions,
     ) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
-        let (mu, logvar) = self.decode_prior(z)?;
-        let x0 = mu.clone() + (logvar * 0.5).exp() * eps * scale;
+        self.learned("decode_prior")?;
+        self.check_latents(&z)?;
+        let (mu, logvar) = self.decode(z, opts.tileable)?;
+        let x0 = mu.clone() + (logvar * 0.5).exp() * eps * opts.prior_scale;
         Ok((x0, mu))
     }
 
@@ -225,6 +237,18 @@ impl<B: Backend> Pipeline<B> {
     pub(super) fn solve_images(
         &self,
         x0: Tensor<B, 4>,
+        opts: &SampleOptions,
+        threads: usize,
+        project: impl FnMut(f32, Tensor<B, 4>) -> Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>> {
+        self.solve_images_from(x0, 0.0, opts, threads, project)
+    }
+
+    /// [`Self::solve_images`] from the state `x` at time `start` (variations start part-way).
+    pub(super) fn solve_images_from(
+        &self,
+        x: Tensor<B, 4>,
+        start: f32,
         opts: &SampleOptions,
         threads: usize,
         mut project: impl FnMut(f32, Tensor<B, 4>) -> Tensor<B, 4>,
@@ -245,8 +269,9 @@ impl<B: Backend> Pipeline<B> {
             fast: self.fast.as_ref(),
             prediction: self.config().dit.prediction,
             threads,
+            wrap: opts.tileable.then_some(opts.seed),
         };
-        let sol = opts.solver.solve_shifted(&field, x0, opts.steps, self.time_shift(opts), &mut hook)?;
+        let sol = opts.solver.solve_from(&field, x, start, opts.steps, self.time_shift(opts), &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))
     }
 }

@@ -75,7 +75,7 @@ impl<B: Backend> Pipeline<B> {
 
     fn generate_shared_noise(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
         let n = z.dims()[0];
-        let (x0, _) = self.prior_draw(z, self.shared_eps(n, opts.seed), opts.prior_scale)?;
+        let (x0, _) = self.prior_draw(z, self.shared_eps(n, opts.seed), opts)?;
         self.solve_images(x0, opts, all_threads(), |_, x| x)
     }
 
@@ -151,7 +151,7 @@ impl<B: Backend> Pipeline<B> {
             PriorKind::Gaussian => eps,
             PriorKind::Learned => {
                 let z = self.inpaint_latents(&images, &m, opts)?;
-                self.prior_draw(z, eps, opts.prior_scale)?.0
+                self.prior_draw(z, eps, opts)?.0
             }
         };
         let y = images.clone();
@@ -184,7 +184,7 @@ impl<B: Backend> Pipeline<B> {
         let drawn = self.latents_from_noise(latent, noise, opts)?.reshape([n, k, d]);
         let cands = Tensor::cat(vec![encoded.unsqueeze_dim(1), drawn], 1); // [n, k+1, d]
         let flat = cands.clone().reshape([n * (k + 1), d]);
-        let (mu, _) = self.decode(flat)?;
+        let (mu, _) = self.decode(flat, opts.tileable)?;
         let mu = mu.reshape([n, k + 1, c, h, w]);
         let y = images.clone().unsqueeze_dim::<5>(1);
         let mm = m.clone().unsqueeze_dim::<5>(1);

@@ -9,6 +9,7 @@ use crate::flow::{VelocityField, output_to_velocity};
 use crate::model::cpu::dit::CpuDit;
 use crate::model::cpu::latent::CpuLatentFlow;
 use crate::model::{LatentFlowNet, VelocityNet};
+use crate::rng::{Purpose, Rng};
 
 /// The image velocity field: the fused CPU forward pass when the pipeline has one (CPU
 /// backend), burn's forward otherwise.
@@ -18,15 +19,19 @@ pub(super) struct ImageField<'a, B: Backend> {
     pub prediction: Prediction,
     /// Threads the fused pass may spread one call's images over.
     pub threads: usize,
+    /// Tileable sampling: Some(seed of the call's circular shifts).
+    pub wrap: Option<u64>,
 }
 
 /// Velocity of `net` at (x, t) with t given per image, through `fast` when present; a
-/// data-predicting network's output is turned into the velocity it stands for.
+/// data-predicting network's output is turned into the velocity it stands for. `wrap`: the
+/// per-pixel head pads circularly.
 pub(super) fn velocity_at<B: Backend>(
     net: &VelocityNet<B>,
     fast: Option<&CpuDit>,
     prediction: Prediction,
     threads: usize,
+    wrap: bool,
     x: Tensor<B, 4>,
     t: Tensor<B, 1>,
 ) -> Tensor<B, 4> {
@@ -34,18 +39,45 @@ pub(super) fn velocity_at<B: Backend>(
     let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
     let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
         Some((fast, Ok(xs), Ok(ts))) => {
-            Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads), dims), &device)
+            Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads, wrap), dims), &device)
         }
-        _ => net.forward(x.clone(), t.clone()),
+        _ => net.forward_wrap(x.clone(), t.clone(), wrap),
     };
     output_to_velocity(prediction, out, x, t)
 }
 
+/// The circular shift (rows, columns) of tileable sampling's evaluation at solver time `t`:
+/// uniform over the image's pixels, the same for every image of the call (so an image's result
+/// does not depend on its batch), drawn from (seed, t).
+///
+/// Single pixels rather than whole patches: shifts by whole patches keep the transformer's
+/// patch grid lined up with the wrap, so no token ever straddles it, and left the baseline's
+/// seam ratio at up to 1.15 over three seeds (single pixels: at most 1.03), for a lower pixel KID
+/// on floor and wall tiles (46 against 55 for LeDiFlow).
+pub(super) fn tile_shift(seed: u64, t: f32, height: usize, width: usize) -> (usize, usize) {
+    let mut rng = Rng::stream(seed, t.to_bits() as u64, Purpose::TileShift);
+    (rng.below(height), rng.below(width))
+}
+
+/// x rolled by (dy, dx) rows and columns, wrapping around: out[y][x] = x[y - dy][x - dx].
+pub(super) fn roll<B: Backend>(x: Tensor<B, 4>, dy: usize, dx: usize) -> Tensor<B, 4> {
+    x.roll(&[dy as i64, dx as i64], &[2, 3])
+}
+
 impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
     fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
-        let n = x.dims()[0];
+        let [n, _, h, w] = x.dims();
         let tt = Tensor::<B, 1>::full([n], t, &x.device());
-        velocity_at(self.net, self.fast, self.prediction, self.threads, x, tt)
+        let Some(seed) = self.wrap else {
+            return velocity_at(self.net, self.fast, self.prediction, self.threads, false, x, tt);
+        };
+        // The network sees the image rolled so that its own borders (where the transformer has
+        // learned that an image ends) fall somewhere new at every evaluation; the velocity is
+        // rolled back. Each place is in the interior most of the time, so the flow joins the
+        // opposite edges as it joins any neighbouring pixels.
+        let (dy, dx) = tile_shift(seed, t, h, w);
+        let v = velocity_at(self.net, self.fast, self.prediction, self.threads, true, roll(x, dy, dx), tt);
+        roll(v, h - dy, w - dx)
     }
 }
 

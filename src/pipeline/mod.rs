@@ -1,5 +1,5 @@
 //! The generation pipeline: sample, sample latents, generate from latents, encode, decode the
-//! prior, interpolate and inpaint (docs/METHOD.md).
+//! prior, interpolate, inpaint and vary (docs/METHOD.md).
 //!
 //! [`Pipeline`] runs on any burn backend with [N, C, H, W] tensors in [-1, 1] ([`crate::image`]
 //! converts 8-bit pixels). [`Model`] is what hosts call: 8-bit buffers, the device chosen at load
@@ -12,15 +12,16 @@ mod memory;
 mod model;
 mod options;
 mod sample;
+mod vary;
 
 pub use base::Pipeline;
 pub use fields::slerp;
 pub use memory::bytes_per_image;
 pub use model::Model;
-pub use options::check_count;
 pub(crate) use options::valid_time_shift;
 pub use options::{
     CancelToken, DEFAULT_BATCH, Interpolation, MAX_BATCH, MAX_COUNT, MAX_FIRST_INDEX, MAX_INPAINT_CANDIDATES,
-    MAX_STEPS, ModelInfo, ProgressFn, SampleOptions,
+    MAX_STEPS, MAX_VARIATIONS, ModelInfo, ProgressFn, SampleOptions,
 };
+pub use options::{check_count, check_strength, check_variations, variation_stream};
 pub use sample::CPU_CHUNK;

@@ -17,7 +17,10 @@ use burn::tensor::TensorData;
 use super::Pipeline;
 use super::base::floats;
 use super::memory::bytes_per_image;
-use super::options::{DEFAULT_BATCH, Interpolation, ModelInfo, SampleOptions, check_count};
+use super::options::{
+    DEFAULT_BATCH, Interpolation, ModelInfo, SampleOptions, check_count, check_strength, check_variations,
+    variation_stream,
+};
 use crate::checkpoint::ModelMeta;
 use crate::config::{ModelConfig, PriorKind};
 use crate::device::Device;
@@ -483,5 +486,67 @@ impl Model {
         let mut out = pixels.to_vec();
         self.inpaint_in_place(&mut out, masks, opts)?;
         Ok(out)
+    }
+
+    /// Checks a variations call and returns (input images, outputs, image bytes).
+    fn vary_shape(
+        &self,
+        pixels: usize,
+        variations: usize,
+        strength: f32,
+        opts: &SampleOptions,
+    ) -> Result<(usize, usize, usize)> {
+        opts.validate()?;
+        check_strength(strength)?;
+        check_variations(variations)?;
+        let per = self.info().image_bytes();
+        let count = items(pixels, per, "pixels")?;
+        let total = count.saturating_mul(variations);
+        check_count(total, "count x variations")?;
+        Ok((count, total, per))
+    }
+
+    /// `variations` new images per image of `pixels` (`count * image_bytes` bytes) into `out`:
+    /// image i's variations j = 0..variations-1 in order, each depending only on (seed,
+    /// first_index + i, j). `strength` in [0, 1]: 0 gives the input back byte for byte, 1 keeps
+    /// only what the image's latent carries ([`Pipeline::vary`]). count x variations is at
+    /// most [`super::MAX_COUNT`].
+    pub fn vary_into(
+        &self,
+        pixels: &[u8],
+        variations: usize,
+        strength: f32,
+        opts: &SampleOptions,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let (_, total, per) = self.vary_shape(pixels.len(), variations, strength, opts)?;
+        need(total, per, out.len(), "out")?;
+        let i = &self.info;
+        with_pipeline!(self, p => self.batched("vary", total, 0, opts, |o, start, n| {
+            let (sources, streams): (Vec<usize>, Vec<u64>) = (start..start + n)
+                .map(|k| (k / variations, variation_stream(opts.first_index, k / variations, k % variations)))
+                .unzip();
+            let dst = &mut out[start * per..(start + n) * per];
+            if 1.0 - strength >= 1.0 {
+                // Nothing moves: the input bytes themselves, not a round trip through floats.
+                for (d, &src) in dst.chunks_exact_mut(per).zip(&sources) {
+                    d.copy_from_slice(&pixels[src * per..(src + 1) * per]);
+                }
+                return Ok(());
+            }
+            let mut batch = Vec::with_capacity(n * per);
+            for &src in &sources {
+                batch.extend_from_slice(&pixels[src * per..(src + 1) * per]);
+            }
+            let x = image::from_u8(&batch, n, i.channels, i.height, i.width, p.device())?;
+            dst.copy_from_slice(&image::to_u8(p.vary(x, &streams, strength, o)?)?);
+            Ok(())
+        }))
+    }
+
+    /// [`Self::vary_into`] into a new buffer.
+    pub fn vary(&self, pixels: &[u8], variations: usize, strength: f32, opts: &SampleOptions) -> Result<Vec<u8>> {
+        let (_, total, per) = self.vary_shape(pixels.len(), variations, strength, opts)?;
+        filled(total * per, |out| self.vary_into(pixels, variations, strength, opts, out))
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_BATCH: usize = 4096;
 pub const MAX_INPAINT_CANDIDATES: usize = 4096;
 /// Images per network batch when [`SampleOptions::batch_size`] is 0.
 pub const DEFAULT_BATCH: usize = 32;
+/// Most variations per image one call takes ([`crate::Model::vary`]).
+pub const MAX_VARIATIONS: usize = 4096;
 /// Largest `first_index`: with up to [`MAX_COUNT`] images and [`MAX_INPAINT_CANDIDATES`]
 /// candidates per image, every noise stream index (first_index + i, and (first_index + i) x
 /// candidates) stays far from u64's end, so no index can wrap around onto another image's stream.
@@ -78,6 +80,11 @@ pub struct SampleOptions {
     /// Images per network batch of a [`crate::Model`] call, 1..=[`MAX_BATCH`], or 0 for
     /// [`DEFAULT_BATCH`]; shrunk further to fit the model's memory limit. Results do not depend on it.
     pub batch_size: usize,
+    /// Seamless tiles: every image wraps around (its right edge continues into its left edge, its
+    /// bottom into its top, in every channel). The prior decoder and the per-pixel head pad their
+    /// convolutions circularly, and before each network evaluation the image is rolled by an
+    /// offset drawn from (seed, solver time), so no place stays the transformer's border.
+    pub tileable: bool,
     pub progress: Option<ProgressFn>,
     pub cancel: Option<CancelToken>,
 }
@@ -95,6 +102,7 @@ impl Default for SampleOptions {
             inpaint_candidates: 16,
             first_index: 0,
             batch_size: 0,
+            tileable: false,
             progress: None,
             cancel: None,
         }
@@ -114,6 +122,7 @@ impl std::fmt::Debug for SampleOptions {
             .field("inpaint_candidates", &self.inpaint_candidates)
             .field("first_index", &self.first_index)
             .field("batch_size", &self.batch_size)
+            .field("tileable", &self.tileable)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .finish()
@@ -169,6 +178,29 @@ impl SampleOptions {
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
     }
+}
+
+/// Checks a variation strength: finite, in [0, 1].
+pub fn check_strength(strength: f32) -> Result<()> {
+    if !strength.is_finite() || !(0.0..=1.0).contains(&strength) {
+        return invalid(format!("strength must be in [0, 1], got {strength}"));
+    }
+    Ok(())
+}
+
+/// Checks a variations count: 1..=[`MAX_VARIATIONS`].
+pub fn check_variations(variations: usize) -> Result<()> {
+    if variations == 0 || variations > MAX_VARIATIONS {
+        return invalid(format!("variations must be in 1..={MAX_VARIATIONS}, got {variations}"));
+    }
+    Ok(())
+}
+
+/// The noise stream of variation `j` of image `i` (counted from the call's first_index): one
+/// per pair, whatever the call's count or variations, and no two pairs share one (first_index
+/// <= 2^48 and j < 2^12, so the index stays below 2^61).
+pub fn variation_stream(first_index: u64, i: usize, j: usize) -> u64 {
+    (first_index + i as u64) * MAX_VARIATIONS as u64 + j as u64
 }
 
 /// How to walk between two given latents.

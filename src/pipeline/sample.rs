@@ -51,7 +51,7 @@ impl<B: Backend> Pipeline<B> {
         let n = z.dims()[0];
         let eps =
             normal_rows::<B, 4>(opts.seed, opts.first_index, Purpose::PriorNoise, self.image_shape(n), &self.device);
-        let (x0, _) = self.prior_draw(z, eps, opts.prior_scale)?;
+        let (x0, _) = self.prior_draw(z, eps, opts)?;
         self.solve_images(x0, opts, threads, |_, x| x)
     }
 

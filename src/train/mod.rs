@@ -473,7 +473,7 @@ impl<B: AutodiffBackend> FmStage<B> {
                     for ((z, lv), e) in z.iter_mut().zip(&logvar_e).zip(&e1) {
                         *z += (lv * 0.5).exp() * e;
                     }
-                    let (mut x0, logvar_p) = fast_dec.forward(&z);
+                    let (mut x0, logvar_p) = fast_dec.forward(&z, false);
                     let e2 = self.rng.normal_vec(x0.len());
                     for ((x, lv), e) in x0.iter_mut().zip(&logvar_p).zip(&e2) {
                         *x += (lv * 0.5).exp() * e * *noise_scale;

@@ -177,6 +177,10 @@ static void test_params(void) {
     EXPECT(p.seed == 0 && p.first_index == 0 && p.progress == NULL && p.cancel == NULL);
     EXPECT(p.batch_size == 0 && p.interpolation == LDF_INTERPOLATION_LINEAR);
     EXPECT(p.time_shift == 0.0); /* the model's recommendation */
+    EXPECT(p.tileable == 0 && p.reserved == 0);
+    /* Every field starts where the previous one ends: no padding an older caller left unset. */
+    EXPECT(offsetof(LdfSampleParams, tileable) == offsetof(LdfSampleParams, time_shift) + sizeof(double));
+    EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, reserved) + sizeof(uint32_t));
     ldf_sample_params_init(NULL);
 
     size_t n = info.image_bytes;
@@ -214,6 +218,16 @@ static void test_params(void) {
     old.struct_size = offsetof(LdfSampleParams, time_shift);
     old.time_shift = NAN;
     EXPECT_STATUS(ldf_sample(model, 1, &old, out, n), LDF_OK);
+    /* One compiled before `tileable` gets plain images whatever lies beyond its struct. */
+    unsigned char *plain = malloc(n), *older = malloc(n);
+    LdfSampleParams before = params(1);
+    EXPECT_STATUS(ldf_sample(model, 1, &before, plain, n), LDF_OK);
+    before.struct_size = offsetof(LdfSampleParams, tileable);
+    before.tileable = 1;
+    EXPECT_STATUS(ldf_sample(model, 1, &before, older, n), LDF_OK);
+    EXPECT(memcmp(plain, older, n) == 0);
+    free(plain);
+    free(older);
     /* A shifted grid samples too, and differs; 0 takes the model's recommendation, which for a
      * file without one is 1 (equal steps). */
     LdfSampleParams shifted = params(1);
@@ -383,6 +397,66 @@ static void test_inpaint(LdfModel *m) {
     free(img);
     free(out);
     free(mask);
+}
+
+/* Seamless tiles: tileable images wrap around; batching changes nothing, as for plain ones. */
+static void test_tileable(LdfModel *m) {
+    LdfModelInfo i = {.struct_size = sizeof i};
+    EXPECT_STATUS(ldf_model_info(m, &i), LDF_OK);
+    size_t per = i.image_bytes;
+    unsigned char *a = malloc(3 * per), *b = malloc(3 * per);
+    LdfSampleParams p = params(21);
+    p.tileable = 1;
+    EXPECT_STATUS(ldf_sample(m, 3, &p, a, 3 * per), LDF_OK);
+    LdfSampleParams q = p;
+    q.batch_size = 1;
+    EXPECT_STATUS(ldf_sample(m, 3, &q, b, 3 * per), LDF_OK);
+    EXPECT(memcmp(a, b, 3 * per) == 0);
+    q = params(21);
+    EXPECT_STATUS(ldf_sample(m, 3, &q, b, 3 * per), LDF_OK);
+    EXPECT(memcmp(a, b, 3 * per) != 0);
+    free(a);
+    free(b);
+}
+
+/* Variations: strength 0 gives the input back; variation j of image i depends only on
+ * (seed, i, j); bad arguments write nothing. */
+static void test_vary(LdfModel *m) {
+    LdfModelInfo i = {.struct_size = sizeof i};
+    EXPECT_STATUS(ldf_model_info(m, &i), LDF_OK);
+    size_t per = i.image_bytes;
+    LdfSampleParams p = params(31);
+    unsigned char *img = malloc(2 * per), *out = malloc(6 * per), *two = malloc(4 * per);
+    EXPECT_STATUS(ldf_sample(m, 2, &p, img, 2 * per), LDF_OK);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 3, 0.0f, &p, out, 6 * per), LDF_OK);
+    for (int k = 0; k < 6; k++) EXPECT(memcmp(out + k * per, img + (k / 3) * per, per) == 0);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 3, 0.5f, &p, out, 6 * per), LDF_OK);
+    EXPECT(memcmp(out, out + per, per) != 0);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, 0.5f, &p, two, 4 * per), LDF_OK);
+    EXPECT(memcmp(two, out, 2 * per) == 0 && memcmp(two + 2 * per, out + 3 * per, 2 * per) == 0);
+    memset(two, 0xAB, 4 * per);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, NAN, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(ldf_last_error(), "strength") != NULL);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, -0.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, 1.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 0, 2, 0.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 0, 0.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, LDF_MAX_VARIATIONS + 1, 0.5f, &p, two, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 0xFFFFFFFFu, 2, 0.5f, &p, two, SIZE_MAX), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, 0.5f, &p, two, 4 * per - 1), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, NULL, 2, 2, 0.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, 0.5f, &p, NULL, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(NULL, img, 2, 2, 0.5f, &p, two, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_vary(m, img, 2, 2, 0.5f, &p, img + per, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    for (size_t k = 0; k < 4 * per; k++) {
+        if (two[k] != 0xAB) {
+            EXPECT(!"a refused ldf_vary wrote into the caller's buffer");
+            break;
+        }
+    }
+    free(img);
+    free(out);
+    free(two);
 }
 
 /* ---- cancellation ---- */
@@ -610,6 +684,10 @@ int main(int argc, char **argv) {
     test_latents();
     test_inpaint(model);
     test_inpaint(gaussian);
+    test_tileable(model);
+    test_tileable(gaussian);
+    test_vary(model);
+    test_vary(gaussian);
     test_progress_and_cancel();
     test_cancel_from_other_thread();
     test_threads();

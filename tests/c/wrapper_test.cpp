@@ -37,6 +37,18 @@ int main(int argc, char **argv) {
     EXPECT(model.interpolate(a, b, 4, params).size() == 4 * info.image_bytes);
     std::vector<uint8_t> mask(3 * info.mask_bytes, 1);
     EXPECT(model.inpaint(images, mask, params) == images);  // everything kept
+    auto tiles = model.sample(3, lediflow::SampleParams(params).tileable(true));
+    EXPECT(tiles.size() == images.size() && tiles != images);
+    EXPECT(model.vary(images, 2, 0.0f, params).size() == 6 * info.image_bytes);
+    std::vector<uint8_t> first(images.begin(), images.begin() + info.image_bytes);
+    auto same = model.vary(images, 2, 0.0f, params);
+    EXPECT(std::equal(first.begin(), first.end(), same.begin()));
+    try {
+        model.vary(images, 2, 2.0f, params);
+        EXPECT(false);
+    } catch (const lediflow::Error &e) {
+        EXPECT(e.status() == LDF_ERR_INVALID_ARGUMENT);
+    }
 
     // Moving keeps one owner.
     lediflow::Model moved = std::move(model);

@@ -1,4 +1,4 @@
-//! `sample`, `interpolate` and `inpaint`: PNG grids and single files, and the arguments they refuse.
+//! `sample`, `interpolate`, `inpaint` and `vary`: PNG grids and single files, and the arguments they refuse.
 
 use crate::{fixture, lediflow, ok, refused};
 
@@ -152,4 +152,70 @@ fn the_latent_step_count_reaches_the_sampler() {
     );
     assert_eq!(one, one_again);
     assert_ne!(one, many);
+}
+
+#[test]
+fn tileable_samples_and_variations_of_images() {
+    let f = fixture();
+    let dir = f.scratch("tiles");
+    let (plain, tiles, repeated) = (dir.join("plain.png"), dir.join("tiles.png"), dir.join("repeated.png"));
+    let sample = |out: &std::path::Path, extra: &[&str]| {
+        ok(lediflow()
+            .args(["sample", "--model"])
+            .arg(&f.model)
+            .args(["--count", "2", "--steps", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(out));
+    };
+    sample(&plain, &[]);
+    sample(&tiles, &["--tileable"]);
+    sample(&repeated, &["--tileable", "--repeat", "3"]);
+    assert_ne!(std::fs::read(&plain).unwrap(), std::fs::read(&tiles).unwrap());
+    // Each 16-pixel image is shown 3x3 times in its grid cell.
+    let g = image::open(&repeated).unwrap();
+    assert_eq!((g.width(), g.height()), (2 * 49 + 1, 49 + 1));
+    refused(
+        lediflow().args(["sample", "--model"]).arg(&f.model).args(["--repeat", "0", "--out"]).arg(&plain),
+        "--repeat",
+    );
+
+    let (grid, singles) = (dir.join("vary.png"), dir.join("vary"));
+    ok(lediflow()
+        .args(["vary", "--model"])
+        .arg(&f.model)
+        .arg("--image")
+        .arg(f.data.join("0.png"))
+        .arg("--image")
+        .arg(f.data.join("1.png"))
+        .args(["--count", "3", "--strength", "0.5", "--steps", "2", "--out"])
+        .arg(&grid)
+        .arg("--out-dir")
+        .arg(&singles));
+    // One row per image, one column per variation.
+    let g = image::open(&grid).unwrap();
+    assert_eq!((g.width(), g.height()), (3 * 17 + 1, 2 * 17 + 1));
+    assert_eq!(std::fs::read_dir(&singles).unwrap().count(), 6);
+    for bad in ["nan", "-0.5", "1.5"] {
+        refused(
+            lediflow()
+                .args(["vary", "--model"])
+                .arg(&f.model)
+                .arg("--image")
+                .arg(f.data.join("0.png"))
+                .args(["--strength", bad, "--out"])
+                .arg(&grid),
+            "strength",
+        );
+    }
+    refused(
+        lediflow()
+            .args(["vary", "--model"])
+            .arg(&f.model)
+            .arg("--image")
+            .arg(dir.join("missing.png"))
+            .arg("--out")
+            .arg(&grid),
+        "missing.png",
+    );
 }

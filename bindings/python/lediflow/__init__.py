@@ -90,6 +90,8 @@ class _Params(C.Structure):
         ("interpolation", C.c_uint32),
         ("batch_size", C.c_uint32),
         ("time_shift", C.c_double),
+        ("tileable", C.c_uint32),
+        ("reserved", C.c_uint32),
     ]
 
 
@@ -137,6 +139,7 @@ def _load():
         "ldf_encode": ([vp, u8p, C.c_uint32, f32p, C.c_size_t], C.c_int32),
         "ldf_interpolate": ([vp, f32p, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_inpaint": ([vp, u8p, u8p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_vary": ([vp, u8p, C.c_uint32, C.c_uint32, C.c_float, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_cancel_new": ([C.POINTER(vp)], C.c_int32),
         "ldf_cancel_request": ([vp], None),
         "ldf_cancel_reset": ([vp], None),
@@ -153,6 +156,8 @@ def _load():
 
 #: Most images, frames or latents one call takes (LDF_MAX_COUNT); larger jobs use first_index.
 MAX_COUNT = 65536
+#: Most variations per image of Model.vary (LDF_MAX_VARIATIONS).
+MAX_VARIATIONS = 4096
 
 
 class LediflowError(Exception):
@@ -231,7 +236,7 @@ class _Call:
 
     def __init__(self, seed=0, steps=4, solver="midpoint", prior_scale=1.0, progress=None, cancel=None,
                  first_index=0, batch_size=0, latent_steps=16, latent_solver="midpoint",
-                 inpaint_candidates=16, interpolation="linear", time_shift=None):
+                 inpaint_candidates=16, interpolation="linear", time_shift=None, tileable=False):
         lib = _load()
         p = _Params()
         lib.ldf_sample_params_init(C.byref(p))
@@ -246,6 +251,7 @@ class _Call:
         p.batch_size = _uint(batch_size, 32, "batch_size")
         # None (or 0) leaves the shift to the model file's recommendation.
         p.time_shift = 0.0 if time_shift is None else float(time_shift)
+        p.tileable = 1 if tileable else 0
         if cancel is not None:
             p.cancel = cancel._ptr
         self.error = None
@@ -404,7 +410,8 @@ class Model:
         """`count` images as uint8 (count, H, W, C). progress(step, total) returning False cancels.
         Options: cancel, first_index, batch_size, latent_steps, latent_solver, time_shift (solver
         grid: 1 = equal steps, > 1 shorter steps near the prior; about 3 for Gaussian-prior models
-        at 4 Midpoint steps; None, the default, = the model file's recommendation, else 1)."""
+        at 4 Midpoint steps; None, the default, = the model file's recommendation, else 1),
+        tileable (True: seamless tiles, each image wraps around; every generation call takes it)."""
         n = self._count(count)
         call = _Call(seed, steps, solver, prior_scale, progress, **options)
         out = np.empty((n, *self._shape), np.uint8)
@@ -469,6 +476,23 @@ class Model:
         with self._handle() as h:
             call.run(_load().ldf_inpaint(h, _u8(x), _u8(m), x.shape[0], C.byref(call.params), _u8(out),
                                          out.nbytes))
+        return out
+
+    def vary(self, images, count: int, strength: float = 0.5, seed: int = 0, steps: int = 4,
+             solver: str = "midpoint", prior_scale: float = 1.0, progress=None, **options) -> np.ndarray:
+        """`count` variations of each uint8 image (N, H, W, C): uint8 (N, count, H, W, C), image i's
+        variation j depending only on (seed, i, j). strength in [0, 1]: 0 returns the images, 1
+        keeps only what each image's latent carries (a fresh draw from its own learned prior); in
+        between the flow starts part-way from the image."""
+        x = self._images(images)
+        if not isinstance(count, (int, np.integer)) or count < 1 or count > MAX_VARIATIONS:
+            raise ValueError(f"count must be an integer in 1..={MAX_VARIATIONS}, got {count!r}")
+        self._count(x.shape[0] * int(count), "images x count")
+        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        out = np.empty((x.shape[0], int(count), *self._shape), np.uint8)
+        with self._handle() as h:
+            call.run(_load().ldf_vary(h, _u8(x), x.shape[0], int(count), float(strength), C.byref(call.params),
+                                      _u8(out), out.nbytes))
         return out
 
 

@@ -153,6 +153,42 @@ def test_inpaint_keeps_known_pixels(model, gaussian):
         assert out.shape == imgs.shape
 
 
+def seam_ratio(images):
+    """Mean |difference| of pixel pairs that neighbour across the wrap over the interior mean."""
+    x = images.astype(np.int32)
+    wrap = np.concatenate([np.abs(x[:, :, -1] - x[:, :, 0]).ravel(), np.abs(x[:, -1] - x[:, 0]).ravel()])
+    inner = np.concatenate([np.abs(np.diff(x, axis=2)).ravel(), np.abs(np.diff(x, axis=1)).ravel()])
+    return wrap.mean() / inner.mean()
+
+
+def test_tileable_images_wrap_around(model, gaussian):
+    for m in (model, gaussian):
+        plain = m.sample(24, seed=3, steps=2)
+        tiles = m.sample(24, seed=3, steps=2, tileable=True)
+        assert seam_ratio(plain) > 1.3 > seam_ratio(tiles), (seam_ratio(plain), seam_ratio(tiles))
+        # Batching changes nothing, as for plain images.
+        np.testing.assert_array_equal(m.sample(24, seed=3, steps=2, tileable=True, batch_size=5), tiles)
+
+
+def test_variations(model, gaussian):
+    for m in (model, gaussian):
+        imgs = m.sample(2, seed=6, steps=2)
+        same = m.vary(imgs, 3, strength=0.0)
+        assert same.shape == (2, 3, 32, 32, 4)
+        np.testing.assert_array_equal(same, np.repeat(imgs[:, None], 3, axis=1))
+        near = m.vary(imgs, 3, strength=0.3, seed=1, steps=2).astype(int)
+        far = m.vary(imgs, 3, strength=1.0, seed=1, steps=2).astype(int)
+        d = lambda v: np.abs(v - imgs[:, None].astype(int)).mean()
+        assert 0 < d(near) < d(far)
+        # One image alone gets the variations it had in the pair.
+        np.testing.assert_array_equal(m.vary(imgs[:1], 3, strength=0.3, seed=1, steps=2), near[:1])
+    with pytest.raises(lediflow.LediflowError) as e:
+        model.vary(imgs, 2, strength=float("nan"))
+    assert e.value.status == lediflow.ERR_INVALID_ARGUMENT and "strength" in str(e.value)
+    with pytest.raises(ValueError):
+        model.vary(imgs, 0)
+
+
 def test_progress_and_cancel(model):
     seen = []
     model.sample(3, steps=2, batch_size=2, progress=lambda s, t: seen.append((s, t)))

@@ -84,6 +84,10 @@ pub struct GenArgs {
     /// [default: none].
     #[arg(long, value_name = "MB")]
     pub memory_limit: Option<f64>,
+    /// Seamless tiles: every image wraps around (right edge into left, bottom into top), for
+    /// floor and wall textures that repeat without a seam. `--repeat 3` shows them repeated.
+    #[arg(long)]
+    pub tileable: bool,
 }
 
 impl GenArgs {
@@ -103,6 +107,7 @@ impl GenArgs {
             prior_scale: self.prior_scale,
             time_shift: self.time_shift,
             latent_steps: self.latent_steps,
+            tileable: self.tileable,
             ..Default::default()
         };
         opts.validate().map_err(|e| e.to_string())?;
@@ -125,6 +130,9 @@ pub struct OutArgs {
     /// Show transparency in the grid as a grey checkerboard.
     #[arg(long)]
     pub checker: bool,
+    /// Show each image of the grid repeated N x N times (to see whether tiles join seamlessly).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub repeat: u16,
 }
 
 impl OutArgs {
@@ -143,7 +151,8 @@ impl OutArgs {
         ds.pixels = pixels;
         ds.sources = (0..n).map(|i| format!("{stem} {i}")).collect();
         if let Some(out) = &self.out {
-            data::write_grid(out, &ds, self.columns.unwrap_or(columns), self.checker).map_err(|e| e.to_string())?;
+            let shown = data::repeat_tiles(&ds, self.repeat as usize);
+            data::write_grid(out, &shown, self.columns.unwrap_or(columns), self.checker).map_err(|e| e.to_string())?;
             eprintln!("wrote {}", out.display());
         }
         if let Some(dir) = &self.out_dir {

@@ -51,6 +51,9 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda and an NVIDIA driver).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Score seamless tiles (sampled with `--tileable`).
+    #[arg(long)]
+    pub tileable: bool,
 }
 
 pub fn eval(a: EvalArgs) -> Result<(), String> {
@@ -89,6 +92,7 @@ pub fn eval(a: EvalArgs) -> Result<(), String> {
             "train" => LatentSource::Train,
             other => return Err(format!("--latents must be flow or train, got '{other}'")),
         },
+        tileable: a.tileable,
         metrics: Default::default(),
     };
     cfg.validate(model.info().prior).map_err(|e| e.to_string())?;

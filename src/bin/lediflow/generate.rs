@@ -1,4 +1,4 @@
-//! `sample`, `interpolate` and `inpaint`: generation through [`lediflow::Model`], written as PNGs.
+//! `sample`, `interpolate`, `inpaint` and `vary`: generation through [`lediflow::Model`], written as PNGs.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +64,26 @@ pub struct InpaintArgs {
     /// Number of different completions (completion i draws its noise from stream (seed, i)).
     #[arg(long, default_value_t = 8)]
     pub count: usize,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Args)]
+pub struct VaryArgs {
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+    /// The image to vary (PNG/JPEG, cropped and resized to the model size); repeat the flag for
+    /// several images (the grid then has one row per image).
+    #[arg(long, required = true)]
+    pub image: Vec<PathBuf>,
+    /// Variations per image (variation j of image i draws its noise from (seed, i, j)).
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// How far a variation may move from the image, 0..=1: 0 returns it, 1 keeps only what its
+    /// latent carries (a fresh draw from its own learned prior); in between the flow starts
+    /// part-way from the image.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub strength: f32,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -155,4 +175,21 @@ pub fn inpaint(a: InpaintArgs) -> Result<(), String> {
     let filled = p.inpaint(&image, &masks, &opts).map_err(|e| e.to_string())?;
     report("completions", a.count, &opts, t);
     a.out.write(&p, filled, "inpaint", 8)
+}
+
+pub fn vary(a: VaryArgs) -> Result<(), String> {
+    a.out.check()?;
+    let (p, opts) = a.gen_args.load()?;
+    // Checked before any image is read or anything runs.
+    lediflow::pipeline::check_strength(a.strength).map_err(|e| format!("--strength: {e}"))?;
+    lediflow::pipeline::check_variations(a.count).map_err(|e| format!("--count: {e}"))?;
+    lediflow::pipeline::check_count(a.image.len() * a.count, "images x --count").map_err(|e| e.to_string())?;
+    let mut pixels = Vec::new();
+    for path in &a.image {
+        pixels.extend(image_pixels(&p, path)?);
+    }
+    let t = std::time::Instant::now();
+    let out = p.vary(&pixels, a.count, a.strength, &opts).map_err(|e| e.to_string())?;
+    report("variations", a.image.len() * a.count, &opts, t);
+    a.out.write(&p, out, "vary", a.count)
 }

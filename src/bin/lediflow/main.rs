@@ -30,6 +30,8 @@ enum Command {
     Interpolate(generate::InterpolateArgs),
     /// Fill a region of an image: the masked-out part is generated, the rest kept exactly.
     Inpaint(generate::InpaintArgs),
+    /// New images like a given one: more or less of the image kept by --strength.
+    Vary(generate::VaryArgs),
     /// Measure sample quality against the held-out split (SWD, KID, precision/recall, memorisation).
     Eval(eval::EvalArgs),
     /// Sampling speed and peak memory per batch size, FM forward GFLOP/s (a benchmark, not a test).
@@ -87,6 +89,7 @@ fn main() {
         Command::Sample(a) => generate::sample(a),
         Command::Interpolate(a) => generate::interpolate(a),
         Command::Inpaint(a) => generate::inpaint(a),
+        Command::Vary(a) => generate::vary(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Info(a) => inspect::info(a),

@@ -53,18 +53,19 @@ impl Conv3 {
     }
 
     /// x [h*w, cin] (channels last) -> out [oh*ow, cout] with (oh, ow) = (h, w) / stride;
-    /// `col` is scratch for the im2col rows.
-    pub(super) fn forward(&self, x: &[f32], h: usize, w: usize, col: &mut Vec<f32>, out: &mut [f32]) {
+    /// `col` is scratch for the im2col rows. `wrap`: circular padding (the map's opposite
+    /// edges are neighbours, as on a torus) instead of zeros.
+    pub(super) fn forward(&self, x: &[f32], h: usize, w: usize, wrap: bool, col: &mut Vec<f32>, out: &mut [f32]) {
         // On small maps the padding columns cost more than im2col's copies save (measured).
         if self.stride == 1 && w >= 16 {
-            self.forward_padded(x, h, w, col, out)
+            self.forward_padded(x, h, w, wrap, col, out)
         } else {
-            self.forward_im2col(x, h, w, col, out)
+            self.forward_im2col(x, h, w, wrap, col, out)
         }
     }
 
     /// Any stride: one im2col matrix [oh*ow, 9 cin], one matrix product.
-    fn forward_im2col(&self, x: &[f32], h: usize, w: usize, col: &mut Vec<f32>, out: &mut [f32]) {
+    fn forward_im2col(&self, x: &[f32], h: usize, w: usize, wrap: bool, col: &mut Vec<f32>, out: &mut [f32]) {
         let (cin, k, s) = (self.cin, 9 * self.cin, self.stride);
         let (oh, ow) = (h / s, w / s);
         if col.len() < oh * ow * k {
@@ -78,7 +79,10 @@ impl Conv3 {
                     for kx in 0..3 {
                         let sx = (xx * s + kx) as isize - 1;
                         let tap = &mut row[(ky * 3 + kx) * cin..][..cin];
-                        if sy < 0 || sy >= h as isize || sx < 0 || sx >= w as isize {
+                        if wrap {
+                            let (sy, sx) = (sy.rem_euclid(h as isize) as usize, sx.rem_euclid(w as isize) as usize);
+                            tap.copy_from_slice(&x[(sy * w + sx) * cin..][..cin]);
+                        } else if sy < 0 || sy >= h as isize || sx < 0 || sx >= w as isize {
                             tap.fill(0.0); // zero padding
                         } else {
                             tap.copy_from_slice(&x[(sy as usize * w + sx as usize) * cin..][..cin]);
@@ -93,13 +97,14 @@ impl Conv3 {
         matmul((oh * ow, self.cout, k), out, self.cout, true, col, (k, 1), &self.w, (self.cout, 1), 1.0);
     }
 
-    /// Stride 1 without im2col: x is copied once into a zero-bordered (h+2) x (w+2) map, flat.
+    /// Stride 1 without im2col: x is copied once into a zero-bordered (h+2) x (w+2) map, flat
+    /// (with `wrap`, the border holds the opposite edges instead: row -1 is row h-1, and so on).
     /// Output pixel (y, x) at flat row q = y (w+2) + x reads tap (ky, kx) at padded row
     /// q + ky (w+2) + kx, so for each ky the three kx taps are 3 cin consecutive numbers and
     /// the whole convolution is three matrix products over overlapping rows of the padded map
     /// (2 of every w+2 rows are padding columns whose results are dropped). The im2col matrix
     /// this avoids is 9x the input and, at 32x32x32, larger than the cache.
-    fn forward_padded(&self, x: &[f32], h: usize, w: usize, col: &mut Vec<f32>, out: &mut [f32]) {
+    fn forward_padded(&self, x: &[f32], h: usize, w: usize, wrap: bool, col: &mut Vec<f32>, out: &mut [f32]) {
         let (cin, cout, pw) = (self.cin, self.cout, w + 2);
         let padded = (h + 2) * pw * cin;
         let rows = h * pw - 2; // q = 0 ..= (h-1) (w+2) + (w-1)
@@ -108,9 +113,20 @@ impl Conv3 {
         }
         let (xp, acc) = col.split_at_mut(padded);
         let acc = &mut acc[..rows * cout];
-        xp.fill(0.0);
-        for y in 0..h {
-            xp[((y + 1) * pw + 1) * cin..][..w * cin].copy_from_slice(&x[y * w * cin..][..w * cin]);
+        if wrap {
+            // Padded row py holds image row py - 1 (mod h), its columns w-1, 0..w, 0.
+            for py in 0..h + 2 {
+                let src = &x[((py + h - 1) % h) * w * cin..][..w * cin];
+                let dst = &mut xp[py * pw * cin..][..pw * cin];
+                dst[..cin].copy_from_slice(&src[(w - 1) * cin..]);
+                dst[cin..(w + 1) * cin].copy_from_slice(src);
+                dst[(w + 1) * cin..].copy_from_slice(&src[..cin]);
+            }
+        } else {
+            xp.fill(0.0);
+            for y in 0..h {
+                xp[((y + 1) * pw + 1) * cin..][..w * cin].copy_from_slice(&x[y * w * cin..][..w * cin]);
+            }
         }
         for r in acc.chunks_exact_mut(cout) {
             r.copy_from_slice(&self.b);
@@ -160,7 +176,8 @@ impl ConvT4 {
     }
 
     /// x [h*w, cin] -> out [2h*2w, cout]; `taps` is scratch for the [h*w, 16*cout] products.
-    fn forward(&self, x: &[f32], h: usize, w: usize, taps: &mut Vec<f32>, out: &mut [f32]) {
+    /// `wrap`: taps that fall off one edge land on the opposite one (circular padding).
+    fn forward(&self, x: &[f32], h: usize, w: usize, wrap: bool, taps: &mut Vec<f32>, out: &mut [f32]) {
         let (cout, n) = (self.cout, 16 * self.cout);
         if taps.len() < h * w * n {
             taps.resize(h * w * n, 0.0);
@@ -176,13 +193,17 @@ impl ConvT4 {
             for ix in 0..w {
                 let t = &taps[(iy * w + ix) * n..][..n];
                 for ky in 0..4 {
-                    let oy = (2 * iy + ky) as isize - 1;
-                    if oy < 0 || oy >= oh as isize {
+                    let mut oy = (2 * iy + ky) as isize - 1;
+                    if wrap {
+                        oy = oy.rem_euclid(oh as isize);
+                    } else if oy < 0 || oy >= oh as isize {
                         continue;
                     }
                     for kx in 0..4 {
-                        let ox = (2 * ix + kx) as isize - 1;
-                        if ox < 0 || ox >= ow as isize {
+                        let mut ox = (2 * ix + kx) as isize - 1;
+                        if wrap {
+                            ox = ox.rem_euclid(ow as isize);
+                        } else if ox < 0 || ox >= ow as isize {
                             continue;
                         }
                         let o = &mut out[(oy as usize * ow + ox as usize) * cout..][..cout];
@@ -253,8 +274,9 @@ impl CpuDecoder {
 
     /// Latents z [n, latent_dim] -> (mu_P, logvar_P), each [n, C, H, W] as flat arrays.
     /// Images run one after another on this thread (a decoder call is cheap next to the flow,
-    /// and sampling already runs chunks of images on separate threads).
-    pub fn forward(&self, z: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    /// and sampling already runs chunks of images on separate threads). `wrap`: every
+    /// convolution pads circularly, so the prior is continuous across the image's opposite edges.
+    pub fn forward(&self, z: &[f32], wrap: bool) -> (Vec<f32>, Vec<f32>) {
         let d = self.head.input;
         assert!(
             d > 0 && z.len().is_multiple_of(d),
@@ -293,17 +315,17 @@ impl CpuDecoder {
                     1.0,
                 );
                 silu_in_place(&mut a[..16 * self.top]);
-                self.conv_top.forward(a, 4, 4, scratch, b);
+                self.conv_top.forward(a, 4, 4, wrap, scratch, b);
                 silu_in_place(&mut b[..16 * self.top]);
                 let mut hw = 4;
                 for (up, conv) in &self.stages {
-                    up.forward(b, hw, hw, scratch, a);
+                    up.forward(b, hw, hw, wrap, scratch, a);
                     hw *= 2;
                     silu_in_place(&mut a[..hw * hw * up.cout]);
-                    conv.forward(a, hw, hw, scratch, b);
+                    conv.forward(a, hw, hw, wrap, scratch, b);
                     silu_in_place(&mut b[..hw * hw * conv.cout]);
                 }
-                self.conv_out.forward(b, hw, hw, scratch, a);
+                self.conv_out.forward(b, hw, hw, wrap, scratch, a);
                 let out = &a[..plane * 2 * c];
                 let span = self.logvar_max - self.logvar_min;
                 for ch in 0..c {
@@ -340,11 +362,44 @@ mod tests {
                 TensorData::new(zs.clone(), [n, cfg.aux.latent_dim]),
                 &Default::default(),
             );
-            let (mu, logvar) = dec.forward(z);
-            let (fmu, flogvar) = fast.forward(&zs);
-            assert!(max_rel_diff(&floats(mu), &fmu) < 1e-4, "{preset} mu");
-            assert!(max_rel_diff(&floats(logvar), &flogvar) < 1e-4, "{preset} logvar");
+            for wrap in [false, true] {
+                let (mu, logvar) = dec.forward_wrap(z.clone(), wrap);
+                let (fmu, flogvar) = fast.forward(&zs, wrap);
+                assert!(max_rel_diff(&floats(mu), &fmu) < 1e-4, "{preset} mu wrap {wrap}");
+                assert!(max_rel_diff(&floats(logvar), &flogvar) < 1e-4, "{preset} logvar wrap {wrap}");
+            }
         }
+    }
+
+    /// A circularly padded convolution commutes with rolling the map: conv(roll(x)) = roll(conv(x))
+    /// for stride 1, and the transposed stride-2 convolution maps a roll by 1 to a roll by 2.
+    #[test]
+    fn wrapped_convolutions_commute_with_rolls() {
+        let mut rng = crate::rng::Rng::new(12);
+        let roll = |x: &[f32], h: usize, w: usize, c: usize, dy: usize, dx: usize| {
+            let mut out = vec![0f32; x.len()];
+            for y in 0..h {
+                for xx in 0..w {
+                    let to = (((y + dy) % h) * w + (xx + dx) % w) * c;
+                    out[to..to + c].copy_from_slice(&x[(y * w + xx) * c..][..c]);
+                }
+            }
+            out
+        };
+        let (cin, cout, h, w) = (3, 5, 8, 16);
+        let conv = Conv3 { w: rng.normal_vec(9 * cin * cout), b: rng.normal_vec(cout), cin, cout, stride: 1 };
+        let x = rng.normal_vec(h * w * cin);
+        let (mut a, mut b) = (vec![0f32; h * w * cout], vec![0f32; h * w * cout]);
+        let mut col = Vec::new();
+        conv.forward(&x, h, w, true, &mut col, &mut a);
+        conv.forward(&roll(&x, h, w, cin, 3, 5), h, w, true, &mut col, &mut b);
+        assert!(max_rel_diff(&roll(&a, h, w, cout, 3, 5), &b) < 1e-5);
+
+        let up = ConvT4 { w: rng.normal_vec(cin * 16 * cout), b: rng.normal_vec(cout), cin, cout };
+        let (mut a, mut b) = (vec![0f32; 4 * h * w * cout], vec![0f32; 4 * h * w * cout]);
+        up.forward(&x, h, w, true, &mut col, &mut a);
+        up.forward(&roll(&x, h, w, cin, 1, 1), h, w, true, &mut col, &mut b);
+        assert!(max_rel_diff(&roll(&a, 2 * h, 2 * w, cout, 2, 2), &b) < 1e-5);
     }
 
     /// A random 3x3 stride-1 convolution's two CPU paths agree (odd sizes, cin 1 to 32, 1x1).
@@ -356,11 +411,13 @@ mod tests {
             let x = rng.normal_vec(h * w * cin);
             let (mut a, mut b) = (vec![0f32; h * w * cout], vec![0f32; h * w * cout]);
             let mut col = Vec::new();
-            conv.forward_im2col(&x, h, w, &mut col, &mut a);
-            // A dirty scratch buffer must not leak into the result.
-            col.iter_mut().for_each(|v| *v = f32::NAN);
-            conv.forward_padded(&x, h, w, &mut col, &mut b);
-            assert!(max_rel_diff(&a, &b) < 1e-5, "{cin}->{cout} at {h}x{w}");
+            for wrap in [false, true] {
+                conv.forward_im2col(&x, h, w, wrap, &mut col, &mut a);
+                // A dirty scratch buffer must not leak into the result.
+                col.iter_mut().for_each(|v| *v = f32::NAN);
+                conv.forward_padded(&x, h, w, wrap, &mut col, &mut b);
+                assert!(max_rel_diff(&a, &b) < 1e-5, "{cin}->{cout} at {h}x{w} wrap {wrap}");
+            }
         }
     }
 }

@@ -167,7 +167,9 @@ impl CpuDit {
     /// product's height, so stacking images into taller products would round differently per
     /// batch size; one image is 64 rows for the `small` network, already gemm's full tile
     /// height, and costs a few percent of throughput against 1024-row products.)
-    pub fn forward(&self, x: &[f32], t: &[f32], threads: usize) -> Vec<f32> {
+    ///
+    /// `wrap`: the per-pixel head's convolutions pad circularly (for tileable images).
+    pub fn forward(&self, x: &[f32], t: &[f32], threads: usize, wrap: bool) -> Vec<f32> {
         let n = t.len();
         let len = self.image_len();
         assert_eq!(x.len(), n * len, "CpuDit::forward: x holds {} numbers for {n} images", x.len());
@@ -187,7 +189,7 @@ impl CpuDit {
                     self.modulations(t[k], &mut mods);
                     mods_t = Some(t[k].to_bits());
                 }
-                self.forward_image(&x[k * len..][..len], &mods, oi);
+                self.forward_image(&x[k * len..][..len], &mods, wrap, oi);
             }
         };
         if threads > 1 && n > per {
@@ -228,7 +230,7 @@ impl CpuDit {
     }
 
     /// One image x [C, H, W] with its modulation vectors -> velocity [C, H, W] into out.
-    fn forward_image(&self, x: &[f32], mods: &[f32], out: &mut [f32]) {
+    fn forward_image(&self, x: &[f32], mods: &[f32], wrap: bool, out: &mut [f32]) {
         let (d, n, heads) = (self.dim, self.tokens, self.heads);
         let hd = d / heads;
         let pdim = self.patch_embed.input;
@@ -285,14 +287,14 @@ impl CpuDit {
                 // The head's token features [n, H*p*p] (a still holds the final normed tokens).
                 let feats = &mut wide_buf[..n * head.features.output];
                 dense(&head.features, a, n, feats);
-                self.pixel_head(head, x, feats, &mods[self.blocks.len() * 6 * d + 2 * d..], out);
+                self.pixel_head(head, x, feats, &mods[self.blocks.len() * 6 * d + 2 * d..], wrap, out);
             }
         });
     }
 
     /// out += the per-pixel head of image x [C, H, W] with token features `feats` and (for a
-    /// time-modulated head) its shift and scale `mods` [2 * H].
-    fn pixel_head(&self, head: &Head, x: &[f32], feats: &[f32], mods: &[f32], out: &mut [f32]) {
+    /// time-modulated head) its shift and scale `mods` [2 * H]; `wrap`: circular padding.
+    fn pixel_head(&self, head: &Head, x: &[f32], feats: &[f32], mods: &[f32], wrap: bool, out: &mut [f32]) {
         let (c, hid, s) = (self.channels, head.hidden, self.size);
         let plane = s * s;
         HEAD_WORKSPACE.with(|w| {
@@ -307,7 +309,7 @@ impl CpuDit {
                     xc[p * c + ch] = *v;
                 }
             }
-            head.conv_in.forward(xc, s, s, col, m1);
+            head.conv_in.forward(xc, s, s, wrap, col, m1);
             if head.modulation.is_some() {
                 let (shift, scale) = mods.split_at(hid);
                 for px in m1[..plane * hid].chunks_exact_mut(hid) {
@@ -330,9 +332,9 @@ impl CpuDit {
                 }
             }
             gelu_in_place(&mut m1[..plane * hid]);
-            head.conv_mid.forward(m1, s, s, col, m2);
+            head.conv_mid.forward(m1, s, s, wrap, col, m2);
             gelu_in_place(&mut m2[..plane * hid]);
-            head.conv_out.forward(m2, s, s, col, xc);
+            head.conv_out.forward(m2, s, s, wrap, col, xc);
             for ch in 0..c {
                 for (p, o) in out[ch * plane..][..plane].iter_mut().enumerate() {
                     *o += xc[p * c + ch];
@@ -398,10 +400,12 @@ mod tests {
         let x = Tensor::<CpuBackend, 4>::from_data(TensorData::new(xs, [batch, channels, size, size]), &device);
         let ts: Vec<f32> = (0..batch).map(|i| (i as f32 + 0.5) / batch as f32).collect();
         let t = Tensor::<CpuBackend, 1>::from_data(TensorData::new(ts.clone(), [batch]), &device);
-        let want = floats(net.forward(x.clone(), t));
-        let got = fast.forward(&floats(x), &ts, threads);
-        let diff = max_rel_diff(&want, &got);
-        assert!(diff <= 1e-4, "{preset} head {head} b{batch} t{threads}: max |diff| {diff} of the output scale");
+        for wrap in [false, true] {
+            let want = floats(net.forward_wrap(x.clone(), t.clone(), wrap));
+            let got = fast.forward(&floats(x.clone()), &ts, threads, wrap);
+            let diff = max_rel_diff(&want, &got);
+            assert!(diff <= 1e-4, "{preset} head {head} b{batch} t{threads} wrap {wrap}: max |diff| {diff}");
+        }
     }
 
     #[test]
@@ -419,6 +423,32 @@ mod tests {
         compare_with_head("small", 4, 32, 3, 1, -32);
     }
 
+    /// With circular padding the head's convolutions wrap around: an image's head output differs
+    /// from the zero-padded one only near the borders, never in the interior.
+    #[test]
+    fn wrapping_changes_only_the_borders() {
+        let net = random_net("tiny", 4, 16, -8);
+        let fast = CpuDit::from_net(&net);
+        let (c, s) = (4, 16);
+        let x = crate::rng::Rng::new(4).normal_vec(c * s * s);
+        let plain = fast.forward(&x, &[0.3], 1, false);
+        let wrapped = fast.forward(&x, &[0.3], 1, true);
+        let border = |i: usize| {
+            let (y, xx) = ((i / s) % s, i % s);
+            // Three 3x3 convolutions reach 3 pixels.
+            y < 3 || y >= s - 3 || xx < 3 || xx >= s - 3
+        };
+        let mut differ = 0;
+        for (i, (a, b)) in plain.iter().zip(&wrapped).enumerate() {
+            if border(i) {
+                differ += (a != b) as usize;
+            } else {
+                assert_eq!(a, b, "interior value {i}");
+            }
+        }
+        assert!(differ > 0, "circular padding changed nothing at the borders");
+    }
+
     /// Batching and threads only regroup images: each image's numbers are bitwise the same as
     /// when it runs alone (the C ABI promises results independent of count and batch size).
     #[test]
@@ -430,12 +460,12 @@ mod tests {
         let x = crate::rng::Rng::new(3).normal_vec(n * len);
         // Mixed times: some runs of equal t (modulations reused), some changes.
         let t: Vec<f32> = (0..n).map(|i| [0.1, 0.1, 0.5, 0.9][i % 4]).collect();
-        let all = fast.forward(&x, &t, 1);
+        let all = fast.forward(&x, &t, 1, false);
         for threads in [2, 3] {
-            assert_eq!(all, fast.forward(&x, &t, threads), "{threads} threads");
+            assert_eq!(all, fast.forward(&x, &t, threads, false), "{threads} threads");
         }
         for i in 0..n {
-            let one = fast.forward(&x[i * len..(i + 1) * len], &t[i..i + 1], 1);
+            let one = fast.forward(&x[i * len..(i + 1) * len], &t[i..i + 1], 1, false);
             assert_eq!(&all[i * len..(i + 1) * len], &one[..], "image {i}");
         }
     }

@@ -82,14 +82,14 @@ impl CpuEncoder {
                         b[p * c + ch] = img[ch * plane + p];
                     }
                 }
-                self.conv_in.forward(b, side, side, col, a);
+                self.conv_in.forward(b, side, side, false, col, a);
                 silu_in_place(&mut a[..plane * self.conv_in.cout]);
                 let mut hw = side;
                 for (down, conv) in &self.stages {
-                    down.forward(a, hw, hw, col, b);
+                    down.forward(a, hw, hw, false, col, b);
                     hw /= 2;
                     silu_in_place(&mut b[..hw * hw * down.cout]);
-                    conv.forward(b, hw, hw, col, a);
+                    conv.forward(b, hw, hw, false, col, a);
                     silu_in_place(&mut a[..hw * hw * conv.cout]);
                 }
                 out.copy_from_slice(&self.head.b);
