@@ -83,11 +83,6 @@
 #define LDF_MAX_VARIATIONS 4096
 
 /**
- * Most variations per image one call takes ([`crate::Model::vary`]).
- */
-#define MAX_VARIATIONS 4096
-
-/**
  * A flag another thread can raise to stop a running call (`LdfSampleParams.cancel`). The call
  * returns `LDF_ERR_CANCELLED` after the solver step it is in. A raised token stays raised (and
  * cancels every call that uses it) until `ldf_cancel_reset`.

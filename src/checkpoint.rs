@@ -256,6 +256,39 @@ fn remove_pending_temp_files_where(pick: impl Fn(&Path) -> bool) {
     }
 }
 
+/// Removes the temporary files that writers killed before they could finish (`.NAME.PID.tmp`
+/// of a process that no longer runs) from `dir`, optionally only those of the target `name`. A
+/// SIGKILL mid-write leaves its target whole (the previous version) and such a file beside it.
+pub fn remove_stale_temp_files(dir: &Path, name: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(inner) = file.strip_prefix('.').and_then(|f| f.strip_suffix(".tmp")) else { continue };
+        let Some((target, pid)) = inner.rsplit_once('.') else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if name.is_some_and(|n| n != target) || pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+}
+
+/// Whether a process with this id exists (on other systems than Unix: assumed so).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -391,6 +391,7 @@ mod tests {
         assert_eq!(LDF_MAX_STEPS as usize, p::MAX_STEPS);
         assert_eq!(LDF_MAX_BATCH as usize, p::MAX_BATCH);
         assert_eq!(LDF_MAX_INPAINT_CANDIDATES as usize, p::MAX_INPAINT_CANDIDATES);
+        assert_eq!(LDF_MAX_VARIATIONS as usize, p::MAX_VARIATIONS);
     }
 
     #[test]

@@ -158,6 +158,14 @@ pub fn run<B: AutodiffBackend>(
     }
     std::fs::create_dir_all(run_dir)?;
     let _lock = lock_run_dir(run_dir)?;
+    // What a killed run left half-written (its targets are whole): the folder is ours now.
+    for dir in [run_dir.to_path_buf(), run_dir.join("ckpt"), run_dir.join("ckpt.new"), run_dir.join("ckpt.old")] {
+        checkpoint::remove_stale_temp_files(&dir, None);
+    }
+    if let (Some(dir), Some(name)) = (output.parent(), output.file_name()) {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        checkpoint::remove_stale_temp_files(dir, Some(&name.to_string_lossy()));
+    }
     let order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
 
     let resumed: Option<(RunState, PathBuf)> = if resume {
