@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project, as CI runs it (after .ci/run installed the tools):
 # Rust unit/integration/doc tests, the generated header's freshness, the C/C++ ABI tests with
-# sanitizers, the static library, the pkg-config install, and the Python binding's pytest.
+# sanitizers, the static library, the pkg-config install, the Python binding's pytest and its wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +40,8 @@ echo "== Python binding"
 PYTHONPATH=bindings/python python3 -m pytest -q bindings/python/tests
 PYTHONPATH=bindings/python python3 examples/python/sample_grid.py models/dcss-small-ledi.safetensors \
     "$TARGET/python-grid.png" --count 4 --steps 2 >/dev/null
+
+echo "== Python wheel (the library inside the package, installed into a fresh venv)"
+bash bindings/python/tests/test_wheel.sh "$TARGET/debug"
 
 echo "== all tests passed"
