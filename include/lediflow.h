@@ -17,7 +17,8 @@
  *   argument is a length in BYTES, also for float buffers (count * info.latent_bytes). Float
  *   buffers must be aligned for float.
  * - Structs that begin with `struct_size` are versioned: set it to sizeof(...) (for
- *   LdfSampleParams, ldf_sample_params_init does it), so later versions can add fields.
+ *   LdfSampleParams, the ldf_sample_params_init(p) macro below does it), so later versions can
+ *   add fields and a library never writes past a struct compiled against an older header.
  * - Results are reproducible: image i of a call depends only on (seed, first_index + i) and the
  *   other parameters, never on count, batch_size, the thread or earlier calls.
  * - Limits: count and frames at most LDF_MAX_COUNT per call, steps at most LDF_MAX_STEPS,
@@ -628,11 +629,28 @@ LdfStatus ldf_vary(const struct LdfModel *model,
                    size_t out_len);
 
 /**
- * Fills `params` with the defaults (4 Midpoint steps, seed 0, prior scale 1, no callback) and
- * sets its `struct_size`. NULL is ignored.
+ * Fills the first `size` bytes of `params` with the defaults (4 Midpoint steps, seed 0, prior
+ * scale 1, no callback) and sets `struct_size` to `size`: pass `sizeof(LdfSampleParams)` as the
+ * caller was compiled (the header's `ldf_sample_params_init(p)` macro does), so the library never
+ * writes past a struct from an older header. `LDF_ERR_INVALID_ARGUMENT` for NULL or a size
+ * outside the layouts this library knows (nothing written).
  *
  * # Safety
- * `params` must be NULL or point to writable storage for one `LdfSampleParams`.
+ * `params` must be NULL or point to `size` writable bytes.
+ */
+LdfStatus ldf_sample_params_init_sized(struct LdfSampleParams *params,
+                                       size_t size);
+
+/**
+ * The function behind the `ldf_sample_params_init(p)` macro of older headers: fills the first
+ * published layout (the fields up to `batch_size`) with the defaults and sets `struct_size` to
+ * its size, so a host compiled against the first header, whose struct is that small, is never
+ * written past. Fields added later keep their values (and a `struct_size` this small tells the
+ * library to ignore them): use `ldf_sample_params_init_sized`, which the header's macro of this
+ * name calls. NULL is ignored.
+ *
+ * # Safety
+ * `params` must be NULL or point to writable storage for at least the first published layout.
  */
 void ldf_sample_params_init(struct LdfSampleParams *params);
 
@@ -641,3 +659,10 @@ void ldf_sample_params_init(struct LdfSampleParams *params);
 #endif  // __cplusplus
 
 #endif  /* LEDIFLOW_H */
+
+/*
+ * ldf_sample_params_init(p): the defaults for the struct as this header declares it. A macro, so
+ * the size is the caller's own sizeof; the function of the same name (reached through FFI, or as
+ * (ldf_sample_params_init)(p)) fills only the first published layout.
+ */
+#define ldf_sample_params_init(params) ((void)ldf_sample_params_init_sized((params), sizeof(*(params))))

@@ -76,7 +76,7 @@ end
 -- `count` sprites of (seed, steps) laid out as a sheet of `columns` columns, as ImageData.
 local function sprite_sheet(model, info, count, seed, steps, columns, tileable)
     local params = ffi.new("LdfSampleParams")
-    ldf.ldf_sample_params_init(params)
+    check(ldf.ldf_sample_params_init_sized(params, ffi.sizeof(params)), "sample params")
     params.seed, params.steps, params.tileable = seed, steps, tileable and 1 or 0
     local per = tonumber(info.image_bytes)
     local pixels = ffi.new("uint8_t[?]", count * per)

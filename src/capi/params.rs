@@ -7,7 +7,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::LdfCancel;
+use super::{LdfCancel, LdfStatus};
 use crate::error::{Result, invalid};
 use crate::flow::Solver;
 use crate::pipeline::{Interpolation, ProgressFn, SampleOptions};
@@ -174,16 +174,44 @@ fn solver_of(code: LdfSolver, field: &str) -> Result<Solver> {
     })
 }
 
-/// Fills `params` with the defaults (4 Midpoint steps, seed 0, prior scale 1, no callback) and
-/// sets its `struct_size`. NULL is ignored.
+/// Fills the first `size` bytes of `params` with the defaults (4 Midpoint steps, seed 0, prior
+/// scale 1, no callback) and sets `struct_size` to `size`: pass `sizeof(LdfSampleParams)` as the
+/// caller was compiled (the header's `ldf_sample_params_init(p)` macro does), so the library never
+/// writes past a struct from an older header. `LDF_ERR_INVALID_ARGUMENT` for NULL or a size
+/// outside the layouts this library knows (nothing written).
 ///
 /// # Safety
-/// `params` must be NULL or point to writable storage for one `LdfSampleParams`.
+/// `params` must be NULL or point to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ldf_sample_params_init_sized(params: *mut LdfSampleParams, size: usize) -> LdfStatus {
+    super::guard("ldf_sample_params_init_sized", || {
+        if params.is_null() {
+            return invalid("params is NULL");
+        }
+        check_size(size, SAMPLE_PARAMS_V1, size_of::<LdfSampleParams>(), "LdfSampleParams")?;
+        let value = LdfSampleParams { struct_size: size as u32, ..LdfSampleParams::default() };
+        // SAFETY: non-null, `size` writable bytes (the caller's contract), within the struct.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&value as *const LdfSampleParams).cast::<u8>(), params.cast::<u8>(), size)
+        };
+        Ok(())
+    })
+}
+
+/// The function behind the `ldf_sample_params_init(p)` macro of older headers: fills the first
+/// published layout (the fields up to `batch_size`) with the defaults and sets `struct_size` to
+/// its size, so a host compiled against the first header, whose struct is that small, is never
+/// written past. Fields added later keep their values (and a `struct_size` this small tells the
+/// library to ignore them): use `ldf_sample_params_init_sized`, which the header's macro of this
+/// name calls. NULL is ignored.
+///
+/// # Safety
+/// `params` must be NULL or point to writable storage for at least the first published layout.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ldf_sample_params_init(params: *mut LdfSampleParams) {
     if !params.is_null() {
-        // SAFETY: checked non-null; the caller guarantees room for the whole struct.
-        unsafe { params.write(LdfSampleParams::default()) };
+        // SAFETY: as ldf_sample_params_init_sized with the smallest size; cannot fail.
+        let _ = unsafe { ldf_sample_params_init_sized(params, SAMPLE_PARAMS_V1) };
     }
 }
 

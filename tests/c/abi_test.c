@@ -181,7 +181,26 @@ static void test_params(void) {
     /* Every field starts where the previous one ends: no padding an older caller left unset. */
     EXPECT(offsetof(LdfSampleParams, tileable) == offsetof(LdfSampleParams, time_shift) + sizeof(double));
     EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, reserved) + sizeof(uint32_t));
-    ldf_sample_params_init(NULL);
+    (ldf_sample_params_init)(NULL);
+    /* The function behind the macro (what a host built against the first header calls) writes
+     * only the first published layout, and says so in struct_size. */
+    LdfSampleParams v1;
+    memset(&v1, 0xAB, sizeof v1);
+    (ldf_sample_params_init)(&v1);
+    EXPECT(v1.struct_size == offsetof(LdfSampleParams, time_shift));
+    EXPECT(v1.steps == 4 && v1.batch_size == 0);
+    const unsigned char *tail = (const unsigned char *)&v1 + offsetof(LdfSampleParams, time_shift);
+    int untouched = 1;
+    for (size_t k = 0; k < sizeof v1 - offsetof(LdfSampleParams, time_shift); k++) untouched &= tail[k] == 0xAB;
+    EXPECT(untouched);
+    /* The sized function refuses sizes it does not know, and NULL, writing nothing. */
+    memset(&v1, 0xAB, sizeof v1);
+    EXPECT_STATUS(ldf_sample_params_init_sized(&v1, 8), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_sample_params_init_sized(&v1, sizeof v1 + 8), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_sample_params_init_sized(NULL, sizeof v1), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(v1.struct_size == 0xABABABABu);
+    EXPECT_STATUS(ldf_sample_params_init_sized(&v1, sizeof v1), LDF_OK);
+    EXPECT(v1.struct_size == sizeof v1 && v1.tileable == 0 && v1.time_shift == 0.0);
 
     size_t n = info.image_bytes;
     unsigned char *out = malloc(n);

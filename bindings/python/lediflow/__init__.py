@@ -132,7 +132,7 @@ def _load():
         "ldf_model_free": ([vp], None),
         "ldf_model_info": ([vp, C.POINTER(_Info)], C.c_int32),
         "ldf_model_set_memory_limit": ([vp, C.c_size_t], C.c_int32),
-        "ldf_sample_params_init": ([C.POINTER(_Params)], None),
+        "ldf_sample_params_init_sized": ([C.POINTER(_Params), C.c_size_t], C.c_int32),
         "ldf_sample": ([vp, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_sample_latents": ([vp, C.c_uint32, C.POINTER(_Params), f32p, C.c_size_t], C.c_int32),
         "ldf_generate_from_latents": ([vp, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
@@ -239,7 +239,7 @@ class _Call:
                  inpaint_candidates=16, interpolation="linear", time_shift=None, tileable=False):
         lib = _load()
         p = _Params()
-        lib.ldf_sample_params_init(C.byref(p))
+        _check(lib.ldf_sample_params_init_sized(C.byref(p), C.sizeof(p)))
         # ctypes would silently wrap out-of-range integers (seed 2**64 -> 0): refuse them here.
         p.seed, p.first_index = _uint(seed, 64, "seed"), _uint(first_index, 64, "first_index")
         p.steps, p.prior_scale = _uint(steps, 32, "steps"), float(prior_scale)
