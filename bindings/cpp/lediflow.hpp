@@ -211,7 +211,9 @@ public:
         if (variations == 0 || variations > LDF_MAX_VARIATIONS)
             throw Error(LDF_ERR_INVALID_ARGUMENT,
                         "variations must be in 1..=" + std::to_string(LDF_MAX_VARIATIONS));
-        check_limit(uint64_t(count) * variations > LDF_MAX_COUNT ? 0 : count * variations, "count x variations");
+        if (uint64_t(count) * variations > LDF_MAX_COUNT)
+            throw Error(LDF_ERR_INVALID_ARGUMENT,
+                        "count x variations must be at most " + std::to_string(LDF_MAX_COUNT));
         std::vector<uint8_t> out(size_t(count) * variations * i.image_bytes);
         detail::run(p, [&](const LdfSampleParams *raw) {
             return ldf_vary(model_, pixels.data(), count, variations, strength, raw, out.data(), out.size());
