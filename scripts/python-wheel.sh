@@ -21,6 +21,12 @@ rm -rf "$STAGE/lediflow/__pycache__"
 cp "$BUILD/$LIB" "$STAGE/lediflow/"
 mkdir -p "$TARGET/wheels"
 OUTDIR=$(cd "$TARGET/wheels" && pwd)
-# Build isolation fetches setuptools and wheel from PyPI when they are not installed.
-python3 -m pip wheel --quiet --no-deps --wheel-dir "$OUTDIR" "$STAGE" >&2
+# With setuptools and its wheel builder installed, build with them (no download); otherwise pip's
+# build isolation fetches them from PyPI.
+if python3 -c "import setuptools; from wheel.bdist_wheel import bdist_wheel" 2>/dev/null \
+    || python3 -c "import setuptools.command.bdist_wheel" 2>/dev/null; then
+    python3 -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$OUTDIR" "$STAGE" >&2
+else
+    python3 -m pip wheel --quiet --no-deps --wheel-dir "$OUTDIR" "$STAGE" >&2
+fi
 ls -t "$OUTDIR"/lediflow-*.whl | head -1
