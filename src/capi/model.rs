@@ -456,7 +456,8 @@ pub unsafe extern "C" fn ldf_vary(
         let (opts, _) = unsafe { options(params)? };
         check_ptr(pixels, "pixels")?;
         check_ptr(out, "out")?;
-        crate::pipeline::check_strength(strength)?;
+        // The variations count sizes the output slice, so it is checked before that is formed;
+        // everything else is Model::vary_into's.
         crate::pipeline::check_variations(variations as usize)?;
         let per = m.info().image_bytes();
         let n = count as usize;

@@ -30,34 +30,25 @@ pub fn seam_stats(pixels: &[u8], width: usize, height: usize, channels: usize) -
             pixels.len()
         ));
     }
-    let (mut wrap, mut wrap_n, mut inner, mut inner_n) = (0u64, 0u64, 0u64, 0u64);
+    // (sum of |differences|, pairs) across the wrap and inside the image.
+    let (mut wrap, mut inner) = ((0u64, 0u64), (0u64, 0u64));
     let at = |y: usize, x: usize| (y * width + x) * channels;
-    let diff =
-        |img: &[u8], a: usize, b: usize| -> u64 { (0..channels).map(|k| img[a + k].abs_diff(img[b + k]) as u64).sum() };
     for img in pixels.chunks_exact(per) {
+        let mut add = |across: bool, a: usize, b: usize| {
+            let d: u64 = (0..channels).map(|k| img[a + k].abs_diff(img[b + k]) as u64).sum();
+            let acc = if across { &mut wrap } else { &mut inner };
+            acc.0 += d;
+            acc.1 += 1;
+        };
         for y in 0..height {
             for x in 0..width {
-                let here = at(y, x);
-                let (right, down) = (at(y, (x + 1) % width), at((y + 1) % height, x));
-                if x + 1 == width {
-                    wrap += diff(img, here, right);
-                    wrap_n += 1;
-                } else {
-                    inner += diff(img, here, right);
-                    inner_n += 1;
-                }
-                if y + 1 == height {
-                    wrap += diff(img, here, down);
-                    wrap_n += 1;
-                } else {
-                    inner += diff(img, here, down);
-                    inner_n += 1;
-                }
+                add(x + 1 == width, at(y, x), at(y, (x + 1) % width));
+                add(y + 1 == height, at(y, x), at((y + 1) % height, x));
             }
         }
     }
     let c = channels as f64;
-    Ok(SeamStats { across_wrap: wrap as f64 / (wrap_n as f64 * c), interior: inner as f64 / (inner_n as f64 * c) })
+    Ok(SeamStats { across_wrap: wrap.0 as f64 / (wrap.1 as f64 * c), interior: inner.0 as f64 / (inner.1 as f64 * c) })
 }
 
 #[cfg(test)]

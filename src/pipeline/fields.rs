@@ -59,11 +59,6 @@ pub(super) fn tile_shift(seed: u64, t: f32, height: usize, width: usize) -> (usi
     (rng.below(height), rng.below(width))
 }
 
-/// x rolled by (dy, dx) rows and columns, wrapping around: out[y][x] = x[y - dy][x - dx].
-pub(super) fn roll<B: Backend>(x: Tensor<B, 4>, dy: usize, dx: usize) -> Tensor<B, 4> {
-    x.roll(&[dy as i64, dx as i64], &[2, 3])
-}
-
 impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
     fn velocity(&self, x: Tensor<B, 4>, t: f32) -> Tensor<B, 4> {
         let [n, _, h, w] = x.dims();
@@ -76,8 +71,10 @@ impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
         // rolled back. Each place is in the interior most of the time, so the flow joins the
         // opposite edges as it joins any neighbouring pixels.
         let (dy, dx) = tile_shift(seed, t, h, w);
-        let v = velocity_at(self.net, self.fast, self.prediction, self.threads, true, roll(x, dy, dx), tt);
-        roll(v, h - dy, w - dx)
+        // out[y][x] = x[y - dy][x - dx] (burn's roll), and back.
+        let rolled = x.roll(&[dy as i64, dx as i64], &[2, 3]);
+        let v = velocity_at(self.net, self.fast, self.prediction, self.threads, true, rolled, tt);
+        v.roll(&[-(dy as i64), -(dx as i64)], &[2, 3])
     }
 }
 

@@ -19,7 +19,7 @@ use super::base::floats;
 use super::memory::bytes_per_image;
 use super::options::{
     DEFAULT_BATCH, Interpolation, ModelInfo, SampleOptions, check_count, check_strength, check_variations,
-    variation_stream,
+    variation_start, variation_stream,
 };
 use crate::checkpoint::ModelMeta;
 use crate::config::{ModelConfig, PriorKind};
@@ -527,7 +527,7 @@ impl Model {
                 .map(|k| (k / variations, variation_stream(opts.first_index, k / variations, k % variations)))
                 .unzip();
             let dst = &mut out[start * per..(start + n) * per];
-            if 1.0 - strength >= 1.0 {
+            if variation_start(strength).is_none() {
                 // Nothing moves: the input bytes themselves, not a round trip through floats.
                 for (d, &src) in dst.chunks_exact_mut(per).zip(&sources) {
                     d.copy_from_slice(&pixels[src * per..(src + 1) * per]);

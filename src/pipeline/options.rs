@@ -188,6 +188,13 @@ pub fn check_strength(strength: f32) -> Result<()> {
     Ok(())
 }
 
+/// Where a variation of `strength` starts its flow: t0 = 1 - strength, or None when nothing moves
+/// (strength 0, or so small that t0 rounds to 1 in f32) and the variation is the image itself.
+pub(crate) fn variation_start(strength: f32) -> Option<f32> {
+    let start = 1.0 - strength;
+    (start < 1.0).then_some(start)
+}
+
 /// Checks a variations count: 1..=[`MAX_VARIATIONS`].
 pub fn check_variations(variations: usize) -> Result<()> {
     if variations == 0 || variations > MAX_VARIATIONS {

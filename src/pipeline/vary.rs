@@ -6,7 +6,7 @@ use burn::tensor::TensorData;
 
 use super::Pipeline;
 use super::base::all_threads;
-use super::options::{SampleOptions, check_strength};
+use super::options::{SampleOptions, check_strength, variation_start};
 use crate::config::PriorKind;
 use crate::error::{Result, invalid};
 use crate::rng::{Purpose, Rng};
@@ -36,11 +36,9 @@ impl<B: Backend> Pipeline<B> {
         if streams.len() != shape[0] {
             return invalid(format!("{} noise streams for {} images", streams.len(), shape[0]));
         }
-        let start = 1.0 - strength;
-        if start >= 1.0 {
-            // 0, or so small that the flow would start at t = 1 in f32: nothing moves.
+        let Some(start) = variation_start(strength) else {
             return Ok(images);
-        }
+        };
         let per: usize = shape[1..].iter().product();
         let mut eps = vec![0f32; shape[0] * per];
         for (row, &k) in eps.chunks_exact_mut(per).zip(streams) {
