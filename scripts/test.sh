@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # Tools the non-Rust tests need, installed on first use.
 command -v cbindgen >/dev/null || cargo install --locked cbindgen --version "^0.29"
 python3 -c "import numpy, pytest" 2>/dev/null || python3 -m pip install --quiet numpy pytest
+# The wheel test makes a virtual environment (Debian ships ensurepip in python3-venv).
+if ! python3 -c "import ensurepip" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv
+    else echo "the Python wheel test needs python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; fi
+fi
 
 TARGET=${CARGO_TARGET_DIR:-target}
 
