@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, GenericImageView, RgbaImage};
+use image::{DynamicImage, GenericImageView, ImageReader, Limits, RgbaImage};
 
 use crate::error::{Error, Result, invalid};
 
@@ -13,6 +13,12 @@ use crate::error::{Error, Result, invalid};
 pub const DCSS_TILE_DIR: &str = "/usr/share/crawl/dat/tiles";
 /// The in-game sprite atlases (GUI, logo and title art are left out).
 pub const DCSS_ATLASES: &[&str] = &["main.png", "player.png", "floor.png", "wall.png", "feat.png"];
+
+/// Widest and tallest image file the loaders decode (pixels per side): a larger one, or a file
+/// whose header claims one, is refused before its pixels are allocated.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// Most bytes an image decoder may hold at once (the decoded pixels included).
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
 /// Images of one geometry, 8-bit, interleaved, row-major, back to back.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,9 +179,7 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> 
     }
     let mut ds = Dataset::new(size, channels);
     for f in files {
-        let img =
-            image::open(&f).map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", f.display())))?;
-        ds.push_rgba(&fit_square(&img, size as u32), f.display().to_string());
+        ds.push_rgba(&fit_square(&open_image(&f)?, size as u32), f.display().to_string());
     }
     Ok(ds)
 }
@@ -183,11 +187,41 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> 
 /// One PNG/JPEG file, centre-cropped and resized like the folder loader does.
 pub fn load_image(path: &Path, size: usize, channels: usize) -> Result<Dataset> {
     check_geometry(size, channels)?;
-    let img =
-        image::open(path).map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", path.display())))?;
     let mut ds = Dataset::new(size, channels);
-    ds.push_rgba(&fit_square(&img, size as u32), path.display().to_string());
+    ds.push_rgba(&fit_square(&open_image(path)?, size as u32), path.display().to_string());
     Ok(ds)
+}
+
+/// A PNG or JPEG file's bytes as one `size` x `size` image of `channels` (centre-cropped and
+/// resized like the loaders do), 8-bit interleaved: what the command line feeds to encode,
+/// inpaint and vary. Images larger than `MAX_IMAGE_SIDE` per side are refused before decoding.
+pub fn decode_image(bytes: &[u8], size: usize, channels: usize) -> Result<Vec<u8>> {
+    check_geometry(size, channels)?;
+    let img = decode_bounded(bytes).map_err(|e| Error::InvalidArgument(format!("cannot read image: {e}")))?;
+    let mut ds = Dataset::new(size, channels);
+    ds.push_rgba(&fit_square(&img, size as u32), String::new());
+    Ok(ds.pixels)
+}
+
+fn open_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", path.display())))?;
+    decode_bounded(&bytes).map_err(|e| Error::InvalidArgument(format!("cannot read image {}: {e}", path.display())))
+}
+
+/// Decodes PNG or JPEG within `MAX_IMAGE_SIDE` and `MAX_DECODE_BYTES`.
+fn decode_bounded(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| e.to_string())?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("the image is empty (0 pixels wide or tall)".into());
+    }
+    Ok(img)
 }
 
 fn check_geometry(size: usize, channels: usize) -> Result<()> {

@@ -148,3 +148,41 @@ fn folder_loading_resizes_and_reports_errors() {
     assert!(load_folder(&dir.join("missing"), 16, 4).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CRC-32 (ISO-HDLC) of a PNG chunk's type and data.
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn image_files_are_decoded_within_fixed_bounds() {
+    use lediflow::data::{MAX_IMAGE_SIDE, decode_image};
+    let mut png = Vec::new();
+    image::DynamicImage::from(RgbaImage::from_pixel(8, 8, Rgba([1, 2, 3, 4])))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let px = decode_image(&png, 16, 4).unwrap();
+    assert_eq!(px.len(), 16 * 16 * 4);
+    assert_eq!(&px[..4], &[1, 2, 3, 4]);
+
+    // A header claiming 60000 x 60000 pixels (14 GB as RGBA) with 8x8 of data: refused before
+    // the pixels are allocated (the IHDR chunk starts at byte 8; width and height follow its type).
+    let mut huge = png.clone();
+    huge[16..20].copy_from_slice(&60000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&60000u32.to_be_bytes());
+    let crc = png_crc(&huge[12..29]);
+    huge[29..33].copy_from_slice(&crc.to_be_bytes());
+    let err = decode_image(&huge, 16, 4).unwrap_err().to_string();
+    assert!(60000 > MAX_IMAGE_SIDE);
+    assert!(err.contains("cannot read image") && err.to_lowercase().contains("limit"), "{err}");
+
+    assert!(decode_image(b"not an image", 16, 4).is_err());
+    assert!(decode_image(&png, 20, 4).unwrap_err().to_string().contains("unsupported geometry"));
+}

@@ -439,7 +439,13 @@ impl Model {
         let info = self.info();
         let (per, mper) = (info.image_bytes(), info.mask_bytes());
         let count = items(pixels, per, "pixels")?;
-        need(count, mper, masks, "masks")?;
+        // The count comes from `pixels`: masks for more images than that are a caller's mistake.
+        if masks != count * mper {
+            return invalid(format!(
+                "masks is {masks} bytes; {count} images need {count} x {mper} = {} mask bytes",
+                count * mper
+            ));
+        }
         Ok((count, per, mper))
     }
 
