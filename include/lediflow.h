@@ -84,6 +84,17 @@
 #define LDF_MAX_VARIATIONS 4096
 
 /**
+ * Widest and tallest image file the loaders decode (pixels per side): a larger one, or a file
+ * whose header claims one, is refused before its pixels are allocated.
+ */
+#define MAX_IMAGE_SIDE 8192
+
+/**
+ * Most bytes an image decoder may hold at once (the decoded pixels included).
+ */
+#define MAX_DECODE_BYTES (256 << 20)
+
+/**
  * A flag another thread can raise to stop a running call (`LdfSampleParams.cancel`). The call
  * returns `LDF_ERR_CANCELLED` after the solver step it is in. A raised token stays raised (and
  * cancels every call that uses it) until `ldf_cancel_reset`.
@@ -586,6 +597,27 @@ LdfStatus ldf_interpolate(const struct LdfModel *model,
                           const struct LdfSampleParams *params,
                           uint8_t *out,
                           size_t out_len);
+
+/**
+ * Renders `frames` images walking from the noise of `seed_from` to that of `seed_to`, both
+ * endpoints included: an animation between two sprites picked by seed, for both kinds of model.
+ * A learned-prior model walks the latent flow's noise along a great circle and every frame
+ * shares the prior noise of (`params->seed`, 0): with `params->seed = seed_from`, frame 0 is
+ * exactly image 0 of `ldf_sample` with that seed. A Gaussian-prior model walks the image noise
+ * itself (frame 0 is image 0 of seed `seed_from`, the last frame image 0 of `seed_to`).
+ * `first_index` is not used. `out` gets `frames * image_bytes`; `frames` is 1..=`LDF_MAX_COUNT`.
+ *
+ * # Safety
+ * `model` NULL or live; `params` NULL or valid for its `struct_size`; `out` NULL or writable for
+ * `out_len` bytes.
+ */
+LdfStatus ldf_interpolate_seeds(const struct LdfModel *model,
+                                uint64_t seed_from,
+                                uint64_t seed_to,
+                                uint32_t frames,
+                                const struct LdfSampleParams *params,
+                                uint8_t *out,
+                                size_t out_len);
 
 /**
  * Fills in the pixels of `count` images where `mask` is 0 (one byte per pixel, `mask_bytes`

@@ -187,6 +187,19 @@ public:
         return out;
     }
 
+    // `frames` images from the noise of seed_from to that of seed_to (both kinds of model); every
+    // frame shares the prior noise of p.seed: set it to seed_from to make frame 0 that seed's image 0.
+    std::vector<uint8_t> interpolate_seeds(uint64_t seed_from, uint64_t seed_to, uint32_t frames,
+                                           const SampleParams &p = {}) const {
+        LdfModelInfo i = info();
+        check_limit(frames, "frames");
+        std::vector<uint8_t> out(frames * i.image_bytes);
+        detail::run(p, [&](const LdfSampleParams *raw) {
+            return ldf_interpolate_seeds(model_, seed_from, seed_to, frames, raw, out.data(), out.size());
+        });
+        return out;
+    }
+
     // mask: one byte per pixel, non-zero = keep; the kept pixels come back unchanged.
     std::vector<uint8_t> inpaint(const std::vector<uint8_t> &pixels, const std::vector<uint8_t> &mask,
                                  const SampleParams &p = {}) const {

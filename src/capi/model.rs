@@ -384,6 +384,38 @@ pub unsafe extern "C" fn ldf_interpolate(
     })
 }
 
+/// Renders `frames` images walking from the noise of `seed_from` to that of `seed_to`, both
+/// endpoints included: an animation between two sprites picked by seed, for both kinds of model.
+/// A learned-prior model walks the latent flow's noise along a great circle and every frame
+/// shares the prior noise of (`params->seed`, 0): with `params->seed = seed_from`, frame 0 is
+/// exactly image 0 of `ldf_sample` with that seed. A Gaussian-prior model walks the image noise
+/// itself (frame 0 is image 0 of seed `seed_from`, the last frame image 0 of `seed_to`).
+/// `first_index` is not used. `out` gets `frames * image_bytes`; `frames` is 1..=`LDF_MAX_COUNT`.
+///
+/// # Safety
+/// `model` NULL or live; `params` NULL or valid for its `struct_size`; `out` NULL or writable for
+/// `out_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ldf_interpolate_seeds(
+    model: *const LdfModel,
+    seed_from: u64,
+    seed_to: u64,
+    frames: u32,
+    params: *const LdfSampleParams,
+    out: *mut u8,
+    out_len: usize,
+) -> LdfStatus {
+    guard("ldf_interpolate_seeds", || {
+        let m = model_ref(model)?;
+        // SAFETY: caller's contract.
+        let (opts, _) = unsafe { options(params)? };
+        check_ptr(out, "out")?;
+        let (frames, total) = need(frames, "frames", m.info().image_bytes(), out_len)?;
+        // SAFETY: checked non-null and long enough.
+        m.interpolate_seeds_into(seed_from, seed_to, frames, &opts, unsafe { out_slice(out, total) })
+    })
+}
+
 /// Fills in the pixels of `count` images where `mask` is 0 (one byte per pixel, `mask_bytes`
 /// per image; non-zero = keep). The kept pixels come back unchanged, byte for byte. `out` gets
 /// `count * image_bytes`; it may be the same buffer as `pixels` (in place), but must not

@@ -381,6 +381,35 @@ static void test_latents(void) {
     free(ref);
 }
 
+/* Walking between two seeds: both kinds of model; with params.seed = seed_from, frame 0 is
+ * image 0 of that seed's sample (and for the Gaussian prior the last frame is seed_to's). */
+static void test_interpolate_seeds(LdfModel *m, bool gaussian_prior) {
+    size_t per = info.image_bytes;
+    unsigned char *frames = malloc(4 * per), *a = malloc(per), *b = malloc(per);
+    LdfSampleParams p = params(21);
+    EXPECT_STATUS(ldf_interpolate_seeds(m, 21, 22, 4, &p, frames, 4 * per), LDF_OK);
+    EXPECT_STATUS(ldf_sample(m, 1, &p, a, per), LDF_OK);
+    EXPECT(memcmp(frames, a, per) == 0);
+    EXPECT(memcmp(frames, frames + 3 * per, per) != 0);
+    if (gaussian_prior) {
+        LdfSampleParams q = params(22);
+        EXPECT_STATUS(ldf_sample(m, 1, &q, b, per), LDF_OK);
+        EXPECT(memcmp(frames + 3 * per, b, per) == 0);
+    }
+    /* Frames are independent of how many are asked for at the ends. */
+    EXPECT_STATUS(ldf_interpolate_seeds(m, 21, 22, 1, &p, a, per), LDF_OK);
+    EXPECT(memcmp(frames, a, per) == 0);
+    memset(a, 0xA5, per);
+    EXPECT_STATUS(ldf_interpolate_seeds(m, 21, 22, 0, &p, a, per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_interpolate_seeds(m, 21, 22, 2, &p, a, per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_interpolate_seeds(m, 21, 22, 1, &p, NULL, per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT_STATUS(ldf_interpolate_seeds(NULL, 21, 22, 1, &p, a, per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(a[0] == 0xA5 && a[per - 1] == 0xA5);
+    free(frames);
+    free(a);
+    free(b);
+}
+
 static void test_inpaint(LdfModel *m) {
     LdfModelInfo i = {.struct_size = sizeof i};
     EXPECT_STATUS(ldf_model_info(m, &i), LDF_OK);
@@ -701,6 +730,8 @@ int main(int argc, char **argv) {
     test_params();
     test_sample();
     test_latents();
+    test_interpolate_seeds(model, false);
+    test_interpolate_seeds(gaussian, true);
     test_inpaint(model);
     test_inpaint(gaussian);
     test_tileable(model);

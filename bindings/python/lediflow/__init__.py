@@ -138,6 +138,8 @@ def _load():
         "ldf_generate_from_latents": ([vp, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_encode": ([vp, u8p, C.c_uint32, f32p, C.c_size_t], C.c_int32),
         "ldf_interpolate": ([vp, f32p, f32p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
+        "ldf_interpolate_seeds": ([vp, C.c_uint64, C.c_uint64, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t],
+                                  C.c_int32),
         "ldf_inpaint": ([vp, u8p, u8p, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_vary": ([vp, u8p, C.c_uint32, C.c_uint32, C.c_float, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
         "ldf_cancel_new": ([C.POINTER(vp)], C.c_int32),
@@ -456,6 +458,20 @@ class Model:
         out = np.empty((n, *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_interpolate(h, _f32(a), _f32(b), n, C.byref(call.params), _u8(out), out.nbytes))
+        return out
+
+    def interpolate_seeds(self, seed_from: int, seed_to: int, frames: int, steps: int = 4, solver: str = "midpoint",
+                          prior_scale: float = 1.0, progress=None, seed: int = None, **options) -> np.ndarray:
+        """`frames` images walking from the noise of seed_from to that of seed_to (endpoints included),
+        for both kinds of model: uint8 (frames, H, W, C). Every frame shares the prior noise of `seed`
+        (default seed_from, so frame 0 is image 0 of sample(seed=seed_from))."""
+        a, b = _uint(seed_from, 64, "seed_from"), _uint(seed_to, 64, "seed_to")
+        n = self._count(frames, "frames")
+        call = _Call(a if seed is None else seed, steps, solver, prior_scale, progress, **options)
+        out = np.empty((n, *self._shape), np.uint8)
+        with self._handle() as h:
+            call.run(_load().ldf_interpolate_seeds(h, a, b, n, C.byref(call.params), _u8(out),
+                                                   out.nbytes))
         return out
 
     def inpaint(self, images, masks, seed: int = 0, steps: int = 4, solver: str = "midpoint",

@@ -143,6 +143,19 @@ def test_interpolate(model):
     np.testing.assert_array_equal(slerped[0], frames[0])
 
 
+def test_interpolate_seeds(model, gaussian):
+    for m in (model, gaussian):
+        frames = m.interpolate_seeds(4, 9, 4, steps=2)
+        assert frames.shape == (4, 32, 32, 4)
+        np.testing.assert_array_equal(frames[0], m.sample(1, seed=4, steps=2)[0])
+        assert not np.array_equal(frames[0], frames[3])
+    np.testing.assert_array_equal(gaussian.interpolate_seeds(4, 9, 3, steps=2)[-1], gaussian.sample(1, seed=9, steps=2)[0])
+    with pytest.raises(ValueError):
+        model.interpolate_seeds(-1, 9, 2)
+    with pytest.raises(lediflow.LediflowError):
+        model.interpolate_seeds(1, 2, 2, steps=0)
+
+
 def test_inpaint_keeps_known_pixels(model, gaussian):
     for m in (model, gaussian):
         imgs = m.sample(2, seed=6, steps=2)
