@@ -5,61 +5,18 @@ end the game with the library's message and no sheet. Run by scripts/test-hosts.
 Usage: python3 tests/hosts/love_test.py LIBRARY"""
 
 import os
-import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lediflow  # noqa: E402
-
-
-def read_png(path: Path) -> np.ndarray:
-    """An 8-bit RGBA PNG as (H, W, 4) uint8 (what LÖVE's encoder writes)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-    w, h, depth, colour, _, _, interlace = header
-    assert (depth, colour, interlace) == (8, 6, 0), f"expected 8-bit RGBA, not interlaced: {header}"
-    raw = zlib.decompress(idat)
-    out = np.zeros((h, w * 4), np.int32)
-    stride = w * 4
-    for y in range(h):
-        kind, row = raw[y * (stride + 1)], np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int32)
-        up = out[y - 1] if y else np.zeros(stride, np.int32)
-        cur = np.zeros(stride, np.int32)
-        for x in range(stride):
-            a = cur[x - 4] if x >= 4 else 0
-            b = up[x]
-            c = up[x - 4] if x >= 4 else 0
-            if kind == 0:
-                pred = 0
-            elif kind == 1:
-                pred = a
-            elif kind == 2:
-                pred = b
-            elif kind == 3:
-                pred = (a + b) // 2
-            else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            cur[x] = (row[x] + pred) & 0xFF
-        out[y] = cur
-    return out.astype(np.uint8).reshape(h, w, 4)
+from pngio import read_png  # noqa: E402
 
 
 def run_game(library: str, out: Path, **env) -> subprocess.CompletedProcess:

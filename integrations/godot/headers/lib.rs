@@ -1,0 +1,1 @@
+//! Empty: this package only names the crate whose C headers integrations/godot/build.sh uses.
