@@ -279,6 +279,7 @@ static gboolean settings_dialog(const gchar *proc, Settings *s) {
   gimp_ui_init("lediflow", FALSE);
   GtkWidget *dialog = gimp_dialog_new(title, "lediflow", NULL, 0, gimp_standard_help_func, proc, "_Cancel",
                                       GTK_RESPONSE_CANCEL, "_OK", GTK_RESPONSE_OK, NULL);
+  gtk_window_set_default_size(GTK_WINDOW(dialog), 420, -1);
   GtkWidget *box = gtk_vbox_new(FALSE, 8);
   gtk_container_set_border_width(GTK_CONTAINER(box), 12);
   gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), box, TRUE, TRUE, 0);

@@ -42,7 +42,7 @@ func is_busy() -> bool:
 # Whether the started call has returned (finish() then does not block).
 func is_done() -> bool:
 	_mutex.lock()
-	var done = _done
+	var done = _busy and _done
 	_mutex.unlock()
 	return done
 
@@ -57,16 +57,24 @@ func finish():
 	if not _busy:
 		return null
 	var result = _thread.wait_to_finish()
+	_mutex.lock()
 	_busy = false
+	_done = false
+	_mutex.unlock()
 	return result
 
 
 func _start(method: String, args: Array) -> int:
 	if _busy:
 		return ERR_BUSY
+	_mutex.lock()
 	_busy = true
 	_done = false
-	return _thread.start(self, "_run", [method, args])
+	_mutex.unlock()
+	var err = _thread.start(self, "_run", [method, args])
+	if err != OK:
+		_busy = false
+	return err
 
 
 func _run(job):

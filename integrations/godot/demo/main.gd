@@ -1,7 +1,7 @@
 # Generates a sheet of sprites at run time on a Thread (the game keeps drawing, the bar moves),
 # then shows them scaled up. Space: a new batch (new seed); T: toggle seamless tiles; Esc: quit.
 # Environment (optional): LDF_MODEL (path; default the model shipped in the add-on), LDF_SEED,
-# LDF_COUNT, LDF_STEPS.
+# LDF_COUNT, LDF_STEPS; LDF_SCREENSHOT=FILE.png saves the window once the sprites show, and quits.
 extends Node2D
 
 const COLUMNS := 8
@@ -12,6 +12,7 @@ var worker
 var seed_value := 0
 var tileable := false
 var sprites := []
+var screenshot_in := -1  # frames until the screenshot (LDF_SCREENSHOT)
 
 
 func _ready():
@@ -35,6 +36,13 @@ func generate():
 
 
 func _process(_delta):
+	if screenshot_in > 0:
+		screenshot_in -= 1
+		if screenshot_in == 0:
+			var shot = get_viewport().get_texture().get_data()
+			shot.flip_y()  # Godot 3 reads the framebuffer bottom row first
+			shot.save_png(OS.get_environment("LDF_SCREENSHOT"))
+			get_tree().quit()
 	if worker == null:
 		return
 	$Progress.value = worker.progress()
@@ -46,7 +54,7 @@ func show_sprites(images):
 	for s in sprites:
 		s.queue_free()
 	sprites.clear()
-	if images.empty():
+	if images == null or images.empty():
 		$Status.text = "lediflow: " + ldf.last_error()
 		return
 	var size = ldf.image_size() * SCALE
@@ -62,6 +70,8 @@ func show_sprites(images):
 		sprites.append(s)
 	$Status.text = "seed %d%s: %d sprites. Space: new seed, T: tileable, Esc: quit" % [
 		seed_value, ", tileable" if tileable else "", images.size()]
+	if OS.has_environment("LDF_SCREENSHOT") and screenshot_in < 0:
+		screenshot_in = 3
 
 
 func _unhandled_input(event):
