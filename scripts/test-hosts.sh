@@ -28,6 +28,7 @@ python3 tests/hosts/love_test.py "$LIB_DIR/liblediflow.so"
 
 echo "== GIMP (integrations/gimp)"
 need "command -v gimp-console-2.10 && pkg-config --exists gimpui-2.0" gimp libgimp2.0-dev
+need "command -v xvfb-run && command -v xdotool" xvfb xdotool  # the interactive dialog's test
 python3 tests/hosts/gimp_test.py "$LIB_DIR"
 
 echo "== Godot (integrations/godot)"

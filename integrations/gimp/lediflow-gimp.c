@@ -174,6 +174,7 @@ typedef struct {
   volatile gint step, total, done;
   GMainLoop *loop;
   GtkWidget *bar;
+  const gchar *what;
   gboolean interactive;
 } Job;
 
@@ -208,7 +209,12 @@ static gboolean job_poll(gpointer data) {
   gint total = g_atomic_int_get(&job->total);
   gdouble fraction = total > 0 ? (gdouble)g_atomic_int_get(&job->step) / total : 0.0;
   gimp_progress_update(fraction);
-  if (job->bar) gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(job->bar), fraction);
+  if (job->bar && total > 0) {
+    gchar text[128];
+    g_snprintf(text, sizeof text, "%s: step %d of %d", job->what, g_atomic_int_get(&job->step), total);
+    gtk_progress_bar_set_text(GTK_PROGRESS_BAR(job->bar), text);
+    gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(job->bar), fraction);
+  }
   if (g_atomic_int_get(&job->done)) {
     g_main_loop_quit(job->loop);
     return G_SOURCE_REMOVE;
@@ -236,10 +242,14 @@ static LdfStatus run_job(Job *job, const gchar *what) {
   GtkWidget *dialog = NULL;
   if (job->interactive) {
     dialog = gimp_dialog_new(what, "lediflow-progress", NULL, 0, NULL, NULL, "_Cancel", GTK_RESPONSE_CANCEL, NULL);
+    gtk_window_set_default_size(GTK_WINDOW(dialog), 360, -1);
+    GtkWidget *box = gtk_vbox_new(FALSE, 0);
+    gtk_container_set_border_width(GTK_CONTAINER(box), 12);
     job->bar = gtk_progress_bar_new();
+    job->what = what;
     gtk_progress_bar_set_text(GTK_PROGRESS_BAR(job->bar), what);
-    gtk_container_set_border_width(GTK_CONTAINER(job->bar), 12);
-    gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), job->bar, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(box), job->bar, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), box, TRUE, TRUE, 0);
     g_signal_connect(dialog, "response", G_CALLBACK(on_cancel), cancel);
     gtk_widget_show_all(dialog);
   }

@@ -2,7 +2,10 @@
 that plug-in-lediflow-sample and plug-in-lediflow-interpolate create must be, byte for byte, the
 library's image for the same model, seed and steps; plug-in-lediflow-inpaint must give exactly
 ldf_inpaint with the mask "keep where the selection is below 128" (a feathered selection, read
-back with gimp-selection-value, so the threshold is tested) and refuse a drawable of the wrong size with a message, changing nothing.
+back with gimp-selection-value, so the threshold is tested) and refuse a drawable of the wrong
+size with a message, changing nothing.
+Under a virtual X display (xvfb-run, xdotool) the interactive dialog runs a long call whose
+Cancel must stop it promptly and leave no image.
 Run by scripts/test-hosts.sh.
 
 Usage: python3 tests/hosts/gimp_test.py LIBRARY_DIR   (KEEP_TMP=1 keeps the profile and the PNGs)"""
@@ -44,6 +47,20 @@ def gimp(profile: Path, *commands: str) -> subprocess.CompletedProcess:
             return r
         print(f"gimp_test: GIMP failed to start a plug-in (attempt {attempt + 1}); retrying", file=sys.stderr)
     return r
+
+
+def interactive_cancel(profile: Path):
+    """The dialog, GIMP's progress and Cancel, under a virtual X display: a call of 1024 sprites at 64
+    steps (about a minute) must stop within seconds of Cancel and leave no image behind."""
+    r = subprocess.run(["timeout", "300", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "bash",
+                        str(ROOT / "tests" / "hosts" / "gimp_cancel.sh"), str(profile)],
+                       capture_output=True, text=True)
+    log = r.stdout + r.stderr + (profile / "cancel.log").read_text(errors="replace")
+    assert "progress-dialog-seen" in r.stdout, f"the interactive run did not reach its progress dialog:\n{log}"
+    ms = int(r.stdout.split("finished-after-cancel-ms:")[1].split()[0])
+    assert ms < 10000, f"GIMP took {ms} ms to finish after Cancel"
+    assert "images-after-cancel: 0" in log, f"a cancelled run left an image:\n{log}"
+    print(f"gimp_test: interactive dialog, progress and Cancel (finished {ms} ms after Cancel, no image)")
 
 
 def main():
@@ -126,6 +143,7 @@ def main():
         assert "20x20" in log and "32x32" in log, f"the wrong-size refusal gave no reason:\n{log}"
         print(f"gimp_test: {count} sample layers, {frames} frames and an inpainting (selection with "
               f"{soft} soft pixels) byte-equal to the library's; a 20x20 drawable refused with its reason")
+        interactive_cancel(profile)
     finally:
         if os.environ.get("KEEP_TMP"):
             print(f"gimp_test: files kept in {tmp}")
