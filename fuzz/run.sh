@@ -29,7 +29,7 @@ for t in $TARGETS; do
     cov=$(grep -o 'cov: [0-9]*' <<<"$last" | awk '{print $2}')
     ft=$(grep -o 'ft: [0-9]*' <<<"$last" | awk '{print $2}')
     corp=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' <<<"$last" | awk '{print $2}')
-    secs=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}')
+    secs=$(( ${execs:-0} / SECONDS_EACH ))
     found=$(find "fuzz/artifacts/$t" -type f | wc -l)
     echo "| $t | $SECONDS_EACH | ${execs:-?} | ${secs:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | $found |"
 done

@@ -9,6 +9,19 @@ use image::{DynamicImage, GenericImageView, ImageReader, Limits, RgbaImage};
 
 use crate::error::{Error, Result, invalid};
 
+/// The classes the tile loaders label with: DCSS by atlas, Angband by its pref files.
+pub const TILE_CLASSES: &[&str] = &["floor", "wall", "feature", "item", "creature"];
+const FLOOR: u32 = 0;
+const WALL: u32 = 1;
+const FEATURE: u32 = 2;
+const ITEM: u32 = 3;
+const CREATURE: u32 = 4;
+
+/// Where Debian's `angband-data` puts David Gervais' 32x32 tiles (CC-BY-3.0).
+pub const ANGBAND_GRAF_DIR: &str = "/usr/share/angband/xtra/graf";
+/// Where Debian's `angband` puts the pref files that map monsters, objects and features to tiles.
+pub const ANGBAND_PREF_DIR: &str = "/etc/angband/pref";
+
 /// Where Debian's `crawl-tiles-data` puts the atlases.
 pub const DCSS_TILE_DIR: &str = "/usr/share/crawl/dat/tiles";
 /// The in-game sprite atlases (GUI, logo and title art are left out).
@@ -28,11 +41,43 @@ pub struct Dataset {
     pub pixels: Vec<u8>,
     /// Where each image came from (file, and cell or sprite position for atlases).
     pub sources: Vec<String>,
+    /// Class names of a labelled set (empty: unlabelled).
+    pub classes: Vec<String>,
+    /// Each image's index into `classes`: one per image in a labelled set, empty otherwise.
+    pub labels: Vec<u32>,
 }
 
 impl Dataset {
     pub fn new(size: usize, channels: usize) -> Self {
-        Self { size, channels, pixels: Vec::new(), sources: Vec::new() }
+        Self { size, channels, pixels: Vec::new(), sources: Vec::new(), classes: Vec::new(), labels: Vec::new() }
+    }
+
+    /// An empty set of this one's geometry and classes.
+    pub fn empty_like(&self) -> Self {
+        Self { classes: self.classes.clone(), ..Self::new(self.size, self.channels) }
+    }
+
+    /// Image i's class index (0 in an unlabelled set).
+    pub fn label(&self, i: usize) -> u32 {
+        self.labels.get(i).copied().unwrap_or(0)
+    }
+
+    /// Appends image i of `other` (same geometry and classes), with its source and label.
+    pub fn push_from(&mut self, other: &Dataset, i: usize) {
+        self.pixels.extend_from_slice(other.image(i));
+        self.sources.push(other.sources[i].clone());
+        if !other.labels.is_empty() {
+            self.labels.push(other.labels[i]);
+        }
+    }
+
+    /// How many images each class has (in `classes` order).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut n = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            n[l as usize] += 1;
+        }
+        n
     }
 
     pub fn len(&self) -> usize {
@@ -66,34 +111,50 @@ impl Dataset {
         self.sources.push(source);
     }
 
+    /// [`Self::push_rgba`] for a labelled set: the image's class index too.
+    pub fn push_labelled(&mut self, img: &RgbaImage, source: String, label: u32) {
+        debug_assert!((label as usize) < self.classes.len());
+        self.push_rgba(img, source);
+        self.labels.push(label);
+    }
+
     /// Drops exact duplicate images (atlases repeat tiles), keeping the first of each.
     pub fn dedup(&mut self) -> usize {
-        let n = self.image_bytes();
         let mut seen = HashSet::new();
-        let mut pixels = Vec::with_capacity(self.pixels.len());
-        let mut sources = Vec::with_capacity(self.sources.len());
-        for (i, src) in self.sources.iter().enumerate() {
-            let img = &self.pixels[i * n..(i + 1) * n];
-            if seen.insert(img.to_vec()) {
-                pixels.extend_from_slice(img);
-                sources.push(src.clone());
+        let mut kept = self.empty_like();
+        for i in 0..self.len() {
+            if seen.insert(self.image(i).to_vec()) {
+                kept.push_from(self, i);
             }
         }
-        let removed = self.sources.len() - sources.len();
-        self.pixels = pixels;
-        self.sources = sources;
+        let removed = self.len() - kept.len();
+        *self = kept;
         removed
     }
 
     /// Deterministic split: every `every`-th image (index % every == every - 1) is held out for
     /// validation. Run after `dedup`, the two parts share no image.
     pub fn split(&self, every: usize) -> (Dataset, Dataset) {
-        let mut train = Dataset::new(self.size, self.channels);
-        let mut val = Dataset::new(self.size, self.channels);
+        let (mut train, mut val) = (self.empty_like(), self.empty_like());
         for i in 0..self.len() {
             let part = if every > 0 && i % every == every - 1 { &mut val } else { &mut train };
-            part.pixels.extend_from_slice(self.image(i));
-            part.sources.push(self.sources[i].clone());
+            part.push_from(self, i);
+        }
+        (train, val)
+    }
+
+    /// Deterministic split within each group of images sharing a source (the text of
+    /// `sources[i]` before its first space: the atlas or file) and a class: the `every`-th image
+    /// of every group is held out, so each source and class keeps its share of held-out images.
+    pub fn split_per_group(&self, every: usize) -> (Dataset, Dataset) {
+        let mut seen: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
+        let (mut train, mut val) = (self.empty_like(), self.empty_like());
+        for i in 0..self.len() {
+            let source = self.sources[i].split(' ').next().unwrap_or("");
+            let k = seen.entry((source, self.label(i))).or_insert(0);
+            *k += 1;
+            let part = if every > 0 && (*k).is_multiple_of(every) { &mut val } else { &mut train };
+            part.push_from(self, i);
         }
         (train, val)
     }
@@ -111,6 +172,9 @@ impl Dataset {
                 }
             }
             out.sources.push(format!("{} (mirrored)", self.sources[i]));
+            if !self.labels.is_empty() {
+                out.labels.push(self.labels[i]);
+            }
         }
         out
     }
@@ -378,9 +442,87 @@ pub fn slice_atlas(img: &RgbaImage, cell: u32) -> Vec<(RgbaImage, String)> {
 
 /// The DCSS tiles from `dir` (normally [`DCSS_TILE_DIR`]) as `channels`-channel 32x32 images,
 /// exact duplicates removed, in a fixed order.
+/// The class of a DCSS atlas's tiles: items in `main.png`, monsters (and the player doll's parts)
+/// in `player.png`, the dungeon's floors, walls and features in their own atlases.
+fn dcss_class(atlas: &str) -> u32 {
+    match atlas {
+        "floor.png" => FLOOR,
+        "wall.png" => WALL,
+        "feat.png" => FEATURE,
+        "main.png" => ITEM,
+        _ => CREATURE,
+    }
+}
+
+/// Pixels of grid cell (cx, cy) whose colour continues across an edge into the neighbouring
+/// cell, on the edge where most do: a sprite cut from something larger (a segment of a multi-cell
+/// monster, a tentacle, a body part laid out across cells) rather than a whole one. A pair counts
+/// when both pixels are opaque, neither is outline-dark, and their colours are close: two whole
+/// sprites that merely touch meet outline to outline, or in unrelated colours.
+pub fn edge_run(img: &RgbaImage, cx: u32, cy: u32, cell: u32) -> u32 {
+    let (w, h) = img.dimensions();
+    let on = |ax: u32, ay: u32, bx: u32, by: u32| {
+        let (a, b) = (img.get_pixel(ax, ay).0, img.get_pixel(bx, by).0);
+        let lit = |p: [u8; 4]| p[3] > ALPHA_ON && luma(p[0], p[1], p[2]) >= EDGE_MIN_LUMA;
+        lit(a) && lit(b) && (0..3).all(|c| a[c].abs_diff(b[c]) <= EDGE_MAX_COLOUR_STEP)
+    };
+    let (x0, y0, x1, y1) = (cx * cell, cy * cell, (cx + 1) * cell - 1, (cy + 1) * cell - 1);
+    let count = |pairs: &mut dyn Iterator<Item = ((u32, u32), (u32, u32))>| {
+        pairs.filter(|&((ax, ay), (bx, by))| on(ax, ay, bx, by)).count() as u32
+    };
+    let mut best = 0;
+    if x0 > 0 {
+        best = best.max(count(&mut (y0..=y1).map(|y| ((x0, y), (x0 - 1, y)))));
+    }
+    if x1 + 1 < w {
+        best = best.max(count(&mut (y0..=y1).map(|y| ((x1, y), (x1 + 1, y)))));
+    }
+    if y0 > 0 {
+        best = best.max(count(&mut (x0..=x1).map(|x| ((x, y0), (x, y0 - 1)))));
+    }
+    if y1 + 1 < h {
+        best = best.max(count(&mut (x0..=x1).map(|x| ((x, y1), (x, y1 + 1)))));
+    }
+    best
+}
+
+/// Cells whose sprite runs off an edge by at least this many pixels are fragments.
+pub const FRAGMENT_EDGE_RUN: u32 = 4;
+/// Pixels darker than this are outline, not body (DCSS sprites are outlined in near-black).
+const EDGE_MIN_LUMA: u8 = 48;
+/// Largest step per channel between two pixels across an edge that still continues one body.
+const EDGE_MAX_COLOUR_STEP: u8 = 40;
+
+/// The grid cell of a tile `slice_atlas` took from the grid ("cell X,Y").
+fn grid_cell(pos: &str) -> Option<(u32, u32)> {
+    let (x, y) = pos.strip_prefix("cell ")?.split_once(',')?;
+    Some((x.parse().ok()?, y.parse().ok()?))
+}
+
+/// The DCSS tiles labelled with [`TILE_CLASSES`], without the fragments of the item and creature
+/// atlases (sprites running off their cell into the next one by [`FRAGMENT_EDGE_RUN`] pixels or
+/// more): the kept set and the dropped fragments, each deduplicated.
+pub fn load_dcss_whole(dir: &Path, channels: usize) -> Result<(Dataset, Dataset)> {
+    let all = load_dcss_atlases(dir, channels, true)?;
+    let (mut kept, mut dropped) = (all.0.empty_like(), all.0.empty_like());
+    for i in 0..all.0.len() {
+        let part = if all.1[i] { &mut dropped } else { &mut kept };
+        part.push_from(&all.0, i);
+    }
+    Ok((kept, dropped))
+}
+
 pub fn load_dcss(dir: &Path, channels: usize) -> Result<Dataset> {
+    Ok(load_dcss_atlases(dir, channels, false)?.0)
+}
+
+/// The atlases' tiles, labelled and deduplicated, with a fragment flag per tile (all false
+/// unless `find_fragments`).
+fn load_dcss_atlases(dir: &Path, channels: usize, find_fragments: bool) -> Result<(Dataset, Vec<bool>)> {
     check_geometry(32, channels)?;
     let mut ds = Dataset::new(32, channels);
+    ds.classes = TILE_CLASSES.iter().map(|c| c.to_string()).collect();
+    let mut fragment = Vec::new();
     for name in DCSS_ATLASES {
         let path = dir.join(name);
         if !path.exists() {
@@ -392,13 +534,110 @@ pub fn load_dcss(dir: &Path, channels: usize) -> Result<Dataset> {
         let img = image::open(&path)
             .map_err(|e| Error::InvalidArgument(format!("cannot read atlas {}: {e}", path.display())))?
             .to_rgba8();
+        let class = dcss_class(name);
         for (tile, pos) in slice_atlas(&img, 32) {
-            ds.push_rgba(&tile, format!("{name} {pos}"));
+            let cut = find_fragments
+                && matches!(class, ITEM | CREATURE)
+                && grid_cell(&pos).is_some_and(|(cx, cy)| edge_run(&img, cx, cy, 32) >= FRAGMENT_EDGE_RUN);
+            ds.push_labelled(&tile, format!("{name} {pos}"), class);
+            fragment.push(cut);
+        }
+    }
+    // Deduplicate, keeping each first copy's flag.
+    let mut seen = HashSet::new();
+    let mut out = ds.empty_like();
+    let mut flags = Vec::new();
+    for (i, &cut) in fragment.iter().enumerate() {
+        if seen.insert(ds.image(i).to_vec()) {
+            out.push_from(&ds, i);
+            flags.push(cut);
+        }
+    }
+    if out.is_empty() {
+        return invalid(format!("no tiles found in {}", dir.display()));
+    }
+    Ok((out, flags))
+}
+
+/// David Gervais' 32x32 Angband tiles that the pref files assign to something, labelled with
+/// [`TILE_CLASSES`]: monsters and the player's race/class sprites are creatures, objects and their
+/// flavours items, and the dungeon features floor, wall or feature by the pref file's own comment
+/// for each (floors; walls and mineral veins; doors, stairs, shops, traps, rubble). Each tile is
+/// taken once, with the class of its first assignment; duplicates are dropped.
+pub fn load_angband(graf_dir: &Path, pref_dir: &Path, channels: usize) -> Result<Dataset> {
+    check_geometry(32, channels)?;
+    let atlas_path = graf_dir.join("32x32.png");
+    if !atlas_path.exists() {
+        return invalid(format!(
+            "{} not found: install the Debian package angband-data (apt-get install angband-data)",
+            atlas_path.display()
+        ));
+    }
+    let read = |name: &str| {
+        let path = pref_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "cannot read {}: {e} (install the Debian package angband: apt-get install angband)",
+                path.display()
+            ))
+        })
+    };
+    let atlas = image::open(&atlas_path)
+        .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", atlas_path.display())))?
+        .to_rgba8();
+    // (row, column) of each assignment in file order, with its class.
+    let mut cells: Vec<(u32, u32, u32)> = Vec::new();
+    let mut push = |attr: &str, chr: &str, class: u32| {
+        let num = |t: &str| u32::from_str_radix(t.trim().trim_start_matches("0x").trim_start_matches("0X"), 16).ok();
+        if let (Some(a), Some(c)) = (num(attr), num(chr))
+            && a & 0x80 != 0
+            && c & 0x80 != 0
+        {
+            cells.push((a & 0x7F, c & 0x7F, class));
+        }
+    };
+    let mut comment = String::new();
+    for line in read("graf-dvg.prf")?.lines().chain(read("xtra-dvg.prf")?.lines()) {
+        let f: Vec<&str> = line.split(':').collect();
+        match f.first().copied() {
+            Some(l) if l.starts_with('#') => comment = line.to_lowercase(),
+            Some("F") if f.len() == 5 && f[1] != "0" => {
+                let class = if comment.contains("floor") {
+                    FLOOR
+                } else if comment.contains("wall") || comment.contains("vein") {
+                    WALL
+                } else {
+                    FEATURE
+                };
+                push(f[3], f[4], class);
+            }
+            Some("K") if f.len() == 5 => push(f[3], f[4], ITEM),
+            Some("R") if f.len() == 4 => push(f[2], f[3], CREATURE),
+            _ => {}
+        }
+    }
+    for line in read("flvr-dvg.prf")?.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&"L") && f.len() == 4 {
+            push(f[2], f[3], ITEM);
+        }
+    }
+    let mut ds = Dataset::new(32, channels);
+    ds.classes = TILE_CLASSES.iter().map(|c| c.to_string()).collect();
+    let mut taken = HashSet::new();
+    let (cols, rows) = (atlas.width() / 32, atlas.height() / 32);
+    for (row, col, class) in cells {
+        if row >= rows || col >= cols || !taken.insert((row, col)) {
+            continue;
+        }
+        let tile = image::imageops::crop_imm(&atlas, col * 32, row * 32, 32, 32).to_image();
+        if coverage(&tile) >= MIN_COVERAGE {
+            ds.push_labelled(&tile, format!("angband cell {col},{row}"), class);
         }
     }
     ds.dedup();
     if ds.is_empty() {
-        return invalid(format!("no tiles found in {}", dir.display()));
+        return invalid(format!("no tiles found in {}", atlas_path.display()));
     }
     Ok(ds)
 }

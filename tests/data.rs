@@ -180,9 +180,68 @@ fn image_files_are_decoded_within_fixed_bounds() {
     let crc = png_crc(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
     let err = decode_image(&huge, 16, 4).unwrap_err().to_string();
-    assert!(60000 > MAX_IMAGE_SIDE);
+    const { assert!(60000 > MAX_IMAGE_SIDE) };
     assert!(err.contains("cannot read image") && err.to_lowercase().contains("limit"), "{err}");
 
     assert!(decode_image(b"not an image", 16, 4).is_err());
     assert!(decode_image(&png, 20, 4).unwrap_err().to_string().contains("unsupported geometry"));
+}
+
+#[test]
+fn labels_follow_their_images_through_dedup_split_and_mirrors() {
+    let mut ds = Dataset::new(16, 4);
+    ds.classes = vec!["a".into(), "b".into()];
+    for i in 0..12u8 {
+        // Images 10 and 11 repeat 0 and 1.
+        let v = i % 10;
+        let img = RgbaImage::from_fn(16, 16, |x, _| Rgba([v * 20, x as u8, 0, 255]));
+        ds.push_labelled(&img, format!("src{} cell {i}", i % 2), u32::from(v % 2));
+    }
+    assert_eq!(ds.dedup(), 2);
+    assert_eq!((ds.len(), ds.labels.len()), (10, 10));
+    assert_eq!(ds.class_counts(), vec![5, 5]);
+    for i in 0..ds.len() {
+        assert_eq!(ds.label(i), u32::from(ds.image(i)[0] / 20 % 2), "image {i} lost its label");
+    }
+    let m = ds.with_mirrors();
+    assert_eq!(m.labels[10..], ds.labels[..]);
+    // Per source and class: sources src0/src1 coincide with classes a/b here, 5 images each.
+    let (train, val) = ds.split_per_group(5);
+    assert_eq!((train.len(), val.len()), (8, 2));
+    assert_eq!(val.class_counts(), vec![1, 1]);
+    let (train2, val2) = ds.split_per_group(5);
+    assert_eq!((train2, val2), (train, val), "the split is deterministic");
+}
+
+#[test]
+fn angband_tiles_are_labelled_from_the_pref_files() {
+    use lediflow::data::{TILE_CLASSES, load_angband};
+    let dir = std::env::temp_dir().join(format!("lediflow-angband-{}", std::process::id()));
+    let (graf, pref) = (dir.join("graf"), dir.join("pref"));
+    std::fs::create_dir_all(&graf).unwrap();
+    std::fs::create_dir_all(&pref).unwrap();
+    // A 4x2-cell atlas: every cell a distinct flat square (cell 3,1 left empty).
+    let atlas = RgbaImage::from_fn(128, 64, |x, y| {
+        let (cx, cy) = (x / 32, y / 32);
+        if (cx, cy) == (3, 1) { Rgba([0, 0, 0, 0]) } else { Rgba([40 * cx as u8, 100 * cy as u8, 7, 255]) }
+    });
+    atlas.save(graf.join("32x32.png")).unwrap();
+    std::fs::write(
+        pref.join("graf-dvg.prf"),
+        "# <darkness>\nF:0:all:0x80:0x80\n# open floor\nF:1:lit:0x80:0x81\n# granite wall\nF:56:lit:0x80:0x82\n\
+         # up staircase\nF:6:lit:0x80:0x83\nK:1:2:0x81:0x80\nR:5:0x81:0x81\nR:6:0x81:0x83\nR:7:0x81:0x81\n",
+    )
+    .unwrap();
+    std::fs::write(pref.join("xtra-dvg.prf"), "?:[EQU $RACE Human]\nR:0:0x81:0x82\n").unwrap();
+    std::fs::write(pref.join("flvr-dvg.prf"), "L:3:0x81:0x80\n").unwrap();
+    let ds = load_angband(&graf, &pref, 4).unwrap();
+    let names: Vec<&str> = ds.labels.iter().map(|&l| TILE_CLASSES[l as usize]).collect();
+    // Darkness is skipped, the empty cell and the repeated assignments are taken once.
+    assert_eq!(names, ["floor", "wall", "feature", "item", "creature", "creature"]);
+    assert_eq!(ds.sources[0], "angband cell 1,0");
+    assert_eq!(&ds.image(3)[..4], &[0, 100, 7, 255]);
+    std::fs::remove_file(pref.join("flvr-dvg.prf")).unwrap();
+    let err = load_angband(&graf, &pref, 4).unwrap_err().to_string();
+    assert!(err.contains("flvr-dvg.prf") && err.contains("apt-get install angband"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

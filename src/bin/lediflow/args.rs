@@ -17,6 +17,20 @@ pub struct DataArgs {
     /// Folder of the DCSS atlases.
     #[arg(long, default_value = data::DCSS_TILE_DIR)]
     pub dcss_dir: PathBuf,
+    /// With --dcss: leave out the fragments of the item and creature atlases (segments of
+    /// multi-cell monsters, tentacles, parts laid out across cells).
+    #[arg(long, requires = "dcss")]
+    pub whole: bool,
+    /// Add David Gervais' 32x32 Angband tiles (apt-get install angband-data angband; CC-BY-3.0),
+    /// labelled like the DCSS tiles.
+    #[arg(long, conflicts_with = "data")]
+    pub angband: bool,
+    /// Folder of the Angband tile images.
+    #[arg(long, default_value = data::ANGBAND_GRAF_DIR)]
+    pub angband_graf: PathBuf,
+    /// Folder of the Angband pref files.
+    #[arg(long, default_value = data::ANGBAND_PREF_DIR)]
+    pub angband_pref: PathBuf,
     /// Channels: 1 (grey), 3 (RGB) or 4 (RGBA).
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
@@ -30,25 +44,78 @@ pub struct DataArgs {
 
 impl DataArgs {
     pub fn load(&self) -> lediflow::Result<(Dataset, serde_json::Value)> {
-        let ds = if self.dcss {
-            if self.size != 32 {
-                return Err(lediflow::Error::InvalidArgument("DCSS tiles are 32x32: use --size 32".into()));
+        let (ds, _, desc) = self.load_with_dropped()?;
+        Ok((ds, desc))
+    }
+
+    /// The data set, the images `--whole` left out, and the description recorded in a model.
+    pub fn load_with_dropped(&self) -> lediflow::Result<(Dataset, Dataset, serde_json::Value)> {
+        if (self.dcss || self.angband) && self.size != 32 {
+            return Err(lediflow::Error::InvalidArgument("DCSS and Angband tiles are 32x32: use --size 32".into()));
+        }
+        let mut sources = Vec::new();
+        let (mut ds, dropped) = if self.dcss {
+            sources.push(format!(
+                "dcss{}:{}",
+                if self.whole { " (whole sprites)" } else { "" },
+                self.dcss_dir.display()
+            ));
+            if self.whole {
+                data::load_dcss_whole(&self.dcss_dir, self.channels)?
+            } else {
+                let ds = data::load_dcss(&self.dcss_dir, self.channels)?;
+                let none = ds.empty_like();
+                (ds, none)
             }
-            data::load_dcss(&self.dcss_dir, self.channels)?
         } else if let Some(dir) = &self.data {
-            data::load_folder(dir, self.size, self.channels)?
+            sources.push(format!("{}", dir.display()));
+            let ds = data::load_folder(dir, self.size, self.channels)?;
+            let none = ds.empty_like();
+            (ds, none)
+        } else if self.angband {
+            let ds = Dataset::new(32, self.channels);
+            (ds.clone(), ds)
         } else {
-            return Err(lediflow::Error::InvalidArgument("give --data <folder> or --dcss".into()));
+            return Err(lediflow::Error::InvalidArgument("give --data <folder>, --dcss or --angband".into()));
         };
+        if self.angband {
+            sources.push(format!("angband:{}", self.angband_graf.display()));
+            let extra = data::load_angband(&self.angband_graf, &self.angband_pref, self.channels)?;
+            if ds.is_empty() {
+                ds.classes = extra.classes.clone();
+            }
+            for i in 0..extra.len() {
+                ds.push_from(&extra, i);
+            }
+            ds.dedup();
+        }
+        let per_class: serde_json::Map<String, serde_json::Value> =
+            ds.classes.iter().zip(ds.class_counts()).map(|(c, n)| (c.clone(), n.into())).collect();
         let desc = serde_json::json!({
-            "source": if self.dcss { format!("dcss:{}", self.dcss_dir.display()) } else { format!("{}", self.data.as_ref().unwrap().display()) },
+            "source": sources.join(" + "),
             "images": ds.len(),
             "size": self.size,
             "channels": self.channels,
-            "validation": format!("every {}th image held out", self.val_every),
+            "validation": if self.per_group_split() {
+                format!("every {}th image of each source and class held out", self.val_every)
+            } else {
+                format!("every {}th image held out", self.val_every)
+            },
+            "classes": per_class,
             lediflow::train::run::DATA_FINGERPRINT: lediflow::train::run::fnv64_hex(&ds.pixels),
         });
-        Ok((ds, desc))
+        Ok((ds, dropped, desc))
+    }
+
+    /// Sets built from several sources or with fragments dropped split per source and class;
+    /// the plain DCSS and folder sets keep the split their models were measured with.
+    fn per_group_split(&self) -> bool {
+        self.whole || self.angband
+    }
+
+    /// The training and held-out parts.
+    pub fn split(&self, ds: &Dataset) -> (Dataset, Dataset) {
+        if self.per_group_split() { ds.split_per_group(self.val_every) } else { ds.split(self.val_every) }
     }
 }
 

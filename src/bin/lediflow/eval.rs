@@ -60,7 +60,7 @@ pub fn eval(a: EvalArgs) -> Result<(), String> {
     use lediflow::eval::report::{markdown_floor, markdown_header, markdown_row, to_json};
     use lediflow::eval::sweep::{LatentSource, SweepConfig, SweepEvent, sweep};
     let (model, ds) = model_and_data(&a.model, &a.data, &a.device)?;
-    let (train_set, held_out) = ds.split(a.data.val_every);
+    let (train_set, held_out) = a.data.split(&ds);
     if held_out.len() < 4 {
         return Err("the held-out split has fewer than 4 images: lower --val-every".into());
     }

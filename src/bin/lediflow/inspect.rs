@@ -52,6 +52,10 @@ pub struct DataSheetArgs {
     pub max: usize,
     #[arg(long, default_value_t = 32)]
     pub columns: usize,
+    /// Also write one sheet per class into this folder (CLASS.png, every image of the class),
+    /// and dropped.png with what --whole left out.
+    #[arg(long)]
+    pub by_class: Option<PathBuf>,
 }
 
 pub fn info(a: InfoArgs) -> Result<(), String> {
@@ -94,16 +98,35 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
 }
 
 pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
-    let (ds, _) = a.data.load().map_err(|e| e.to_string())?;
-    let (tr, va) = ds.split(a.data.val_every);
+    let (ds, dropped, _) = a.data.load_with_dropped().map_err(|e| e.to_string())?;
+    let (tr, va) = a.data.split(&ds);
     eprintln!("{} images ({} training, {} validation)", ds.len(), tr.len(), va.len());
-    let mut shown = Dataset::new(ds.size, ds.channels);
+    for (c, n) in ds.classes.iter().zip(ds.class_counts()) {
+        eprintln!("  {c}: {n}");
+    }
+    if let Some(dir) = &a.by_class {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut sheets: Vec<(String, Dataset)> = ds.classes.iter().map(|c| (c.clone(), ds.empty_like())).collect();
+        for i in 0..ds.len() {
+            sheets[ds.label(i) as usize].1.push_from(&ds, i);
+        }
+        if !dropped.is_empty() || a.data.whole {
+            sheets.push(("dropped".into(), dropped.clone()));
+        }
+        for (name, set) in sheets {
+            let path = dir.join(format!("{name}.png"));
+            if !set.is_empty() {
+                data::write_grid(&path, &set, a.columns, true).map_err(|e| e.to_string())?;
+                eprintln!("wrote {} ({} images)", path.display(), set.len());
+            }
+        }
+    }
+    let mut shown = ds.empty_like();
     let n = ds.len().min(a.max);
     // Spread the sheet over the whole set.
     for k in 0..n {
         let i = k * ds.len() / n;
-        shown.pixels.extend_from_slice(ds.image(i));
-        shown.sources.push(ds.sources[i].clone());
+        shown.push_from(&ds, i);
     }
     data::write_grid(&a.sheet, &shown, a.columns, true).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", a.sheet.display());

@@ -182,7 +182,7 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
     // Fail before loading data or touching the run folder.
     device.check().map_err(|e| e.to_string())?;
     let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
-    let (train_set, val_set) = all.split(args.data.val_every);
+    let (train_set, val_set) = args.data.split(&all);
     eprintln!("data: {} images ({} for training, {} held out)", all.len(), train_set.len(), val_set.len());
     let spec = RunSpec {
         model,
