@@ -84,15 +84,19 @@
 #define LDF_MAX_VARIATIONS 4096
 
 /**
- * Widest and tallest image file the loaders decode (pixels per side): a larger one, or a file
- * whose header claims one, is refused before its pixels are allocated.
+ * Most classes a class-conditional model has (`LdfModelInfo.class_count`).
  */
-#define MAX_IMAGE_SIDE 8192
+#define LDF_MAX_CLASSES 1024
 
 /**
- * Most bytes an image decoder may hold at once (the decoded pixels included).
+ * Largest `guidance`.
  */
-#define MAX_DECODE_BYTES (256 << 20)
+#define LDF_MAX_GUIDANCE 100.0
+
+/**
+ * `LdfSampleParams.class_id` for unconditional generation.
+ */
+#define LDF_CLASS_NONE UINT32_MAX
 
 /**
  * A flag another thread can raise to stop a running call (`LdfSampleParams.cancel`). The call
@@ -185,6 +189,15 @@ typedef struct LdfModelInfo {
    * `struct_size` ends before it does not get it.
    */
   double time_shift;
+  /**
+   * Number of classes of a class-conditional model (0: unconditional); their names come from
+   * `ldf_model_class_name`. Added after the first release.
+   */
+  uint32_t class_count;
+  /**
+   * Set to 0; keeps the struct free of trailing padding.
+   */
+  uint32_t reserved;
 } LdfModelInfo;
 
 /**
@@ -293,6 +306,20 @@ typedef struct LdfSampleParams {
    * padding, so a later field never lands in bytes an older caller's `struct_size` covers.
    */
   uint32_t reserved;
+  /**
+   * The class to generate, `0..class_count` of a class-conditional model (names from
+   * `ldf_model_class_name`), or `LDF_CLASS_NONE` (the default): unconditional. A class the
+   * model does not have is `LDF_ERR_INVALID_ARGUMENT`, with the valid classes in the message.
+   * Added after the first release, like `guidance`: a caller whose `struct_size` ends before
+   * them gets unconditional images.
+   */
+  uint32_t class_id;
+  /**
+   * Classifier-free guidance scale for `class_id`, finite, in [0, 100] (default 1: the plain
+   * conditional flow). Above 1 follows the class more closely and costs one more network
+   * evaluation per step of each conditioned flow; 0 is the unconditional flow.
+   */
+  float guidance;
 } LdfSampleParams;
 
 #define LDF_OK 0
@@ -501,6 +528,18 @@ LdfStatus ldf_model_load_from_memory(const uint8_t *data,
  * `model` must be NULL or a model from `ldf_model_load*` not freed before.
  */
 void ldf_model_free(struct LdfModel *model);
+
+/**
+ * The name of class `index` of a class-conditional model (`0..class_count`), for example
+ * "creature": valid as long as the model, NUL-terminated UTF-8. NULL for a NULL model or an
+ * index out of range (an unconditional model has no classes). Does not change
+ * `ldf_last_error()`.
+ *
+ * # Safety
+ * `model` must be NULL or live.
+ */
+const char *ldf_model_class_name(const struct LdfModel *model,
+                                 uint32_t index);
 
 /**
  * Describes `model` in `*info`. Set `info->struct_size = sizeof(LdfModelInfo)` first.

@@ -27,13 +27,20 @@ use crate::model::Networks;
 /// predict the clean image (`dit.prediction = "data"`) or have a per-pixel head
 /// (`dit.pixel_head`); such files say 2 so that older libraries, which would read
 /// the output as a velocity or not know the head's tensors, refuse them with a version message.
-/// Every other file is still written as 1.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the model is class-conditional (`classes`, and its networks' class tables). Every file is
+/// written with the oldest version that reads it right ([`format_version_for`]).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The format version a file with `config` is written with: the oldest that reads it right.
 pub fn format_version_for(config: &ModelConfig) -> u32 {
     let data = config.dit.prediction == crate::config::Prediction::Data;
-    if data || config.dit.pixel_head > 0 { 2 } else { 1 }
+    if !config.classes.is_unconditional() {
+        3
+    } else if data || config.dit.pixel_head > 0 {
+        2
+    } else {
+        1
+    }
 }
 /// Metadata key holding the JSON [`ModelMeta`].
 pub const METADATA_KEY: &str = "lediflow";

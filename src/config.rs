@@ -98,6 +98,31 @@ pub enum Prediction {
     Data,
 }
 
+/// Class conditioning. No names: an unconditional model (every file written before it existed).
+///
+/// A conditional network adds a learned vector per class to its time conditioning, plus one more
+/// for "no class" (the unconditional branch that classifier-free guidance needs and that
+/// class-dropout training fills). The vectors start at zero, so a conditional network
+/// initialised from an unconditional one starts out computing exactly what it did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassConfig {
+    /// Class names; a class id is an index into them.
+    pub names: Vec<String>,
+    /// Whether a learned-prior model's image flow sees the class too (its latent flow always
+    /// does). A Gaussian-prior model's image flow always does: it has nothing else to condition.
+    #[serde(default)]
+    pub image_flow: bool,
+}
+
+/// Most classes a model may have.
+pub const MAX_CLASSES: usize = 1024;
+
+impl ClassConfig {
+    pub fn is_unconditional(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// Everything needed to build the networks of one pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -106,6 +131,9 @@ pub struct ModelConfig {
     pub aux: AuxConfig,
     pub latent: LatentFlowConfig,
     pub dit: DitConfig,
+    /// Absent in unconditional models' files (so their configs read and write as before).
+    #[serde(default, skip_serializing_if = "ClassConfig::is_unconditional")]
+    pub classes: ClassConfig,
 }
 
 /// Names accepted by [`ModelConfig::preset`].
@@ -139,6 +167,7 @@ impl ModelConfig {
                     pixel_head: 0,
                     pixel_head_time: false,
                 },
+                classes: ClassConfig::default(),
             },
             "small" => ModelConfig {
                 image,
@@ -155,6 +184,7 @@ impl ModelConfig {
                     pixel_head: 0,
                     pixel_head_time: false,
                 },
+                classes: ClassConfig::default(),
             },
             "base" => ModelConfig {
                 image,
@@ -171,6 +201,7 @@ impl ModelConfig {
                     pixel_head: 0,
                     pixel_head_time: false,
                 },
+                classes: ClassConfig::default(),
             },
             other => {
                 return Err(Error::InvalidArgument(format!(
@@ -241,7 +272,29 @@ impl ModelConfig {
         if d.pixel_head_time && d.pixel_head == 0 {
             return bad("dit.pixel_head_time needs a per-pixel head (dit.pixel_head > 0)".to_string());
         }
+        let names = &self.classes.names;
+        if names.len() > MAX_CLASSES {
+            return bad(format!("{} classes; at most {MAX_CLASSES}", names.len()));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() || n.len() > 256 || n.contains('\0') || names[..i].contains(n) {
+                return bad(format!("class name {n:?} must be 1..=256 bytes, without NUL, and unique"));
+            }
+        }
+        if self.classes.image_flow && names.is_empty() {
+            return bad("classes.image_flow needs class names".to_string());
+        }
         Ok(())
+    }
+
+    /// Classes the latent flow is conditioned on (0: none).
+    pub fn latent_classes(&self) -> usize {
+        if self.prior == PriorKind::Learned { self.classes.names.len() } else { 0 }
+    }
+
+    /// Classes the image flow is conditioned on (0: none).
+    pub fn image_classes(&self) -> usize {
+        if self.classes.image_flow || self.prior == PriorKind::Gaussian { self.classes.names.len() } else { 0 }
     }
 
     pub fn tokens(&self) -> usize {

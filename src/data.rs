@@ -230,7 +230,9 @@ pub fn fit_square(img: &DynamicImage, size: u32) -> RgbaImage {
     image::imageops::resize(&cropped, size, size, filter)
 }
 
-/// Every PNG/JPEG under `dir` (recursively, in path order), centre-cropped and resized.
+/// Every PNG/JPEG under `dir` (recursively, in path order), centre-cropped and resized. When
+/// every image sits in a subfolder of `dir` (none directly in it), the set is labelled: one class
+/// per subfolder, named after it, in name order (the image-folder convention).
 pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> {
     check_geometry(size, channels)?;
     if !dir.is_dir() {
@@ -241,9 +243,30 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<Dataset> 
     if files.is_empty() {
         return invalid(format!("no PNG or JPEG images under {}", dir.display()));
     }
+    // The first folder under `dir` of each image (None: directly in it).
+    let class_of = |f: &Path| {
+        let rel = f.strip_prefix(dir).ok()?;
+        let mut parts = rel.components();
+        let first = parts.next()?;
+        parts.next().map(|_| first.as_os_str().to_string_lossy().into_owned())
+    };
+    let folders: Option<Vec<String>> = files.iter().map(|f| class_of(f)).collect();
     let mut ds = Dataset::new(size, channels);
-    for f in files {
-        ds.push_rgba(&fit_square(&open_image(&f)?, size as u32), f.display().to_string());
+    if let Some(folders) = &folders {
+        let mut names = folders.clone();
+        names.sort();
+        names.dedup();
+        ds.classes = names;
+    }
+    for (i, f) in files.iter().enumerate() {
+        let img = fit_square(&open_image(f)?, size as u32);
+        match &folders {
+            Some(folders) => {
+                let label = ds.classes.iter().position(|c| *c == folders[i]).unwrap_or(0) as u32;
+                ds.push_labelled(&img, f.display().to_string(), label);
+            }
+            None => ds.push_rgba(&img, f.display().to_string()),
+        }
     }
     Ok(ds)
 }

@@ -47,6 +47,10 @@ struct SampleParams {
     SampleParams &time_shift(double v) { raw.time_shift = v; return *this; }
     /** Seamless tiles: every image wraps around (right edge into left, bottom into top). */
     SampleParams &tileable(bool v) { raw.tileable = v ? 1u : 0u; return *this; }
+    // A class-conditional model's class (Model::class_names() lists them; LDF_CLASS_NONE:
+    // unconditional) and its classifier-free guidance scale (1: none).
+    SampleParams &class_id(uint32_t v) { raw.class_id = v; return *this; }
+    SampleParams &guidance(float v) { raw.guidance = v; return *this; }
     SampleParams &first_index(uint64_t v) { raw.first_index = v; return *this; }
     SampleParams &batch_size(uint32_t v) { raw.batch_size = v; return *this; }
     SampleParams &interpolation(LdfInterpolation v) { raw.interpolation = v; return *this; }
@@ -130,6 +134,13 @@ public:
         i.struct_size = sizeof i;
         check(ldf_model_info(model_, &i));
         return i;
+    }
+
+    // The class names of a class-conditional model, by class id (empty: unconditional).
+    std::vector<std::string> class_names() const {
+        std::vector<std::string> names;
+        for (uint32_t k = 0; k < info().class_count; k++) names.emplace_back(ldf_model_class_name(model_, k));
+        return names;
     }
 
     void set_memory_limit(size_t bytes) { check(ldf_model_set_memory_limit(model_, bytes)); }

@@ -111,9 +111,14 @@ struct Tiny {
 }
 
 /// The `tiny` preset made smaller still (a file of tens of kilobytes, so the fuzzer mutates and
-/// loads it quickly), stored as f16.
+/// loads it quickly), stored as f16. The learned-prior one is class-conditional (three classes,
+/// both flows), the Gaussian one unconditional.
 fn tiny_bytes(prior: PriorKind) -> Vec<u8> {
     let mut cfg = ModelConfig::preset("tiny", 4, 16, prior).expect("the tiny preset");
+    if prior == PriorKind::Learned {
+        cfg.classes.names = vec!["floor".into(), "item".into(), "creature".into()];
+        cfg.classes.image_flow = true;
+    }
     cfg.aux.base_channels = 4;
     cfg.latent.hidden = 16;
     cfg.dit.dim = 16;
@@ -315,6 +320,12 @@ fn params(r: &mut Bytes) -> Option<Box<[u64; 32]>> {
     }
     if bit(13) {
         q.reserved = r.u32();
+    }
+    if bit(15) {
+        q.class_id = if r.flag() { LDF_CLASS_NONE } else { r.size(3, 1024) };
+    }
+    if bit(16) {
+        q.guidance = if r.flag() { r.f32() } else { f32::from(r.u8()) / 64.0 };
     }
     if bit(14) {
         q.progress = Some(progress);

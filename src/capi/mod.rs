@@ -47,6 +47,10 @@ pub const LDF_MAX_BATCH: u32 = 4096;
 pub const LDF_MAX_INPAINT_CANDIDATES: u32 = 4096;
 /// Most `variations` per image of `ldf_vary` (and count x variations is at most `LDF_MAX_COUNT`).
 pub const LDF_MAX_VARIATIONS: u32 = 4096;
+/// Most classes a class-conditional model has (`LdfModelInfo.class_count`).
+pub const LDF_MAX_CLASSES: u32 = 1024;
+/// Largest `guidance`.
+pub const LDF_MAX_GUIDANCE: f32 = 100.0;
 
 /// Result of every fallible call. `LDF_OK` is 0; on any other value `ldf_last_error()` says why.
 pub type LdfStatus = i32;
@@ -392,6 +396,8 @@ mod tests {
         assert_eq!(LDF_MAX_BATCH as usize, p::MAX_BATCH);
         assert_eq!(LDF_MAX_INPAINT_CANDIDATES as usize, p::MAX_INPAINT_CANDIDATES);
         assert_eq!(LDF_MAX_VARIATIONS as usize, p::MAX_VARIATIONS);
+        assert_eq!(LDF_MAX_CLASSES as usize, crate::config::MAX_CLASSES);
+        assert_eq!(LDF_MAX_GUIDANCE, p::MAX_GUIDANCE);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::pipeline::{Model, SampleOptions, check_count};
 /// so one model may serve several threads at once; each call keeps its own state.
 pub struct LdfModel {
     model: Model,
+    /// The class names as C strings, for `ldf_model_class_name`.
+    class_names: Vec<std::ffi::CString>,
 }
 
 fn device_of(device: LdfDevice) -> Result<Device> {
@@ -31,8 +33,11 @@ pub(crate) fn check_device(device: LdfDevice) -> Result<()> {
 /// # Safety
 /// `out` must be non-null and writable (checked by [`clear_out`]).
 unsafe fn store_model(out: *mut *mut LdfModel, model: Model) {
+    // Names were checked free of NUL when the model file was validated.
+    let class_names =
+        model.config().classes.names.iter().filter_map(|n| std::ffi::CString::new(n.as_bytes()).ok()).collect();
     // SAFETY: the caller checked `out`.
-    unsafe { *out = Box::into_raw(Box::new(LdfModel { model })) };
+    unsafe { *out = Box::into_raw(Box::new(LdfModel { model, class_names })) };
 }
 
 fn path_of(path: *const c_char) -> Result<std::path::PathBuf> {
@@ -152,6 +157,24 @@ fn info_of(model: &Model) -> LdfModelInfo {
         mask_bytes: i.mask_bytes(),
         parameters: i.parameters as u64,
         time_shift: i.time_shift as f64,
+        class_count: model.config().classes.names.len() as u32,
+        reserved: 0,
+    }
+}
+
+/// The name of class `index` of a class-conditional model (`0..class_count`), for example
+/// "creature": valid as long as the model, NUL-terminated UTF-8. NULL for a NULL model or an
+/// index out of range (an unconditional model has no classes). Does not change
+/// `ldf_last_error()`.
+///
+/// # Safety
+/// `model` must be NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ldf_model_class_name(model: *const LdfModel, index: u32) -> *const c_char {
+    // SAFETY: NULL or a live model (the caller's contract).
+    match unsafe { model.as_ref() } {
+        Some(m) => m.class_names.get(index as usize).map_or(std::ptr::null(), |n| n.as_ptr()),
+        None => std::ptr::null(),
     }
 }
 

@@ -91,7 +91,20 @@ pub struct LdfSampleParams {
     /// Ignored (set to 0 by `ldf_sample_params_init`). It keeps the struct free of trailing
     /// padding, so a later field never lands in bytes an older caller's `struct_size` covers.
     pub reserved: u32,
+    /// The class to generate, `0..class_count` of a class-conditional model (names from
+    /// `ldf_model_class_name`), or `LDF_CLASS_NONE` (the default): unconditional. A class the
+    /// model does not have is `LDF_ERR_INVALID_ARGUMENT`, with the valid classes in the message.
+    /// Added after the first release, like `guidance`: a caller whose `struct_size` ends before
+    /// them gets unconditional images.
+    pub class_id: u32,
+    /// Classifier-free guidance scale for `class_id`, finite, in [0, 100] (default 1: the plain
+    /// conditional flow). Above 1 follows the class more closely and costs one more network
+    /// evaluation per step of each conditioned flow; 0 is the unconditional flow.
+    pub guidance: f32,
 }
+
+/// `LdfSampleParams.class_id` for unconditional generation.
+pub const LDF_CLASS_NONE: u32 = u32::MAX;
 
 /// What a loaded model is. Set `struct_size = sizeof(LdfModelInfo)` before `ldf_model_info`.
 #[repr(C)]
@@ -121,6 +134,11 @@ pub struct LdfModelInfo {
     /// or 1 (equal steps) where it has none. Added after the first release: a caller whose
     /// `struct_size` ends before it does not get it.
     pub time_shift: f64,
+    /// Number of classes of a class-conditional model (0: unconditional); their names come from
+    /// `ldf_model_class_name`. Added after the first release.
+    pub class_count: u32,
+    /// Set to 0; keeps the struct free of trailing padding.
+    pub reserved: u32,
 }
 
 /// Smallest `struct_size` accepted: the size of the first published version of each struct
@@ -151,6 +169,8 @@ impl Default for LdfSampleParams {
             time_shift: o.time_shift.map_or(0.0, f64::from),
             tileable: o.tileable as u32,
             reserved: 0,
+            class_id: o.class.unwrap_or(LDF_CLASS_NONE),
+            guidance: o.guidance,
         }
     }
 }
@@ -309,6 +329,8 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         first_index: p.first_index,
         batch_size: p.batch_size as usize,
         tileable: p.tileable != 0,
+        class: (p.class_id != LDF_CLASS_NONE).then_some(p.class_id),
+        guidance: p.guidance,
         progress,
         // SAFETY: NULL or a live token (the caller's contract).
         cancel: unsafe { p.cancel.as_ref() }.map(LdfCancel::token),

@@ -8,8 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{
-    TIME_FREQ_DIM, as_cpu_train, conv2d_wrap, from_cpu_train, gelu, layer_norm, linear_tokens, permute, silu,
-    softmax_last, time_embedding,
+    ClassTable, TIME_FREQ_DIM, as_cpu_train, conv2d_wrap, from_cpu_train, gelu, layer_norm, linear_tokens, permute,
+    silu, softmax_last, time_embedding, with_classes,
 };
 use crate::config::ModelConfig;
 
@@ -55,6 +55,8 @@ pub struct VelocityNet<B: Backend> {
     pub(super) final_modulation: Linear<B>,
     pub(super) final_proj: Linear<B>,
     pub(super) pixel_head: Option<PixelHead<B>>,
+    /// Class vectors of a model whose image flow is class-conditional.
+    pub(super) class_table: Option<ClassTable<B>>,
     pub(super) channels: usize,
     pub(super) size: usize,
     pub(super) patch: usize,
@@ -219,6 +221,7 @@ impl<B: Backend> VelocityNet<B> {
             final_modulation: zero(d, 2 * d),
             final_proj: zero(d, c * p * p),
             pixel_head,
+            class_table: (cfg.image_classes() > 0).then(|| ClassTable::new(cfg.image_classes(), d, device)),
             channels: c,
             size: cfg.image.size,
             patch: p,
@@ -251,6 +254,18 @@ impl<B: Backend> VelocityNet<B> {
 
     /// [`Self::forward`]; `wrap`: the per-pixel head's convolutions pad circularly (tileable images).
     pub fn forward_wrap(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, wrap: bool) -> Tensor<B, 4> {
+        self.forward_class(x, t, wrap, None)
+    }
+
+    /// [`Self::forward_wrap`] for the classes `y` ([B] class ids; None: no class, the
+    /// unconditional branch). A network without classes ignores them.
+    pub fn forward_class(
+        &self,
+        x: Tensor<B, 4>,
+        t: Tensor<B, 1>,
+        wrap: bool,
+        y: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 4> {
         let device = x.device();
         let g = self.size / self.patch;
         let pos = Tensor::<B, 1>::from_floats(pos_embedding_2d(g, self.dim).as_slice(), &device).reshape([
@@ -260,7 +275,8 @@ impl<B: Backend> VelocityNet<B> {
         ]);
         let x_in = self.pixel_head.as_ref().map(|_| x.clone());
         let mut h = linear_tokens(&self.patch_embed, self.patchify(x)) + pos;
-        let c = silu(self.time2.forward(silu(self.time1.forward(time_embedding(t, TIME_FREQ_DIM)))));
+        let c = self.time2.forward(silu(self.time1.forward(time_embedding(t, TIME_FREQ_DIM))));
+        let c = silu(with_classes(&self.class_table, c, y));
         for blk in &self.blocks {
             h = blk.forward(h, c.clone());
         }

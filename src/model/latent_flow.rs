@@ -3,7 +3,7 @@
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::{TIME_FREQ_DIM, layer_norm, silu, time_embedding};
+use super::{ClassTable, TIME_FREQ_DIM, layer_norm, silu, time_embedding, with_classes};
 use crate::config::ModelConfig;
 
 #[derive(Module, Debug)]
@@ -20,6 +20,8 @@ pub struct LatentFlowNet<B: Backend> {
     pub(crate) time2: Linear<B>,
     pub(crate) blocks: Vec<ResBlock<B>>,
     pub(crate) output: Linear<B>,
+    /// Class vectors of a class-conditional model.
+    pub(crate) class_table: Option<ClassTable<B>>,
 }
 
 impl<B: Backend> LatentFlowNet<B> {
@@ -36,13 +38,21 @@ impl<B: Backend> LatentFlowNet<B> {
                 .map(|_| ResBlock { fc1: lin(h, h), time: lin(h, h), fc2: zero(h, h) })
                 .collect(),
             output: zero(h, d),
+            class_table: (cfg.latent_classes() > 0).then(|| ClassTable::new(cfg.latent_classes(), h, device)),
         }
     }
 
-    /// Velocity at (z_t, t): z [B, latent_dim], t [B] -> [B, latent_dim].
+    /// Velocity at (z_t, t): z [B, latent_dim], t [B] -> [B, latent_dim] (a class-conditional
+    /// network's unconditional branch).
     pub fn forward(&self, z: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
+        self.forward_class(z, t, None)
+    }
+
+    /// [`Self::forward`] for the classes `y` ([B] class ids; None: no class). An unconditional
+    /// network ignores them.
+    pub fn forward_class(&self, z: Tensor<B, 2>, t: Tensor<B, 1>, y: Option<Tensor<B, 1, Int>>) -> Tensor<B, 2> {
         let temb = self.time2.forward(silu(self.time1.forward(time_embedding(t, TIME_FREQ_DIM))));
-        let temb = silu(temb);
+        let temb = silu(with_classes(&self.class_table, temb, y));
         let mut h = self.input.forward(z);
         for blk in &self.blocks {
             let a = blk.fc1.forward(layer_norm(h.clone(), 1e-5)) + blk.time.forward(temb.clone());

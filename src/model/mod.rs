@@ -84,6 +84,48 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     }
 }
 
+/// A class-conditional network's class vectors: one learned row per class and a last one for
+/// "no class" (the unconditional branch), added to the network's time conditioning. Zero at
+/// first, so a conditional network initialised from an unconditional one computes what it did.
+#[derive(Module, Debug)]
+pub struct ClassTable<B: Backend> {
+    pub(crate) weight: burn::module::Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> ClassTable<B> {
+    pub fn new(classes: usize, width: usize, device: &B::Device) -> Self {
+        Self { weight: burn::module::Param::from_tensor(Tensor::zeros([classes + 1, width], device)) }
+    }
+
+    /// The number of classes (the "no class" row not counted).
+    pub fn classes(&self) -> usize {
+        self.weight.dims()[0] - 1
+    }
+
+    /// The rows of `n` images' classes ([n] class ids; None: all "no class"), [n, width].
+    pub fn rows(&self, y: Option<Tensor<B, 1, Int>>, n: usize, device: &B::Device) -> Tensor<B, 2> {
+        let none = self.classes() as i64;
+        let y = y.unwrap_or_else(|| Tensor::<B, 1, Int>::full([n], none, device));
+        self.weight.val().select(0, y)
+    }
+}
+
+/// The time conditioning `pre` ([n, width], before its SiLU) plus the class rows of `y`, for a
+/// network with a class table; `pre` unchanged otherwise.
+pub(crate) fn with_classes<B: Backend>(
+    table: &Option<ClassTable<B>>,
+    pre: Tensor<B, 2>,
+    y: Option<Tensor<B, 1, Int>>,
+) -> Tensor<B, 2> {
+    match table {
+        Some(t) => {
+            let (n, device) = (pre.dims()[0], pre.device());
+            pre + t.rows(y, n, &device)
+        }
+        None => pre,
+    }
+}
+
 /// SiLU; on the CPU training backend a vectorised op (`cpu_autodiff::silu`), elsewhere burn's.
 pub(crate) fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     use burn::tensor::activation::silu;
@@ -249,6 +291,20 @@ pub struct Networks<B: Backend> {
 }
 
 impl<B: Backend> Networks<B> {
+    /// Gives networks without class tables the zero tables `cfg` asks for (an unconditional
+    /// model's networks starting a class-conditional run: they compute what they did).
+    pub fn add_class_tables(&mut self, cfg: &ModelConfig, device: &B::Device) {
+        if let Some(l) = self.latent.as_mut()
+            && l.class_table.is_none()
+            && cfg.latent_classes() > 0
+        {
+            l.class_table = Some(ClassTable::new(cfg.latent_classes(), cfg.latent.hidden, device));
+        }
+        if self.velocity.class_table.is_none() && cfg.image_classes() > 0 {
+            self.velocity.class_table = Some(ClassTable::new(cfg.image_classes(), cfg.dit.dim, device));
+        }
+    }
+
     /// Freshly initialised networks for `cfg` (parameters initialise lazily on first use).
     pub fn new(cfg: &ModelConfig, device: &B::Device) -> Self {
         let learned = cfg.prior == PriorKind::Learned;

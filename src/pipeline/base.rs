@@ -112,6 +112,7 @@ impl<B: Backend> Pipeline<B> {
             self.config().dit.prediction,
             all_threads(),
             false,
+            super::options::Condition { class: None, guidance: 1.0 },
             x,
             t,
         ))
@@ -177,7 +178,7 @@ impl<B: Backend> Pipeline<B> {
         w: Tensor<B, 2>,
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 2>> {
-        let field = LatentField(latent, self.fast_latent.as_ref());
+        let field = LatentField(latent, self.fast_latent.as_ref(), opts.condition(self.config().latent_classes()));
         let sol = opts.latent_solver.solve(&field, w, opts.latent_steps, &mut |_, _, _, z| Ok(z))?;
         Ok(sol.x)
     }
@@ -270,6 +271,7 @@ impl<B: Backend> Pipeline<B> {
             prediction: self.config().dit.prediction,
             threads,
             wrap: opts.tileable.then_some(opts.seed),
+            condition: opts.condition(self.config().image_classes()),
         };
         let sol = opts.solver.solve_from(&field, x, start, opts.steps, self.time_shift(opts), &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))

@@ -24,7 +24,7 @@ impl<B: Backend> Pipeline<B> {
         mode: Interpolation,
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         let z = self.interpolation_path(z_from, z_to, frames, mode)?;
         self.generate_frames(z, opts)
     }
@@ -62,7 +62,7 @@ impl<B: Backend> Pipeline<B> {
     /// One image per latent row like [`Self::generate`], except that every row uses the same
     /// prior noise (that of (seed, 0)): the frames of an animation differ only by their latents.
     pub fn generate_frames(&self, z: Tensor<B, 2>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         self.learned("generate_frames")?;
         self.check_latents(&z)?;
         self.generate_shared_noise(z, opts)
@@ -101,7 +101,7 @@ impl<B: Backend> Pipeline<B> {
         range: Range<usize>,
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         check_count(frames, "frames")?;
         if range.is_empty() || range.end > frames {
             return invalid(format!("frame range {range:?} is empty or beyond {frames} frames"));
@@ -137,7 +137,7 @@ impl<B: Backend> Pipeline<B> {
     /// pixels. The flow then runs from the prior draw, and after every step the known pixels are
     /// put back on their straight path (1 - t) x0 + t y, which reaches y exactly at t = 1.
     pub fn inpaint(&self, images: Tensor<B, 4>, masks: Tensor<B, 4>, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         self.check_images(&images)?;
         let [n, c, h, w] = images.dims();
         if masks.dims() != [n, 1, h, w] {

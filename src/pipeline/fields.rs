@@ -11,6 +11,13 @@ use crate::model::cpu::latent::CpuLatentFlow;
 use crate::model::{LatentFlowNet, VelocityNet};
 use crate::rng::{Purpose, Rng};
 
+use super::options::Condition;
+
+/// Classifier-free guidance: v(none) + g (v(class) - v(none)), from the two branches.
+fn guide<B: Backend, const D: usize>(uncond: Tensor<B, D>, cond: Tensor<B, D>, g: f32) -> Tensor<B, D> {
+    uncond.clone() + (cond - uncond) * g
+}
+
 /// The image velocity field: the fused CPU forward pass when the pipeline has one (CPU
 /// backend), burn's forward otherwise.
 pub(super) struct ImageField<'a, B: Backend> {
@@ -21,29 +28,40 @@ pub(super) struct ImageField<'a, B: Backend> {
     pub threads: usize,
     /// Tileable sampling: Some(seed of the call's circular shifts).
     pub wrap: Option<u64>,
+    /// The class (and guidance) every image of the call is drawn with.
+    pub condition: Condition,
 }
 
 /// Velocity of `net` at (x, t) with t given per image, through `fast` when present; a
 /// data-predicting network's output is turned into the velocity it stands for. `wrap`: the
-/// per-pixel head pads circularly.
+/// per-pixel head pads circularly. `condition`: the class of every image, with guidance.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn velocity_at<B: Backend>(
     net: &VelocityNet<B>,
     fast: Option<&CpuDit>,
     prediction: Prediction,
     threads: usize,
     wrap: bool,
+    condition: Condition,
     x: Tensor<B, 4>,
     t: Tensor<B, 1>,
 ) -> Tensor<B, 4> {
-    let (dims, device) = (x.dims(), x.device());
-    let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
-    let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
-        Some((fast, Ok(xs), Ok(ts))) => {
-            Tensor::from_data(TensorData::new(fast.forward(&xs, &ts, threads, wrap), dims), &device)
-        }
-        _ => net.forward_wrap(x.clone(), t.clone(), wrap),
+    let branch = |class: Option<u32>| {
+        let (dims, device) = (x.dims(), x.device());
+        let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
+        let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
+            Some((fast, Ok(xs), Ok(ts))) => {
+                Tensor::from_data(TensorData::new(fast.forward_class(&xs, &ts, threads, wrap, class), dims), &device)
+            }
+            _ => {
+                let y = class.map(|c| Tensor::<B, 1, Int>::full([dims[0]], c as i64, &device));
+                net.forward_class(x.clone(), t.clone(), wrap, y)
+            }
+        };
+        output_to_velocity(prediction, out, x.clone(), t.clone())
     };
-    output_to_velocity(prediction, out, x, t)
+    let v = branch(condition.class);
+    if condition.guided() { guide(branch(None), v, condition.guidance) } else { v }
 }
 
 /// The circular shift (rows, columns) of tileable sampling's evaluation at solver time `t`:
@@ -64,7 +82,7 @@ impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
         let [n, _, h, w] = x.dims();
         let tt = Tensor::<B, 1>::full([n], t, &x.device());
         let Some(seed) = self.wrap else {
-            return velocity_at(self.net, self.fast, self.prediction, self.threads, false, x, tt);
+            return velocity_at(self.net, self.fast, self.prediction, self.threads, false, self.condition, x, tt);
         };
         // The network sees the image rolled so that its own borders (where the transformer has
         // learned that an image ends) fall somewhere new at every evaluation; the velocity is
@@ -73,23 +91,30 @@ impl<B: Backend> VelocityField<B, 4> for ImageField<'_, B> {
         let (dy, dx) = tile_shift(seed, t, h, w);
         // out[y][x] = x[y - dy][x - dx] (burn's roll), and back.
         let rolled = x.roll(&[dy as i64, dx as i64], &[2, 3]);
-        let v = velocity_at(self.net, self.fast, self.prediction, self.threads, true, rolled, tt);
+        let v = velocity_at(self.net, self.fast, self.prediction, self.threads, true, self.condition, rolled, tt);
         v.roll(&[-(dy as i64), -(dx as i64)], &[2, 3])
     }
 }
 
-pub(super) struct LatentField<'a, B: Backend>(pub &'a LatentFlowNet<B>, pub Option<&'a CpuLatentFlow>);
+/// The latent velocity field (through the fused pass when present), with the call's class.
+pub(super) struct LatentField<'a, B: Backend>(pub &'a LatentFlowNet<B>, pub Option<&'a CpuLatentFlow>, pub Condition);
 
 impl<B: Backend> VelocityField<B, 2> for LatentField<'_, B> {
     fn velocity(&self, z: Tensor<B, 2>, t: f32) -> Tensor<B, 2> {
         let n = z.dims()[0];
-        if let Some(fast) = self.1
-            && let Ok(zs) = z.clone().into_data().convert::<f32>().into_vec::<f32>()
-        {
-            return Tensor::from_data(TensorData::new(fast.forward(&zs, &vec![t; n]), z.dims()), &z.device());
-        }
-        let tt = Tensor::<B, 1>::full([n], t, &z.device());
-        self.0.forward(z, tt)
+        let branch = |class: Option<u32>| {
+            if let Some(fast) = self.1
+                && let Ok(zs) = z.clone().into_data().convert::<f32>().into_vec::<f32>()
+            {
+                let v = fast.forward_class(&zs, &vec![t; n], class);
+                return Tensor::from_data(TensorData::new(v, z.dims()), &z.device());
+            }
+            let tt = Tensor::<B, 1>::full([n], t, &z.device());
+            let y = class.map(|c| Tensor::<B, 1, Int>::full([n], c as i64, &z.device()));
+            self.0.forward_class(z.clone(), tt, y)
+        };
+        let v = branch(self.2.class);
+        if self.2.guided() { guide(branch(None), v, self.2.guidance) } else { v }
     }
 }
 

@@ -259,7 +259,7 @@ impl Model {
     /// Samples `count` images into `out` (at least `count * image_bytes` bytes: 8-bit,
     /// interleaved, row-major). Image i depends only on (seed, first_index + i).
     pub fn sample_into(&self, count: usize, opts: &SampleOptions, out: &mut [u8]) -> Result<()> {
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         check_count(count, "count")?;
         let per = self.info().image_bytes();
         need(count, per, out.len(), "out")?;
@@ -280,7 +280,7 @@ impl Model {
     /// floats). Latent i depends only on (seed, first_index + i).
     pub fn sample_latents_into(&self, count: usize, opts: &SampleOptions, out: &mut [f32]) -> Result<()> {
         let d = self.require_learned("sample_latents")?.latent_dim;
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         check_count(count, "count")?;
         need(count, d, out.len(), "out")?;
         with_pipeline!(self, p => self.batched("sample_latents", count, 0, opts, |o, start, n| {
@@ -301,7 +301,7 @@ impl Model {
     /// noise comes from (seed, first_index + i).
     pub fn generate_into(&self, z: &[f32], opts: &SampleOptions, out: &mut [u8]) -> Result<()> {
         let info = self.require_learned("generate")?;
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         let d = info.latent_dim;
         let count = items(z.len(), d, "z")?;
         let per = info.image_bytes();
@@ -327,7 +327,7 @@ impl Model {
     /// gives only the batch size and cancellation.
     pub fn encode_into(&self, pixels: &[u8], opts: &SampleOptions, out: &mut [f32]) -> Result<()> {
         let info = self.require_learned("encode")?;
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         let (per, d, c, s) = (info.image_bytes(), info.latent_dim, info.channels, info.width);
         let count = items(pixels.len(), per, "pixels")?;
         need(count, d, out.len(), "out")?;
@@ -358,7 +358,7 @@ impl Model {
         out: &mut [u8],
     ) -> Result<()> {
         let info = self.require_learned("interpolate")?;
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         check_count(frames, "frames")?;
         let (d, per) = (info.latent_dim, info.image_bytes());
         for (z, what) in [(z_from, "z_from"), (z_to, "z_to")] {
@@ -403,7 +403,7 @@ impl Model {
         opts: &SampleOptions,
         out: &mut [u8],
     ) -> Result<()> {
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         check_count(frames, "frames")?;
         let per = self.info().image_bytes();
         need(frames, per, out.len(), "out")?;
@@ -435,7 +435,7 @@ impl Model {
 
     /// Checks an inpainting call and returns (count, image bytes, mask bytes).
     fn inpaint_shape(&self, pixels: usize, masks: usize, opts: &SampleOptions) -> Result<(usize, usize, usize)> {
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         let info = self.info();
         let (per, mper) = (info.image_bytes(), info.mask_bytes());
         let count = items(pixels, per, "pixels")?;
@@ -502,7 +502,7 @@ impl Model {
         strength: f32,
         opts: &SampleOptions,
     ) -> Result<(usize, usize, usize)> {
-        opts.validate()?;
+        opts.validate_for(self.config())?;
         check_strength(strength)?;
         check_variations(variations)?;
         let per = self.info().image_bytes();

@@ -32,7 +32,7 @@ fn cpu_split<B: Backend>(count: usize) -> Option<(usize, usize)> {
 impl<B: Backend> Pipeline<B> {
     /// Draws `count` latents: w ~ N(0, I) from (seed, i), carried through theta_L from t=0 to 1.
     pub fn sample_latents(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 2>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         check_count(count, "count")?;
         let (_, latent) = self.learned("sample_latents")?;
         let d = self.meta.config.aux.latent_dim;
@@ -46,7 +46,7 @@ impl<B: Backend> Pipeline<B> {
     }
 
     fn generate_on(&self, z: Tensor<B, 2>, opts: &SampleOptions, threads: usize) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         self.check_latents(&z)?;
         let n = z.dims()[0];
         let eps =
@@ -65,7 +65,7 @@ impl<B: Backend> Pipeline<B> {
     /// image alone). The progress callback is called on the calling thread only, counting the
     /// steps of the chunks that thread runs.
     pub fn sample(&self, count: usize, opts: &SampleOptions) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         check_count(count, "count")?;
         let Some((workers, chunk)) = cpu_split::<B>(count) else {
             return self.sample_chunk(count, opts, all_threads());

@@ -29,7 +29,7 @@ impl<B: Backend> Pipeline<B> {
         strength: f32,
         opts: &SampleOptions,
     ) -> Result<Tensor<B, 4>> {
-        opts.validate()?;
+        opts.validate_for(&self.meta.config)?;
         check_strength(strength)?;
         self.check_images(&images)?;
         let shape = images.dims();

@@ -80,6 +80,33 @@ pub struct TrainConfig {
     /// encodes a batch of `batch_size` images instead (what runs did before this setting).
     #[serde(default)]
     pub latent_batch: usize,
+    /// Share of a class-conditional model's training images whose class is replaced by "no
+    /// class", so the networks also learn the unconditional flow that guidance needs.
+    #[serde(default = "default_class_dropout")]
+    pub class_dropout: f32,
+}
+
+fn default_class_dropout() -> f32 {
+    0.1
+}
+
+/// The class ids a conditioned network trains on for one batch: each image's label, replaced by
+/// the "no class" id (`classes`) with probability `dropout`. None when the network has no
+/// classes or the batch has no labels (the rng is then left untouched, so unconditional runs
+/// draw exactly what they always did).
+fn class_ids<B: Backend>(
+    rng: &mut Rng,
+    labels: Option<&[u32]>,
+    classes: usize,
+    dropout: f32,
+    device: &B::Device,
+) -> Option<Tensor<B, 1, Int>> {
+    let labels = labels.filter(|_| classes > 0)?;
+    let ids: Vec<i64> = labels
+        .iter()
+        .map(|&l| if rng.uniform() < f64::from(dropout) || l as usize >= classes { classes as i64 } else { l as i64 })
+        .collect();
+    Some(Tensor::from_data(TensorData::new(ids, [labels.len()]), device))
 }
 
 impl Default for TrainConfig {
@@ -99,6 +126,7 @@ impl Default for TrainConfig {
             fm: OptimConfig::default(),
             seed: 0,
             latent_batch: 256,
+            class_dropout: default_class_dropout(),
         }
     }
 }
@@ -186,6 +214,9 @@ pub struct LatentStage<B: AutodiffBackend> {
     pub rng: Rng,
     pub target: LatentTarget,
     pub time_sampling: TimeSampling,
+    /// Classes the latent flow is conditioned on (0: none) and the class dropout.
+    pub classes: usize,
+    pub class_dropout: f32,
 }
 
 impl<B: AutodiffBackend> LatentStage<B> {
@@ -204,18 +235,35 @@ impl<B: AutodiffBackend> LatentStage<B> {
             rng: Rng::stream(train.seed, 2, crate::rng::Purpose::Training),
             target: train.latent_target,
             time_sampling: train.time_sampling,
+            classes: cfg.latent_classes(),
+            class_dropout: train.class_dropout,
         }
     }
 
     /// One step on a batch of images, encoded by the frozen encoder.
     pub fn step(&mut self, y: Tensor<B, 4>) -> f32 {
+        self.step_labelled(y, None)
+    }
+
+    /// [`Self::step`] for images of the classes `labels` (one per image; None: unlabelled).
+    pub fn step_labelled(&mut self, y: Tensor<B, 4>, labels: Option<&[u32]>) -> f32 {
         let (mu, logvar) = self.encoder.forward(y.inner());
-        self.step_posterior(mu, logvar)
+        self.step_posterior_labelled(mu, logvar, labels)
     }
 
     /// One step towards the latents of a batch of encoder posteriors (means and log-variances,
     /// [N, latent_dim]): the means, or a draw from each with [`LatentTarget::Sample`].
     pub fn step_posterior(&mut self, mu: Tensor<B::InnerBackend, 2>, logvar: Tensor<B::InnerBackend, 2>) -> f32 {
+        self.step_posterior_labelled(mu, logvar, None)
+    }
+
+    /// [`Self::step_posterior`] for latents of the classes `labels`.
+    pub fn step_posterior_labelled(
+        &mut self,
+        mu: Tensor<B::InnerBackend, 2>,
+        logvar: Tensor<B::InnerBackend, 2>,
+        labels: Option<&[u32]>,
+    ) -> f32 {
         let [n, d] = mu.dims();
         let z = match self.target {
             LatentTarget::Mean => mu,
@@ -224,21 +272,27 @@ impl<B: AutodiffBackend> LatentStage<B> {
                 mu + (logvar * 0.5).exp() * eps
             }
         };
-        self.step_latents(z)
+        self.step_latents_labelled(z, labels)
     }
 
     /// One FM step of the latent flow towards given target latents [N, latent_dim] (the
     /// encoder's output for a batch; precomputed when the encoder is frozen and the target is
     /// the mean, which makes a step cost only the MLP).
     pub fn step_latents(&mut self, z: Tensor<B::InnerBackend, 2>) -> f32 {
+        self.step_latents_labelled(z, None)
+    }
+
+    /// [`Self::step_latents`] for latents of the classes `labels`.
+    pub fn step_latents_labelled(&mut self, z: Tensor<B::InnerBackend, 2>, labels: Option<&[u32]>) -> f32 {
         let [n, d] = z.dims();
         let device = z.device();
         let z = Tensor::<B, 2>::from_inner(z);
         let w = normal::<B, 2>(&mut self.rng, [n, d], &device);
         let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
+        let y = class_ids::<B>(&mut self.rng, labels, self.classes, self.class_dropout, &device);
         let tc = t.clone().reshape([n, 1]);
         let zt = w.clone() + (z.clone() - w.clone()) * tc;
-        let loss = fm_loss(self.net.model().forward(zt, t), z - w);
+        let loss = fm_loss(self.net.model().forward_class(zt, t, y), z - w);
         let v = scalar(loss.clone());
         self.net.apply(loss);
         v
@@ -388,6 +442,9 @@ pub struct FmStage<B: AutodiffBackend> {
     /// cached output is bitwise what it would compute again (tested), and after the first
     /// epoch a step runs only the decoder of the prior draw.
     encoded: EncoderCache,
+    /// Classes the image flow is conditioned on (0: none) and the class dropout.
+    pub classes: usize,
+    pub class_dropout: f32,
 }
 
 /// Which training image a batch row holds: its dataset index and whether it is mirrored.
@@ -452,6 +509,8 @@ impl<B: AutodiffBackend> FmStage<B> {
             prediction: cfg.dit.prediction,
             fast_prior,
             encoded: HashMap::new(),
+            classes: cfg.image_classes(),
+            class_dropout: train.class_dropout,
         }
     }
 
@@ -496,12 +555,18 @@ impl<B: AutodiffBackend> FmStage<B> {
 
     /// [`Self::step`] for a batch whose images are named by `keys` (see [`Self::draw_x0`]).
     pub fn step_keyed(&mut self, y: Tensor<B, 4>, keys: Option<&[ImageKey]>) -> f32 {
+        self.step_keyed_labelled(y, keys, None)
+    }
+
+    /// [`Self::step_keyed`] for images of the classes `labels` (one per image).
+    pub fn step_keyed_labelled(&mut self, y: Tensor<B, 4>, keys: Option<&[ImageKey]>, labels: Option<&[u32]>) -> f32 {
         let device = y.device();
         let n = y.dims()[0];
         let x0 = self.draw_x0(&y, keys);
         let t = Tensor::<B, 1>::from_floats(self.time_sampling.draw(&mut self.rng, n).as_slice(), &device);
+        let classes = class_ids::<B>(&mut self.rng, labels, self.classes, self.class_dropout, &device);
         let xt = path_point(x0.clone(), y.clone(), t.clone());
-        let out = self.net.model().forward(xt.clone(), t.clone());
+        let out = self.net.model().forward_class(xt.clone(), t.clone(), false, classes);
         let loss = fm_loss(output_to_velocity(self.prediction, out, xt, t), y - x0);
         let v = scalar(loss.clone());
         self.net.apply(loss);

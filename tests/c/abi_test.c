@@ -180,7 +180,9 @@ static void test_params(void) {
     EXPECT(p.tileable == 0 && p.reserved == 0);
     /* Every field starts where the previous one ends: no padding an older caller left unset. */
     EXPECT(offsetof(LdfSampleParams, tileable) == offsetof(LdfSampleParams, time_shift) + sizeof(double));
-    EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, reserved) + sizeof(uint32_t));
+    EXPECT(offsetof(LdfSampleParams, class_id) == offsetof(LdfSampleParams, reserved) + sizeof(uint32_t));
+    EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, guidance) + sizeof(float));
+    EXPECT(p.class_id == LDF_CLASS_NONE && p.guidance == 1.0f);
     (ldf_sample_params_init)(NULL);
     /* The function behind the macro (what a host built against the first header calls) writes
      * only the first published layout, and says so in struct_size. */
@@ -408,6 +410,38 @@ static void test_interpolate_seeds(LdfModel *m, bool gaussian_prior) {
     free(frames);
     free(a);
     free(b);
+}
+
+/* Classes: the shipped models are unconditional; a class is refused, guidance checked. */
+static void test_classes(void) {
+    LdfModelInfo i;
+    memset(&i, 0xA5, sizeof i);
+    i.struct_size = sizeof i;
+    EXPECT_STATUS(ldf_model_info(model, &i), LDF_OK);
+    EXPECT(i.class_count == 0);
+    EXPECT(ldf_model_class_name(model, 0) == NULL);
+    EXPECT(ldf_model_class_name(NULL, 0) == NULL);
+    unsigned char *img = malloc(info.image_bytes), *ref = malloc(info.image_bytes);
+    LdfSampleParams p = params(4);
+    EXPECT(p.class_id == LDF_CLASS_NONE && p.guidance == 1.0f);
+    EXPECT_STATUS(ldf_sample(model, 1, &p, ref, info.image_bytes), LDF_OK);
+    p.class_id = 0;
+    EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(ldf_last_error(), "no classes") != NULL);
+    p = params(4);
+    p.guidance = NAN;
+    EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_ERR_INVALID_ARGUMENT);
+    p.guidance = -0.5f;
+    EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_ERR_INVALID_ARGUMENT);
+    /* A caller whose struct ends before class_id and guidance gets unconditional images. */
+    p = params(4);
+    p.struct_size = offsetof(LdfSampleParams, class_id);
+    p.class_id = 7;
+    p.guidance = NAN;
+    EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_OK);
+    EXPECT(memcmp(img, ref, info.image_bytes) == 0);
+    free(img);
+    free(ref);
 }
 
 static void test_inpaint(LdfModel *m) {
@@ -730,6 +764,7 @@ int main(int argc, char **argv) {
     test_params();
     test_sample();
     test_latents();
+    test_classes();
     test_interpolate_seeds(model, false);
     test_interpolate_seeds(gaussian, true);
     test_inpaint(model);

@@ -35,6 +35,14 @@ int main(int argc, char **argv) {
     EXPECT(enc.size() == 3 * size_t(info.latent_dim));
     std::vector<float> a(enc.begin(), enc.begin() + info.latent_dim), b(enc.end() - info.latent_dim, enc.end());
     EXPECT(model.interpolate(a, b, 4, params).size() == 4 * info.image_bytes);
+    EXPECT(model.class_names().empty());
+    bool refused = false;
+    try {
+        model.sample(1, lediflow::SampleParams(params).class_id(0));
+    } catch (const lediflow::Error &e) {
+        refused = e.status() == LDF_ERR_INVALID_ARGUMENT;
+    }
+    EXPECT(refused);
     auto walk = model.interpolate_seeds(3, 9, 4, params);  // params.seed is 3: frame 0 is image 0
     EXPECT(walk.size() == 4 * info.image_bytes);
     EXPECT(std::equal(walk.begin(), walk.begin() + info.image_bytes, images.begin()));

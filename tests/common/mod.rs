@@ -111,6 +111,16 @@ pub fn train_run(
     images: &Tensor<B, 4>,
     steps: lediflow::train::StageSteps,
 ) -> (Networks<B>, History) {
+    train_run_on(cfg, train, &dataset_of(images), steps)
+}
+
+/// [`train_run`] on an 8-bit data set (labelled ones train class-conditional configs).
+pub fn train_run_on(
+    cfg: &ModelConfig,
+    train: &lediflow::train::TrainConfig,
+    data: &lediflow::data::Dataset,
+    steps: lediflow::train::StageSteps,
+) -> (Networks<B>, History) {
     use lediflow::train::run::{RunControl, RunOutcome, RunSpec, Stage, run};
     use std::sync::atomic::{AtomicUsize, Ordering};
     static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -143,16 +153,9 @@ pub fn train_run(
         ..Default::default()
     };
     let out = dir.join("model.safetensors");
-    let outcome = run::<lediflow::CpuTrainBackend>(
-        &spec,
-        &dataset_of(images),
-        &dir.join("run"),
-        &out,
-        false,
-        control,
-        &Default::default(),
-    )
-    .unwrap();
+    let outcome =
+        run::<lediflow::CpuTrainBackend>(&spec, data, &dir.join("run"), &out, false, control, &Default::default())
+            .unwrap();
     assert!(matches!(outcome, RunOutcome::Finished { .. }), "{outcome:?}");
     let (nets, _) = lediflow::checkpoint::load::<B>(&out, &Default::default()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);

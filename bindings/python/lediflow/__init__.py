@@ -92,7 +92,13 @@ class _Params(C.Structure):
         ("time_shift", C.c_double),
         ("tileable", C.c_uint32),
         ("reserved", C.c_uint32),
+        ("class_id", C.c_uint32),
+        ("guidance", C.c_float),
     ]
+
+
+#: LdfSampleParams.class_id for unconditional generation (LDF_CLASS_NONE).
+CLASS_NONE = 0xFFFFFFFF
 
 
 class _Info(C.Structure):
@@ -109,6 +115,8 @@ class _Info(C.Structure):
         ("mask_bytes", C.c_size_t),
         ("parameters", C.c_uint64),
         ("time_shift", C.c_double),
+        ("class_count", C.c_uint32),
+        ("reserved", C.c_uint32),
     ]
 
 
@@ -131,6 +139,7 @@ def _load():
         "ldf_model_load_from_memory": ([u8p, C.c_size_t, C.c_uint32, C.POINTER(vp)], C.c_int32),
         "ldf_model_free": ([vp], None),
         "ldf_model_info": ([vp, C.POINTER(_Info)], C.c_int32),
+        "ldf_model_class_name": ([vp, C.c_uint32], C.c_char_p),
         "ldf_model_set_memory_limit": ([vp, C.c_size_t], C.c_int32),
         "ldf_sample_params_init_sized": ([C.POINTER(_Params), C.c_size_t], C.c_int32),
         "ldf_sample": ([vp, C.c_uint32, C.POINTER(_Params), u8p, C.c_size_t], C.c_int32),
@@ -238,7 +247,8 @@ class _Call:
 
     def __init__(self, seed=0, steps=4, solver="midpoint", prior_scale=1.0, progress=None, cancel=None,
                  first_index=0, batch_size=0, latent_steps=16, latent_solver="midpoint",
-                 inpaint_candidates=16, interpolation="linear", time_shift=None, tileable=False):
+                 inpaint_candidates=16, interpolation="linear", time_shift=None, tileable=False,
+                 class_id=CLASS_NONE, guidance=1.0):
         lib = _load()
         p = _Params()
         _check(lib.ldf_sample_params_init_sized(C.byref(p), C.sizeof(p)))
@@ -254,6 +264,7 @@ class _Call:
         # None (or 0) leaves the shift to the model file's recommendation.
         p.time_shift = 0.0 if time_shift is None else float(time_shift)
         p.tileable = 1 if tileable else 0
+        p.class_id, p.guidance = _uint(class_id, 32, "class_"), float(guidance)
         if cancel is not None:
             p.cancel = cancel._ptr
         self.error = None
@@ -318,8 +329,26 @@ class Model:
         with self._handle() as h:
             _check(_load().ldf_model_info(h, C.byref(i)))
         self._raw_info = i
+        with self._handle() as h:
+            #: The class names of a class-conditional model (empty: unconditional).
+            self.classes = [_load().ldf_model_class_name(h, k).decode() for k in range(i.class_count)]
         self.info = ModelInfo(i.width, i.height, i.channels, i.latent_dim, PRIORS.get(i.prior, str(i.prior)),
                               i.format_version, i.parameters, i.time_shift)
+
+    def _opts(self, options: dict) -> dict:
+        """`class_` (a name or an index, None: unconditional) as the C params' class_id."""
+        if "class_" in options:
+            c = options.pop("class_")
+            if c is None:
+                options["class_id"] = CLASS_NONE
+            elif isinstance(c, str):
+                if c not in self.classes:
+                    known = ", ".join(self.classes) if self.classes else "none (the model is unconditional)"
+                    raise ValueError(f"class {c!r} is not one of the model's classes: {known}")
+                options["class_id"] = self.classes.index(c)
+            else:
+                options["class_id"] = c  # an index: the library checks it
+        return options
 
     @contextmanager
     def _handle(self):
@@ -413,9 +442,11 @@ class Model:
         Options: cancel, first_index, batch_size, latent_steps, latent_solver, time_shift (solver
         grid: 1 = equal steps, > 1 shorter steps near the prior; about 3 for Gaussian-prior models
         at 4 Midpoint steps; None, the default, = the model file's recommendation, else 1),
-        tileable (True: seamless tiles, each image wraps around; every generation call takes it)."""
+        tileable (True: seamless tiles, each image wraps around; every generation call takes it),
+        class_ (a class-conditional model's class, by name or index: Model.classes lists them)
+        and guidance (classifier-free guidance scale for class_, default 1)."""
         n = self._count(count)
-        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        call = _Call(seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty((n, *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_sample(h, n, C.byref(call.params), _u8(out), out.nbytes))
@@ -424,7 +455,7 @@ class Model:
     def sample_latents(self, count: int, seed: int = 0, **options) -> np.ndarray:
         """`count` latents (learned-prior models) as float32 (count, latent_dim)."""
         n = self._count(count)
-        call = _Call(seed, **options)
+        call = _Call(seed, **self._opts(options))
         out = np.empty((n, self.info.latent_dim), np.float32)
         with self._handle() as h:
             call.run(_load().ldf_sample_latents(h, n, C.byref(call.params), _f32(out), out.nbytes))
@@ -434,7 +465,7 @@ class Model:
                  prior_scale: float = 1.0, progress=None, **options) -> np.ndarray:
         """One image per latent row: uint8 (N, H, W, C)."""
         z = self._latents(latents)
-        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        call = _Call(seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty((z.shape[0], *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_generate_from_latents(h, _f32(z), z.shape[0], C.byref(call.params), _u8(out),
@@ -454,7 +485,7 @@ class Model:
         """`frames` images from latent z_from to z_to (endpoints included): uint8 (frames, H, W, C)."""
         a, b = self._latents(z_from, 1), self._latents(z_to, 1)
         n = self._count(frames, "frames")
-        call = _Call(seed, steps, solver, prior_scale, progress, interpolation=mode, **options)
+        call = _Call(seed, steps, solver, prior_scale, progress, interpolation=mode, **self._opts(options))
         out = np.empty((n, *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_interpolate(h, _f32(a), _f32(b), n, C.byref(call.params), _u8(out), out.nbytes))
@@ -467,7 +498,7 @@ class Model:
         (default seed_from, so frame 0 is image 0 of sample(seed=seed_from))."""
         a, b = _uint(seed_from, 64, "seed_from"), _uint(seed_to, 64, "seed_to")
         n = self._count(frames, "frames")
-        call = _Call(a if seed is None else seed, steps, solver, prior_scale, progress, **options)
+        call = _Call(a if seed is None else seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty((n, *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_interpolate_seeds(h, a, b, n, C.byref(call.params), _u8(out),
@@ -487,7 +518,7 @@ class Model:
         if m.shape != (x.shape[0], h, w):
             raise ValueError(f"masks must have shape ({x.shape[0]}, {h}, {w}), got {np.asarray(masks).shape}")
         m = np.ascontiguousarray(m != 0, dtype=np.uint8)
-        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        call = _Call(seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty_like(x)
         with self._handle() as h:
             call.run(_load().ldf_inpaint(h, _u8(x), _u8(m), x.shape[0], C.byref(call.params), _u8(out),
@@ -504,7 +535,7 @@ class Model:
         if not isinstance(count, (int, np.integer)) or count < 1 or count > MAX_VARIATIONS:
             raise ValueError(f"count must be an integer in 1..={MAX_VARIATIONS}, got {count!r}")
         self._count(x.shape[0] * int(count), "images x count")
-        call = _Call(seed, steps, solver, prior_scale, progress, **options)
+        call = _Call(seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty((x.shape[0], int(count), *self._shape), np.uint8)
         with self._handle() as h:
             call.run(_load().ldf_vary(h, _u8(x), x.shape[0], int(count), float(strength), C.byref(call.params),

@@ -288,3 +288,17 @@ def test_max_count_is_the_headers():
     header = Path(__file__).resolve().parents[3] / "include" / "lediflow.h"
     define = [l for l in header.read_text().splitlines() if l.startswith("#define LDF_MAX_COUNT ")]
     assert define and int(define[0].split()[2]) == lediflow.MAX_COUNT
+
+
+def test_classes_of_an_unconditional_model(model):
+    assert model.classes == []
+    with pytest.raises(ValueError, match="unconditional"):
+        model.sample(1, class_="item")
+    with pytest.raises(lediflow.LediflowError, match="no classes"):
+        model.sample(1, class_=0)
+    with pytest.raises(lediflow.LediflowError, match="guidance"):
+        model.sample(1, guidance=float("nan"))
+    with pytest.raises(lediflow.LediflowError, match="guidance"):
+        model.sample(1, guidance=-1.0)
+    # Guidance without a class changes nothing.
+    np.testing.assert_array_equal(model.sample(1, steps=1, guidance=3.0), model.sample(1, steps=1))

@@ -155,6 +155,29 @@ pub struct GenArgs {
     /// floor and wall textures that repeat without a seam. `--repeat 3` shows them repeated.
     #[arg(long)]
     pub tileable: bool,
+    /// The class to generate, by name or index, for a class-conditional model (`info` lists
+    /// its classes) [default: unconditional].
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Classifier-free guidance scale for --class: 1 = the plain conditional flow, above 1
+    /// follows the class more closely (one more network evaluation per step), 0 = unconditional.
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f32,
+}
+
+/// A class given by name or index, checked against the model's classes.
+pub fn class_id(model: &Model, class: &str) -> Result<u32, String> {
+    let names = &model.config().classes.names;
+    if names.is_empty() {
+        return Err(format!("--class {class}: the model has no classes (it is unconditional)"));
+    }
+    if let Some(i) = names.iter().position(|n| n == class) {
+        return Ok(i as u32);
+    }
+    match class.parse::<usize>() {
+        Ok(i) if i < names.len() => Ok(i as u32),
+        _ => Err(format!("--class {class}: not one of the model's classes: {}", lediflow::pipeline::class_list(names))),
+    }
 }
 
 impl GenArgs {
@@ -175,9 +198,11 @@ impl GenArgs {
             time_shift: self.time_shift,
             latent_steps: self.latent_steps,
             tileable: self.tileable,
+            class: self.class.as_deref().map(|c| class_id(&p, c)).transpose()?,
+            guidance: self.guidance,
             ..Default::default()
         };
-        opts.validate().map_err(|e| e.to_string())?;
+        opts.validate_for(p.config()).map_err(|e| e.to_string())?;
         Ok((p, opts))
     }
 }

@@ -70,6 +70,19 @@ pub fn info(a: InfoArgs) -> Result<(), String> {
     println!("image:          {}x{}, {} channels", i.width, i.height, i.channels);
     println!("latent dim:     {}", i.latent_dim);
     println!("parameters:     {}", i.parameters);
+    let classes = &meta.config.classes;
+    if classes.is_unconditional() {
+        println!("classes:        none (unconditional)");
+    } else {
+        let flows = if meta.config.image_classes() > 0 && meta.config.latent_classes() > 0 {
+            "latent and image flows"
+        } else if meta.config.latent_classes() > 0 {
+            "latent flow"
+        } else {
+            "image flow"
+        };
+        println!("classes:        {} ({flows}; --class NAME)", lediflow::pipeline::class_list(&classes.names));
+    }
     println!("written by:     lediflow {}", meta.provenance.library_version);
     match meta.sampling.time_shift {
         Some(t) => println!("time shift:     {t} (recommended; sampling uses it unless given --time-shift)"),

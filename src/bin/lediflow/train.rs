@@ -69,6 +69,16 @@ pub struct TrainArgs {
     /// Random horizontal flips (the latent flow also learns the mirrors' latents).
     #[arg(long)]
     pub hflip: bool,
+    /// Train a class-conditional model on the data's classes: the subfolders of --data (one
+    /// per class), or the tile loaders' labels (--dcss, --angband: floor, wall, feature, item,
+    /// creature). `train.class_dropout` (default 0.1) of the images train the unconditional
+    /// branch that guidance needs. With --init an unconditional file gains the classes.
+    #[arg(long)]
+    pub classes: bool,
+    /// With --classes: condition a LeDiFlow model's image flow on the class as well (its latent
+    /// flow always is; a Gaussian-prior model's image flow always is).
+    #[arg(long, requires = "classes")]
+    pub class_image_flow: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Checkpoint every N steps.
@@ -175,13 +185,38 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
             None => set_path(&mut mv, k, v)?,
         }
     }
-    let model: ModelConfig = serde_json::from_value(mv).map_err(|e| format!("model config: {e}"))?;
+    let mut model: ModelConfig = serde_json::from_value(mv).map_err(|e| format!("model config: {e}"))?;
     let train: TrainConfig = serde_json::from_value(tv).map_err(|e| format!("training config: {e}"))?;
     model.validate().map_err(|e| e.to_string())?;
     let device = lediflow::Device::parse(&args.device).map_err(|e| e.to_string())?;
     // Fail before loading data or touching the run folder.
     device.check().map_err(|e| e.to_string())?;
     let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
+    if args.classes {
+        if all.classes.is_empty() {
+            return Err(
+                "--classes needs a labelled data set: --data with one subfolder per class, --dcss or --angband".into(),
+            );
+        }
+        if !model.classes.is_unconditional() && model.classes.names != all.classes {
+            return Err(format!(
+                "the --init model's classes {:?} are not the data's {:?}",
+                model.classes.names, all.classes
+            ));
+        }
+        model.classes.names = all.classes.clone();
+        model.classes.image_flow |= args.class_image_flow;
+        model.validate().map_err(|e| e.to_string())?;
+    } else if !model.classes.is_unconditional() && model.classes.names != all.classes {
+        return Err(format!(
+            "the --init model is class-conditional ({:?}); its data must have those classes (the data's: {:?})",
+            model.classes.names, all.classes
+        ));
+    }
+    if !model.classes.is_unconditional() {
+        let counts: Vec<String> = all.classes.iter().zip(all.class_counts()).map(|(c, n)| format!("{c} {n}")).collect();
+        eprintln!("classes: {}", counts.join(", "));
+    }
     let (train_set, val_set) = args.data.split(&all);
     eprintln!("data: {} images ({} for training, {} held out)", all.len(), train_set.len(), val_set.len());
     let spec = RunSpec {

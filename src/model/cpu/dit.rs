@@ -16,7 +16,8 @@ use burn::prelude::*;
 
 use super::decoder::Conv3;
 use super::{
-    Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features, with_buffers,
+    ClassRows, Dense, dense, gelu_in_place, matmul, mean_inv_std, silu_in_place, softmax_rows, time_features,
+    with_buffers,
 };
 use crate::model::TIME_FREQ_DIM;
 use crate::model::dit::{LN_EPS, VelocityNet};
@@ -57,6 +58,7 @@ pub struct CpuDit {
     final_modulation: Dense,
     final_proj: Dense,
     head: Option<Head>,
+    classes: Option<ClassRows>,
 }
 
 impl std::fmt::Debug for CpuDit {
@@ -151,6 +153,7 @@ impl CpuDit {
                 modulation: h.modulation.as_ref().map(Dense::from_linear),
                 hidden: h.hidden,
             }),
+            classes: ClassRows::from_table(&net.class_table),
         }
     }
 
@@ -170,6 +173,12 @@ impl CpuDit {
     ///
     /// `wrap`: the per-pixel head's convolutions pad circularly (for tileable images).
     pub fn forward(&self, x: &[f32], t: &[f32], threads: usize, wrap: bool) -> Vec<f32> {
+        self.forward_class(x, t, threads, wrap, None)
+    }
+
+    /// [`Self::forward`] with every image of class `class` (None: no class, the unconditional
+    /// branch of a class-conditional network).
+    pub fn forward_class(&self, x: &[f32], t: &[f32], threads: usize, wrap: bool, class: Option<u32>) -> Vec<f32> {
         let n = t.len();
         let len = self.image_len();
         assert_eq!(x.len(), n * len, "CpuDit::forward: x holds {} numbers for {n} images", x.len());
@@ -186,7 +195,7 @@ impl CpuDit {
             for (j, oi) in o.chunks_exact_mut(len).enumerate() {
                 let k = i * per + j;
                 if mods_t != Some(t[k].to_bits()) {
-                    self.modulations(t[k], &mut mods);
+                    self.modulations(t[k], class, &mut mods);
                     mods_t = Some(t[k].to_bits());
                 }
                 self.forward_image(&x[k * len..][..len], &mods, wrap, oi);
@@ -205,7 +214,7 @@ impl CpuDit {
     /// block's modulation layer: 6 * dim per block (shift, scale, gate for attention and MLP),
     /// then 2 * dim (shift, scale) for the final layer, then 2 * H (shift, scale) for a
     /// time-modulated per-pixel head.
-    fn modulations(&self, t: f32, out: &mut Vec<f32>) {
+    fn modulations(&self, t: f32, class: Option<u32>, out: &mut Vec<f32>) {
         let d = self.dim;
         let mut temb = vec![0f32; TIME_FREQ_DIM];
         time_features(&[t], &mut temb);
@@ -214,6 +223,9 @@ impl CpuDit {
         silu_in_place(&mut hidden);
         let mut cond = vec![0f32; d];
         dense(&self.time2, &hidden, 1, &mut cond);
+        if let Some(c) = &self.classes {
+            c.add(&mut cond, class);
+        }
         silu_in_place(&mut cond);
         out.clear();
         let head_mod = self.head.as_ref().and_then(|h| h.modulation.as_ref());
@@ -421,6 +433,27 @@ mod tests {
         compare_with_head("tiny", 4, 16, 3, 2, -8);
         compare_with_head("tiny", 4, 16, 2, 1, 2); // fewer hidden channels than image channels
         compare_with_head("small", 4, 32, 3, 1, -32);
+    }
+
+    /// A class-conditional network: the fused pass adds the same class vector as burn's.
+    #[test]
+    fn matches_the_burn_forward_with_classes() {
+        let mut cfg = ModelConfig::preset("tiny", 4, 16, PriorKind::Gaussian).unwrap();
+        cfg.classes.names = vec!["a".into(), "b".into(), "c".into()];
+        let net = randomized(VelocityNet::<CpuBackend>::new(&cfg, &Default::default()), 3);
+        let fast = CpuDit::from_net(&net);
+        let device = Default::default();
+        let xs = crate::rng::Rng::new(2).normal_vec(2 * 4 * 16 * 16);
+        let x = Tensor::<CpuBackend, 4>::from_data(TensorData::new(xs.clone(), [2, 4, 16, 16]), &device);
+        let t = Tensor::<CpuBackend, 1>::from_data(TensorData::new(vec![0.4f32; 2], [2]), &device);
+        for class in [None, Some(0), Some(2)] {
+            let y = class.map(|c| Tensor::<CpuBackend, 1, Int>::full([2], c as i64, &device));
+            let want = floats(net.forward_class(x.clone(), t.clone(), false, y));
+            let got = fast.forward_class(&xs, &[0.4, 0.4], 1, false, class);
+            let diff = max_rel_diff(&want, &got);
+            assert!(diff <= 1e-4, "class {class:?}: max |diff| {diff}");
+        }
+        assert!(fast.forward_class(&xs, &[0.4, 0.4], 1, false, Some(1)) != fast.forward(&xs, &[0.4, 0.4], 1, false));
     }
 
     /// With circular padding the head's convolutions wrap around: an image's head output differs

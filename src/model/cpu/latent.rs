@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 
-use super::{Dense, TIME_FREQ_DIM, mean_inv_std, rows_matmul_acc, silu_in_place, time_features, with_buffers};
+use super::{
+    ClassRows, Dense, TIME_FREQ_DIM, mean_inv_std, rows_matmul_acc, silu_in_place, time_features, with_buffers,
+};
 use crate::model::LatentFlowNet;
 
 thread_local! {
@@ -29,6 +31,7 @@ pub struct CpuLatentFlow {
     time2: Dense,
     blocks: Vec<Block>,
     output: Dense,
+    classes: Option<ClassRows>,
 }
 
 impl std::fmt::Debug for CpuLatentFlow {
@@ -90,11 +93,18 @@ impl CpuLatentFlow {
                 })
                 .collect(),
             output: Dense::from_linear(&net.output),
+            classes: ClassRows::from_table(&net.class_table),
         }
     }
 
-    /// Velocity at (z_t, t): z [n, latent_dim], t [n] as flat arrays -> [n, latent_dim].
+    /// Velocity at (z_t, t): z [n, latent_dim], t [n] as flat arrays -> [n, latent_dim] (a
+    /// class-conditional network's unconditional branch).
     pub fn forward(&self, z: &[f32], t: &[f32]) -> Vec<f32> {
+        self.forward_class(z, t, None)
+    }
+
+    /// [`Self::forward`] with every latent of class `class` (None: no class).
+    pub fn forward_class(&self, z: &[f32], t: &[f32], class: Option<u32>) -> Vec<f32> {
         let n = t.len();
         let (d, h) = (self.input.input, self.input.output);
         assert_eq!(z.len(), n * d, "CpuLatentFlow::forward: z holds {} numbers for {n} latents", z.len());
@@ -111,6 +121,9 @@ impl CpuLatentFlow {
             silu_in_place(th);
             fill_bias(cond, h, &self.time2.b, None);
             product(&self.time2, th, nt, cond);
+            if let Some(c) = &self.classes {
+                c.add(cond, class);
+            }
             silu_in_place(cond);
 
             fill_bias(x, h, &self.input.b, None);
@@ -149,6 +162,25 @@ mod tests {
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use burn::prelude::*;
     use burn::tensor::TensorData;
+
+    #[test]
+    fn matches_the_burn_latent_flow_with_classes() {
+        let mut cfg = ModelConfig::preset("tiny", 4, 32, PriorKind::Learned).unwrap();
+        cfg.classes.names = vec!["a".into(), "b".into()];
+        let net = randomized(LatentFlowNet::<CpuBackend>::new(&cfg, &Default::default()), 4);
+        let fast = CpuLatentFlow::from_net(&net);
+        let (n, d) = (3, cfg.aux.latent_dim);
+        let zs = crate::rng::Rng::new(5).normal_vec(n * d);
+        let device = Default::default();
+        let z = Tensor::<CpuBackend, 2>::from_data(TensorData::new(zs.clone(), [n, d]), &device);
+        let t = Tensor::<CpuBackend, 1>::from_data(TensorData::new(vec![0.6f32; n], [n]), &device);
+        for class in [None, Some(0), Some(1)] {
+            let y = class.map(|c| Tensor::<CpuBackend, 1, Int>::full([n], c as i64, &device));
+            let want = floats(net.forward_class(z.clone(), t.clone(), y));
+            let diff = max_rel_diff(&want, &fast.forward_class(&zs, &[0.6; 3], class));
+            assert!(diff < 1e-4, "class {class:?}: {diff}");
+        }
+    }
 
     #[test]
     fn matches_the_burn_latent_flow() {

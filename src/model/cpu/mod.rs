@@ -111,6 +111,31 @@ impl Dense {
     }
 }
 
+/// A [`crate::model::ClassTable`]'s rows as f32 (the last row: no class).
+pub(super) struct ClassRows {
+    rows: Vec<f32>,
+    width: usize,
+}
+
+impl ClassRows {
+    pub(super) fn from_table<B: Backend>(t: &Option<crate::model::ClassTable<B>>) -> Option<Self> {
+        t.as_ref().map(|t| Self { rows: floats(t.weight.val()), width: t.weight.dims()[1] })
+    }
+
+    /// Adds class `class`'s row (None, or an id past the table: the no-class row) to every row
+    /// of `pre` (the time conditioning before its SiLU).
+    pub(super) fn add(&self, pre: &mut [f32], class: Option<u32>) {
+        let last = self.rows.len() / self.width - 1;
+        let k = class.map_or(last, |c| (c as usize).min(last));
+        let row = &self.rows[k * self.width..][..self.width];
+        for r in pre.chunks_exact_mut(self.width) {
+            for (x, y) in r.iter_mut().zip(row) {
+                *x += y;
+            }
+        }
+    }
+}
+
 /// dst[m x n] (+)= beta * lhs[m x k] * rhs[k x n], all row-major with the given row strides
 /// (lhs and rhs may be read transposed through their strides). Checked so the unsafe call can
 /// never touch memory outside the slices.

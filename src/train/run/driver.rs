@@ -42,14 +42,18 @@ pub(super) enum Active<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Active<B> {
-    fn step(&mut self, stage: Stage, y: Tensor<B, 4>, keys: &[ImageKey]) -> StepLog {
+    /// One step on a batch of images (`keys` name them, `labels` give their classes when the
+    /// data set is labelled).
+    fn step(&mut self, stage: Stage, y: Tensor<B, 4>, keys: &[ImageKey], labels: Option<&[u32]>) -> StepLog {
         match self {
             Active::Aux(st) => {
                 let l = st.step(y);
                 StepLog { stage, step: 0, loss: l.total, mse: l.mse, kl: l.kl }
             }
-            Active::Latent(st) => StepLog { stage, step: 0, loss: st.step(y), mse: 0.0, kl: 0.0 },
-            Active::Fm(st) => StepLog { stage, step: 0, loss: st.step_keyed(y, Some(keys)), mse: 0.0, kl: 0.0 },
+            Active::Latent(st) => StepLog { stage, step: 0, loss: st.step_labelled(y, labels), mse: 0.0, kl: 0.0 },
+            Active::Fm(st) => {
+                StepLog { stage, step: 0, loss: st.step_keyed_labelled(y, Some(keys), labels), mse: 0.0, kl: 0.0 }
+            }
         }
     }
 
@@ -326,12 +330,17 @@ pub fn run<B: AutodiffBackend>(
             }
             let mut l = match (&pool, &mut active) {
                 (Some(pool), Active::Latent(st)) => {
-                    let (mu, logvar) = pool.rows(&ctx.batcher.next_indices(spec.train.latent_batch));
-                    StepLog { stage, step: 0, loss: st.step_posterior(mu, logvar), mse: 0.0, kl: 0.0 }
+                    let indices = ctx.batcher.next_indices(spec.train.latent_batch);
+                    // The pool holds the training images, then (with flips) their mirrors.
+                    let labels = labels_of(data, indices.iter().map(|&i| i % data.len()));
+                    let (mu, logvar) = pool.rows(&indices);
+                    let loss = st.step_posterior_labelled(mu, logvar, labels.as_deref());
+                    StepLog { stage, step: 0, loss, mse: 0.0, kl: 0.0 }
                 }
                 _ => {
                     let (y, keys) = ctx.batcher.next::<B>(data, spec.train.batch_size, device);
-                    active.step(stage, y, &keys)
+                    let labels = labels_of(data, keys.iter().map(|k| k.0));
+                    active.step(stage, y, &keys, labels.as_deref())
                 }
             };
             ctx.step += 1;
@@ -456,6 +465,11 @@ impl StageCtx {
     fn mean_recent(&self) -> f32 {
         self.recent.iter().sum::<f32>() / self.recent.len().max(1) as f32
     }
+}
+
+/// The classes of the images at `indices` of a labelled data set (None for an unlabelled one).
+fn labels_of(data: &Dataset, indices: impl Iterator<Item = usize>) -> Option<Vec<u32>> {
+    (!data.labels.is_empty()).then(|| indices.map(|i| data.label(i)).collect())
 }
 
 /// Whether `stage` steps on stored latents ([`TrainConfig::latent_batch`]): the frozen

@@ -63,16 +63,22 @@ impl InitFrom {
                 "starting model {path} changed since this run started (its hash differs from the one recorded)"
             )));
         }
-        let (nets, meta) = checkpoint::from_bytes::<B>(&bytes, device)?;
-        let same_but_velocity = ModelConfig { dit: model.dit.clone(), ..meta.config.clone() } == *model;
+        let (mut nets, meta) = checkpoint::from_bytes::<B>(&bytes, device)?;
+        // An unconditional file may start a class-conditional run: its networks get class
+        // tables of zeros, so they start out computing what the file's did.
+        let classes = if meta.config.classes.is_unconditional() { &model.classes } else { &meta.config.classes };
+        let same_but_velocity =
+            ModelConfig { dit: model.dit.clone(), classes: classes.clone(), ..meta.config.clone() } == *model;
         if !same_but_velocity {
             return Err(Error::InvalidArgument(format!(
                 "starting model {path} holds different networks from the ones this run trains \
-                 ({} vs {}); a fine-tuning run keeps the file's network config (only `dit` may change)",
+                 ({} vs {}); a fine-tuning run keeps the file's network config (only `dit` may change, \
+                 and an unconditional file may gain classes)",
                 serde_json::to_string(&meta.config).unwrap_or_default(),
                 serde_json::to_string(model).unwrap_or_default()
             )));
         }
+        nets.add_class_tables(model, device);
         let with_head = crate::config::DitConfig {
             pixel_head: model.dit.pixel_head,
             pixel_head_time: model.dit.pixel_head_time,
