@@ -47,4 +47,10 @@ try:
 except RuntimeError as e:
     assert "missing.safetensors" in str(e), e
 assert "lediflow_0_0" not in bpy.data.images, "a failed call made an image"
+try:
+    bpy.ops.lediflow.generate(model_path=model, count=1, seed=9, class_name="item")
+    raise AssertionError("a class on an unconditional model did not fail")
+except RuntimeError as e:
+    assert "unconditional" in str(e), e
+assert "lediflow_9_0" not in bpy.data.images, "a refused class made an image"
 (out / "done").write_text("ok")

@@ -26,6 +26,9 @@ func run() -> bool:
 		return false
 	if not check(ldf.load_model(model) == 0, "load_model: " + ldf.last_error()):
 		return false
+	# The shipped model is unconditional: no classes, a class is refused, "" is unconditional.
+	if not check(ldf.classes().empty() and ldf.set_class("item") != 0 and ldf.set_class("") == 0, "classes"):
+		return false
 
 	var images = ldf.sample(3, 5, 2)
 	if not check(images.size() == 3, "sample(3, 5, 2): " + ldf.last_error()):

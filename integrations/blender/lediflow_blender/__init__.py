@@ -1,7 +1,8 @@
 """lediflow for Blender: generate sprites and textures with a LeDiFlow model, inside Blender.
 
-- Image Editor > Sidebar (N) > lediflow: model file, count, seed, steps, tileable, and buttons to
-  generate and to make a material from the image shown.
+- Image Editor > Sidebar (N) > lediflow: model file, count, seed, steps, tileable, class and
+  guidance (class-conditional models), and buttons to generate and to make a material from the
+  image shown.
 - ``bpy.ops.lediflow.generate(model_path=..., count=..., seed=..., steps=...)`` creates image
   datablocks named ``lediflow_<seed>_<i>``: image i is exactly image i of the library's
   ``sample(count, seed, steps)`` (rows flipped, as Blender stores images bottom row first).
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import lediflow
 
@@ -73,6 +74,10 @@ class LediflowSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0)
     steps: IntProperty(name="Steps", default=4, min=1, max=64)
     tileable: BoolProperty(name="Tileable", default=False, description="Seamless tiles: edges wrap around")
+    class_name: StringProperty(name="Class", default="",
+                               description="A class-conditional model's class (empty: unconditional)")
+    guidance: FloatProperty(name="Guidance", default=1.0, min=0.0, max=100.0,
+                            description="Classifier-free guidance for the class (1: none)")
 
 
 class LEDIFLOW_OT_generate(bpy.types.Operator):
@@ -87,6 +92,8 @@ class LEDIFLOW_OT_generate(bpy.types.Operator):
     seed: IntProperty(name="Seed", default=0, min=0)
     steps: IntProperty(name="Steps", default=4, min=1, max=10000)
     tileable: BoolProperty(name="Tileable", default=False)
+    class_name: StringProperty(name="Class", default="", description="Empty: unconditional")
+    guidance: FloatProperty(name="Guidance", default=1.0, min=0.0, max=100.0)
 
     def execute(self, context):
         try:
@@ -103,8 +110,8 @@ class LEDIFLOW_OT_generate(bpy.types.Operator):
 
         try:
             images = model.sample(self.count, seed=self.seed, steps=self.steps, tileable=self.tileable,
-                                  progress=progress)
-        except lediflow.LediflowError as e:
+                                  class_=self.class_name or None, guidance=self.guidance, progress=progress)
+        except (lediflow.LediflowError, ValueError) as e:
             self.report({"ERROR"}, f"lediflow: {e}")
             return {"CANCELLED"}
         finally:
@@ -171,8 +178,12 @@ class LEDIFLOW_PT_panel(bpy.types.Panel):
         col.prop(s, "seed")
         col.prop(s, "steps")
         col.prop(s, "tileable")
+        col.prop(s, "class_name")
+        if s.class_name:
+            col.prop(s, "guidance")
         op = col.operator(LEDIFLOW_OT_generate.bl_idname, icon="IMAGE_DATA")
         op.model_path, op.count, op.seed, op.steps, op.tileable = s.model_path, s.count, s.seed, s.steps, s.tileable
+        op.class_name, op.guidance = s.class_name, s.guidance
         image = getattr(context.space_data, "image", None)
         row = col.row()
         row.enabled = image is not None

@@ -19,6 +19,10 @@
  *                                               prior noise of seed_from)
  *   set_tileable(bool), set_solver(int)         options of the following calls (0 Euler,
  *                                               1 Midpoint (default), 2 Heun, 3 RK4)
+ *   classes() -> Array                          a class-conditional model's class names
+ *   set_class(name or index) -> int             the class of the following calls ("" or -1:
+ *                                               unconditional); set_guidance(float) its
+ *                                               classifier-free guidance (1 = none)
  *   image_size() -> int, info() -> Dictionary   what the loaded model makes
  *   progress() -> float                         0..1 of the call running now, or of the last one
  *                                               (any thread)
@@ -55,6 +59,9 @@ typedef struct {
   LdfCancel *cancel;
   atomic_uint step, total;
   atomic_int tileable, solver;
+  /* The class of the following calls (LDF_CLASS_NONE: unconditional) and its guidance. */
+  atomic_uint class_id;
+  _Atomic float guidance;
   /* last_error is per instance; the library's own message is per thread. */
   char error[1024];
 } State;
@@ -229,6 +236,8 @@ static LdfSampleParams params_for(State *s, int64_t seed, int64_t steps) {
   p.steps = steps < 1 || steps > LDF_MAX_STEPS ? 0 : (uint32_t)steps; /* 0: refused by the library */
   p.solver = (LdfSolver)atomic_load(&s->solver);
   p.tileable = (uint32_t)atomic_load(&s->tileable);
+  p.class_id = atomic_load(&s->class_id);
+  p.guidance = atomic_load(&s->guidance);
   p.progress = on_progress;
   p.user_data = s;
   p.cancel = s->cancel;
@@ -448,6 +457,67 @@ METHOD(m_set_solver) {
   return from_int(LDF_OK);
 }
 
+/* set_class(name or index; "" or -1: unconditional) -> int (0 = ok) */
+METHOD(m_set_class) {
+  UNUSED;
+  State *s = user_data;
+  if (n < 1 || api->godot_variant_get_type(args[0]) == GODOT_VARIANT_TYPE_NIL) {
+    atomic_store(&s->class_id, LDF_CLASS_NONE);
+    return from_int(LDF_OK);
+  }
+  uint32_t count = s->model ? s->info.class_count : 0;
+  int64_t id = -1;
+  if (api->godot_variant_get_type(args[0]) == GODOT_VARIANT_TYPE_STRING) {
+    char *name = to_cstr(args[0]);
+    if (!*name) {
+      free(name);
+      atomic_store(&s->class_id, LDF_CLASS_NONE);
+      return from_int(LDF_OK);
+    }
+    for (uint32_t k = 0; k < count; k++)
+      if (strcmp(ldf_model_class_name(s->model, k), name) == 0) id = k;
+    if (id < 0) fail(s, "%s is not one of the model's classes (see classes())", name);
+    free(name);
+  } else {
+    id = api->godot_variant_as_int(args[0]);
+    if (id == -1) {
+      atomic_store(&s->class_id, LDF_CLASS_NONE);
+      return from_int(LDF_OK);
+    }
+    if (id < 0 || id >= (int64_t)count) {
+      fail(s, "%s", count ? "the class index is out of range (see classes())" : "the model has no classes");
+      id = -1;
+    }
+  }
+  if (id < 0) return from_int(LDF_ERR_INVALID_ARGUMENT);
+  atomic_store(&s->class_id, (uint32_t)id);
+  return from_int(LDF_OK);
+}
+
+/* set_guidance(float): classifier-free guidance for the class (1 = none); checked by the calls. */
+METHOD(m_set_guidance) {
+  UNUSED;
+  atomic_store(&((State *)user_data)->guidance, n > 0 ? (float)api->godot_variant_as_real(args[0]) : 1.0f);
+  return nil();
+}
+
+/* classes() -> Array of String: the class names of a class-conditional model. */
+METHOD(m_classes) {
+  UNUSED;
+  State *s = user_data;
+  godot_array arr;
+  api->godot_array_new(&arr);
+  for (uint32_t k = 0; s->model && k < s->info.class_count; k++) {
+    godot_variant v = from_cstr(ldf_model_class_name(s->model, k));
+    api->godot_array_append(&arr, &v);
+    api->godot_variant_destroy(&v);
+  }
+  godot_variant v;
+  api->godot_variant_new_array(&v, &arr);
+  api->godot_array_destroy(&arr);
+  return v;
+}
+
 METHOD(m_image_size) {
   UNUSED;
   return from_int(((State *)user_data)->info.width);
@@ -496,6 +566,8 @@ static void *create(godot_object *self, void *method_data) {
   State *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   atomic_store(&s->solver, LDF_SOLVER_MIDPOINT);
+  atomic_store(&s->class_id, LDF_CLASS_NONE);
+  atomic_store(&s->guidance, 1.0f);
   if (ldf_cancel_new(&s->cancel) != LDF_OK) s->cancel = NULL;
   return s;
 }
@@ -533,7 +605,8 @@ void GDN_EXPORT godot_nativescript_init(void *handle) {
       {"load_model", m_load_model}, {"last_error", m_last_error}, {"sample", m_sample},
       {"inpaint", m_inpaint},       {"interpolate", m_interpolate}, {"set_tileable", m_set_tileable},
       {"set_solver", m_set_solver}, {"image_size", m_image_size},  {"info", m_info},
-      {"progress", m_progress},     {"cancel", m_cancel},
+      {"progress", m_progress},     {"cancel", m_cancel},          {"set_class", m_set_class},
+      {"set_guidance", m_set_guidance}, {"classes", m_classes},
   };
   godot_method_attributes attr = {GODOT_METHOD_RPC_MODE_DISABLED};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
