@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 LIB_DIR=${1:-$TARGET/debug}
 [ -f "$LIB_DIR/liblediflow.so" ] || cargo build --lib
+# The CLI trains the tiny class-conditional model some host tests use.
+if [ ! -x "$LIB_DIR/lediflow" ]; then
+    case "$LIB_DIR" in */release) cargo build --release --bin lediflow ;; *) cargo build --bin lediflow ;; esac
+fi
+export LEDIFLOW_CLI=$(cd "$LIB_DIR" && pwd)/lediflow
 updated=""
 need() { # check-command packages...
     local check=$1

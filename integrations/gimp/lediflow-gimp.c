@@ -10,6 +10,9 @@
  *       comes back byte for byte. The drawable must be the model's size.
  *   plug-in-lediflow-interpolate  (run-mode, model, seed-from, seed-to, frames, steps) -> image
  *       An animation strip: one layer per frame of ldf_interpolate_seeds.
+ *   plug-in-lediflow-sample-class (run-mode, model, class, guidance, count, seed, steps) -> image
+ *       plug-in-lediflow-sample for one class of a class-conditional model (by name; "" means
+ *       unconditional), with classifier-free guidance (1 = none).
  * An empty model string means the model installed next to the plug-in. Seeds are INT32 in the
  * PDB and reach the library as their 32-bit unsigned value. Every other parameter is the
  * library's default, except the solver, which the interactive dialog offers.
@@ -30,6 +33,7 @@
 #define PROC_SAMPLE "plug-in-lediflow-sample"
 #define PROC_INPAINT "plug-in-lediflow-inpaint"
 #define PROC_INTERPOLATE "plug-in-lediflow-interpolate"
+#define PROC_SAMPLE_CLASS "plug-in-lediflow-sample-class"
 #define DATA_KEY "plug-in-lediflow-settings"
 #define DEFAULT_MODEL_FILE "dcss-small-ledi.safetensors"
 #define MAX_LAYERS 1024
@@ -37,6 +41,8 @@
 typedef struct {
   gchar model[4096];
   gint count, seed, seed_to, frames, steps, solver;
+  gchar klass[256]; /* a class-conditional model's class ("": unconditional) */
+  gdouble guidance;
 } Settings;
 
 static void query(void);
@@ -94,6 +100,21 @@ static void query(void) {
                          GIMP_PLUGIN, G_N_ELEMENTS(interpolate_args), G_N_ELEMENTS(image_ret), interpolate_args,
                          image_ret);
   gimp_plugin_menu_register(PROC_INTERPOLATE, "<Image>/File/Create");
+
+  static const GimpParamDef sample_class_args[] = {
+      {GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"},
+      {GIMP_PDB_STRING, "model", "Model file (.safetensors); empty: the model installed with the plug-in"},
+      {GIMP_PDB_STRING, "class", "Class name of a class-conditional model; empty: unconditional"},
+      {GIMP_PDB_FLOAT, "guidance", "Classifier-free guidance scale, 0..100 (1 = none)"},
+      {GIMP_PDB_INT32, "count", "Number of sprites (layers), 1..1024"},
+      {GIMP_PDB_INT32, "seed", "Seed: sprite i depends only on (seed, i)"},
+      {GIMP_PDB_INT32, "steps", "Solver steps (4 is the library's default)"},
+  };
+  gimp_install_procedure(PROC_SAMPLE_CLASS, "Generate sprites of one class with a lediflow model",
+                         "As plug-in-lediflow-sample, for one class of a class-conditional model and a "
+                         "classifier-free guidance scale.",
+                         "lediflow", "MIT OR Apache-2.0", "2026", NULL, NULL, GIMP_PLUGIN,
+                         G_N_ELEMENTS(sample_class_args), G_N_ELEMENTS(image_ret), sample_class_args, image_ret);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -144,6 +165,26 @@ static LdfModel *load_model(const gchar *path, LdfModelInfo *info, gchar *err, g
     return NULL;
   }
   return model;
+}
+
+/* The id of class `klass` ("" = LDF_CLASS_NONE) of `model`; FALSE with a message naming the
+ * model's classes when it has no such class. */
+static gboolean class_id_of(const LdfModel *model, const LdfModelInfo *info, const gchar *klass, uint32_t *id,
+                            gchar *err, gsize err_len) {
+  *id = LDF_CLASS_NONE;
+  if (!*klass) return TRUE;
+  GString *names = g_string_new(NULL);
+  for (uint32_t k = 0; k < info->class_count; k++) {
+    const char *name = ldf_model_class_name(model, k);
+    if (strcmp(name, klass) == 0) *id = k;
+    g_string_append_printf(names, "%s%s", k ? ", " : "", name);
+  }
+  gboolean ok = *id != LDF_CLASS_NONE;
+  if (!ok)
+    g_snprintf(err, err_len, "lediflow: the model has no class \"%s\" (its classes: %s)", klass,
+               info->class_count ? names->str : "none, it is unconditional");
+  g_string_free(names, TRUE);
+  return ok;
 }
 
 static const Babl *format_of(uint32_t channels) {
@@ -269,8 +310,38 @@ static LdfStatus run_job(Job *job, const gchar *what) {
  * The interactive dialog. */
 
 typedef struct {
-  GtkWidget *chooser, *count, *seed, *seed_to, *frames, *steps, *solver;
+  GtkWidget *chooser, *count, *seed, *seed_to, *frames, *steps, *solver, *klass, *guidance;
+  gint classes; /* entries of `klass` after "none" */
 } Widgets;
+
+/* Fills the class list from the chosen model's classes, selecting `want` when it has it. */
+static void fill_classes(Widgets *w, const gchar *want) {
+  for (; w->classes >= 0; w->classes--) gtk_combo_box_text_remove(GTK_COMBO_BOX_TEXT(w->klass), w->classes);
+  w->classes = 0;
+  gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(w->klass), "none (unconditional)");
+  gint active = 0;
+  gchar *file = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(w->chooser));
+  LdfModel *model = NULL;
+  LdfModelInfo info = {.struct_size = sizeof info};
+  if (file && ldf_model_load(file, LDF_DEVICE_CPU, &model) == LDF_OK && ldf_model_info(model, &info) == LDF_OK) {
+    for (uint32_t k = 0; k < info.class_count; k++) {
+      const char *name = ldf_model_class_name(model, k);
+      gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(w->klass), name);
+      w->classes++;
+      if (want && strcmp(name, want) == 0) active = w->classes;
+    }
+  }
+  ldf_model_free(model);
+  g_free(file);
+  gtk_combo_box_set_active(GTK_COMBO_BOX(w->klass), active);
+  gtk_widget_set_sensitive(w->klass, w->classes > 0);
+  gtk_widget_set_sensitive(w->guidance, w->classes > 0);
+}
+
+static void on_model_chosen(GtkFileChooserButton *button, gpointer data) {
+  (void)button;
+  fill_classes(data, NULL);
+}
 
 static GtkWidget *spin(GtkWidget *table, gint row, const gchar *label, gint value, gint lo, gint hi) {
   GtkWidget *text = gtk_label_new_with_mnemonic(label);
@@ -284,7 +355,8 @@ static GtkWidget *spin(GtkWidget *table, gint row, const gchar *label, gint valu
 }
 
 static gboolean settings_dialog(const gchar *proc, Settings *s) {
-  gboolean sample = strcmp(proc, PROC_SAMPLE) == 0, interp = strcmp(proc, PROC_INTERPOLATE) == 0;
+  gboolean sample = strcmp(proc, PROC_SAMPLE) == 0 || strcmp(proc, PROC_SAMPLE_CLASS) == 0;
+  gboolean interp = strcmp(proc, PROC_INTERPOLATE) == 0;
   const gchar *title = sample ? "Sprites (lediflow)" : interp ? "Sprite animation (lediflow)" : "Inpaint (lediflow)";
   gimp_ui_init("lediflow", FALSE);
   GtkWidget *dialog = gimp_dialog_new(title, "lediflow", NULL, 0, gimp_standard_help_func, proc, "_Cancel",
@@ -330,6 +402,21 @@ static gboolean settings_dialog(const gchar *proc, Settings *s) {
   gtk_box_pack_start(GTK_BOX(row), w.solver, TRUE, TRUE, 0);
   gtk_box_pack_start(GTK_BOX(box), row, FALSE, FALSE, 0);
 
+  /* A class-conditional model's class, and the classifier-free guidance for it. */
+  row = gtk_hbox_new(FALSE, 8);
+  gtk_box_pack_start(GTK_BOX(row), gtk_label_new("Class"), FALSE, FALSE, 0);
+  w.klass = gtk_combo_box_text_new();
+  gtk_box_pack_start(GTK_BOX(row), w.klass, TRUE, TRUE, 0);
+  gtk_box_pack_start(GTK_BOX(row), gtk_label_new("Guidance"), FALSE, FALSE, 0);
+  w.guidance = gtk_spin_button_new_with_range(0.0, 100.0, 0.1);
+  gtk_spin_button_set_digits(GTK_SPIN_BUTTON(w.guidance), 1);
+  gtk_spin_button_set_value(GTK_SPIN_BUTTON(w.guidance), s->guidance);
+  gtk_box_pack_start(GTK_BOX(row), w.guidance, FALSE, FALSE, 0);
+  gtk_box_pack_start(GTK_BOX(box), row, FALSE, FALSE, 0);
+  w.classes = -1;
+  fill_classes(&w, s->klass);
+  g_signal_connect(w.chooser, "file-set", G_CALLBACK(on_model_chosen), &w);
+
   gtk_widget_show_all(dialog);
   gboolean ok = gimp_dialog_run(GIMP_DIALOG(dialog)) == GTK_RESPONSE_OK;
   if (ok) {
@@ -342,6 +429,11 @@ static gboolean settings_dialog(const gchar *proc, Settings *s) {
     if (w.frames) s->frames = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(w.frames));
     s->steps = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(w.steps));
     s->solver = gtk_combo_box_get_active(GTK_COMBO_BOX(w.solver));
+    gint k = gtk_combo_box_get_active(GTK_COMBO_BOX(w.klass));
+    gchar *klass = k > 0 ? gtk_combo_box_text_get_active_text(GTK_COMBO_BOX_TEXT(w.klass)) : NULL;
+    g_strlcpy(s->klass, klass ? klass : "", sizeof s->klass);
+    g_free(klass);
+    s->guidance = gtk_spin_button_get_value(GTK_SPIN_BUTTON(w.guidance));
   }
   gtk_widget_destroy(dialog);
   return ok;
@@ -370,17 +462,19 @@ static gint32 image_from(const uint8_t *pixels, uint32_t n, const LdfModelInfo *
   return image;
 }
 
-static LdfSampleParams params_for(const Settings *s) {
+static LdfSampleParams params_for(const Settings *s, uint32_t class_id) {
   LdfSampleParams p;
   ldf_sample_params_init(&p);
   p.seed = (uint64_t)(uint32_t)s->seed;
   p.steps = (uint32_t)s->steps;
   p.solver = (LdfSolver)s->solver;
+  p.class_id = class_id;
+  p.guidance = (float)s->guidance;
   return p;
 }
 
 static GimpPDBStatusType do_generate(const gchar *name, const Settings *s, gboolean interactive, gint *nreturn_vals) {
-  gboolean sample = strcmp(name, PROC_SAMPLE) == 0;
+  gboolean sample = strcmp(name, PROC_SAMPLE) == 0 || strcmp(name, PROC_SAMPLE_CLASS) == 0;
   uint32_t n = (uint32_t)(sample ? s->count : s->frames);
   if (n < 1 || n > MAX_LAYERS)
     return fail(nreturn_vals, "lediflow: %s is %d; it must be 1..%d (one layer each)", sample ? "count" : "frames",
@@ -389,10 +483,15 @@ static GimpPDBStatusType do_generate(const gchar *name, const Settings *s, gbool
   gchar err[1024];
   LdfModel *model = load_model(s->model, &info, err, sizeof err);
   if (!model) return fail(nreturn_vals, "%s", err);
+  uint32_t class_id;
+  if (!class_id_of(model, &info, s->klass, &class_id, err, sizeof err)) {
+    ldf_model_free(model);
+    return fail(nreturn_vals, "%s", err);
+  }
   Job job = {0};
   job.kind = sample ? JOB_SAMPLE : JOB_INTERPOLATE;
   job.model = model;
-  job.params = params_for(s);
+  job.params = params_for(s, class_id);
   job.count = n;
   job.seed_from = (uint64_t)(uint32_t)s->seed;
   job.seed_to = (uint64_t)(uint32_t)s->seed_to;
@@ -423,6 +522,11 @@ static GimpPDBStatusType do_inpaint(gint32 image, gint32 drawable, const Setting
   gchar err[1024];
   LdfModel *model = load_model(s->model, &info, err, sizeof err);
   if (!model) return fail(nreturn_vals, "%s", err);
+  uint32_t class_id;
+  if (!class_id_of(model, &info, s->klass, &class_id, err, sizeof err)) {
+    ldf_model_free(model);
+    return fail(nreturn_vals, "%s", err);
+  }
   gint w = gimp_drawable_width(drawable), h = gimp_drawable_height(drawable);
   GimpPDBStatusType result = GIMP_PDB_SUCCESS;
   if ((guint)w != info.width || (guint)h != info.height) {
@@ -457,7 +561,7 @@ static GimpPDBStatusType do_inpaint(gint32 image, gint32 drawable, const Setting
   Job job = {0};
   job.kind = JOB_INPAINT;
   job.model = model;
-  job.params = params_for(s);
+  job.params = params_for(s, class_id);
   job.pixels = pixels;
   job.mask = mask;
   job.out = out;
@@ -501,10 +605,12 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
   gegl_init(NULL, NULL);
 
   GimpRunMode mode = nparams > 0 ? (GimpRunMode)param[0].data.d_int32 : GIMP_RUN_NONINTERACTIVE;
-  Settings s = {.count = 16, .seed = 0, .seed_to = 1, .frames = 8, .steps = 4, .solver = LDF_SOLVER_MIDPOINT};
+  Settings s = {.count = 16, .seed = 0, .seed_to = 1, .frames = 8, .steps = 4, .solver = LDF_SOLVER_MIDPOINT,
+                .guidance = 1.0};
   gimp_get_data(DATA_KEY, &s); /* the last interactive run's values, if any */
   gboolean inpaint = strcmp(name, PROC_INPAINT) == 0;
-  gint expected = inpaint || strcmp(name, PROC_INTERPOLATE) == 0 ? 6 : 5;
+  gboolean by_class = strcmp(name, PROC_SAMPLE_CLASS) == 0;
+  gint expected = by_class ? 7 : inpaint || strcmp(name, PROC_INTERPOLATE) == 0 ? 6 : 5;
   GimpPDBStatusType status = GIMP_PDB_SUCCESS;
 
   if (mode == GIMP_RUN_INTERACTIVE) {
@@ -519,7 +625,16 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
       return;
     }
     s.solver = LDF_SOLVER_MIDPOINT;
-    if (inpaint) {
+    s.klass[0] = 0;
+    s.guidance = 1.0;
+    if (by_class) {
+      g_strlcpy(s.model, param[1].data.d_string ? param[1].data.d_string : "", sizeof s.model);
+      g_strlcpy(s.klass, param[2].data.d_string ? param[2].data.d_string : "", sizeof s.klass);
+      s.guidance = param[3].data.d_float;
+      s.count = param[4].data.d_int32;
+      s.seed = param[5].data.d_int32;
+      s.steps = param[6].data.d_int32;
+    } else if (inpaint) {
       g_strlcpy(s.model, param[3].data.d_string ? param[3].data.d_string : "", sizeof s.model);
       s.seed = param[4].data.d_int32;
       s.steps = param[5].data.d_int32;

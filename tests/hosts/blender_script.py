@@ -1,7 +1,7 @@
 """Runs inside Blender (tests/hosts/blender_test.py starts it): enables the add-on from the user
 scripts folder, runs its operators and writes what they made as .npy files for the outer test.
 
-blender -b --factory-startup --python-exit-code 1 --python blender_script.py -- OUT MODEL"""
+blender -b --factory-startup --python-exit-code 1 --python blender_script.py -- OUT MODEL CLASS_MODEL"""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,8 @@ import addon_utils
 import bpy
 import numpy as np
 
-out, model = Path(sys.argv[sys.argv.index("--") + 1]), sys.argv[sys.argv.index("--") + 2]
+args = sys.argv[sys.argv.index("--") + 1:]
+out, model, class_model = Path(args[0]), args[1], args[2]
 mod = addon_utils.enable("lediflow_blender", default_set=True)
 assert mod is not None, "the add-on did not enable"
 assert "lediflow" in mod.__name__ and Path(mod.__file__).parent.name == "lediflow_blender"
@@ -53,4 +54,7 @@ try:
 except RuntimeError as e:
     assert "unconditional" in str(e), e
 assert "lediflow_9_0" not in bpy.data.images, "a refused class made an image"
+assert bpy.ops.lediflow.generate(model_path=class_model, count=2, seed=6, steps=2, class_name="dark",
+                                 guidance=2.0) == {"FINISHED"}
+dump("lediflow_6_1", out / "class-1.npy")
 (out / "done").write_text("ok")

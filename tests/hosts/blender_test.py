@@ -18,6 +18,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import class_model  # noqa: E402
 import lediflow  # noqa: E402
 
 MODEL = ROOT / "models" / "dcss-small-ledi.safetensors"
@@ -32,6 +34,7 @@ def main():
         out.mkdir()
         subprocess.run(["bash", str(ROOT / "integrations" / "blender" / "build.sh"), str(scripts / "addons")],
                        check=True, env={**os.environ, "LEDIFLOW_LIB_DIR": str(lib_dir)})
+        classes = class_model.make(tmp / "classes")
         env = {k: v for k, v in os.environ.items() if k != "LEDIFLOW_LIBRARY"}
         env["BLENDER_USER_SCRIPTS"] = str(scripts)
         # Blender's embedded Python locates its standard library (and Debian's numpy) through the first
@@ -39,7 +42,7 @@ def main():
         env["PATH"] = "/usr/bin:" + env.get("PATH", "")
         r = subprocess.run(["timeout", "600", "blender", "-b", "--factory-startup", "--python-exit-code", "1",
                             "--python", str(ROOT / "tests" / "hosts" / "blender_script.py"), "--", str(out),
-                            str(MODEL)], env=env, capture_output=True, text=True)
+                            str(MODEL), str(classes)], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and (out / "done").exists(), f"blender failed ({r.returncode}):\n{r.stdout}{r.stderr}"
 
         want = lediflow.Model(MODEL).sample(3, seed=5, steps=2)
@@ -48,7 +51,9 @@ def main():
             assert np.array_equal(got, want[i]), f"lediflow_5_{i} differs from the library's image {i}"
         want = lediflow.Model(MODEL).sample(1, seed=8, steps=2, tileable=True)[0]
         assert np.array_equal(np.load(out / "shipped-tileable-0.npy"), want), "the shipped model's image differs"
-        print("blender_test: 4 image datablocks byte-equal to the library's; material and errors checked")
+        want = lediflow.Model(classes).sample(2, seed=6, steps=2, class_="dark", guidance=2.0)[1]
+        assert np.array_equal(np.load(out / "class-1.npy"), want), "the class datablock differs"
+        print("blender_test: 5 image datablocks (one of a class) byte-equal to the library's; material and errors checked")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

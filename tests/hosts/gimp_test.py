@@ -3,7 +3,9 @@ that plug-in-lediflow-sample and plug-in-lediflow-interpolate create must be, by
 library's image for the same model, seed and steps; plug-in-lediflow-inpaint must give exactly
 ldf_inpaint with the mask "keep where the selection is below 128" (a feathered selection, read
 back with gimp-selection-value, so the threshold is tested) and refuse a drawable of the wrong
-size with a message, changing nothing.
+size with a message, changing nothing. plug-in-lediflow-sample-class must give a tiny
+class-conditional model's images for a class and guidance exactly, and name the classes when
+asked for one the model lacks.
 Under a virtual X display (xvfb-run, xdotool) the interactive dialog runs a long call whose
 Cancel must stop it promptly and leave no image.
 Run by scripts/test-hosts.sh.
@@ -22,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import class_model  # noqa: E402
 import lediflow  # noqa: E402
 from pngio import read_png  # noqa: E402
 
@@ -107,7 +110,12 @@ def main():
                  f" (plug-in-lediflow-inpaint RUN-NONINTERACTIVE image layer {m} 1 {steps}))")
         # Definitions do not outlive their batch command: one command does it all (the deliberate,
         # uncaught refusal at the end stops it there).
-        r = gimp(profile, f"(begin {save} {layers} {sample} {interp} {inpaint} {wrong})")
+        classes = class_model.make(tmp / "classes")
+        cm = scheme_str(classes)
+        by_class = (f"(save-layers (car (plug-in-lediflow-sample-class RUN-NONINTERACTIVE {cm} \"light\" 2.0 3 "
+                    f"{seed} {steps})) \"class-\")"
+                    f" (catch #f (plug-in-lediflow-sample-class RUN-NONINTERACTIVE {cm} \"green\" 1.0 1 1 1))")
+        r = gimp(profile, f"(begin {save} {layers} {sample} {interp} {by_class} {inpaint} {wrong})")
         log = r.stdout + r.stderr
 
         model = lediflow.Model(MODEL)
@@ -122,6 +130,13 @@ def main():
             f = out / f"frame-{i}.png"
             assert f.exists(), f"GIMP wrote no {f.name}:\n{log}"
             assert np.array_equal(read_png(f), want[i]), f"frame {i} differs from the library's"
+
+        want = lediflow.Model(classes).sample(count, seed=seed, steps=steps, class_="light", guidance=2.0)
+        for i in range(count):
+            f = out / f"class-{i}.png"
+            assert f.exists(), f"GIMP wrote no {f.name}:\n{log}"
+            assert np.array_equal(read_png(f), want[i]), f"class layer {i} differs from the library's"
+        assert 'no class "green" (its classes: dark, light)' in log, f"an unknown class gave no reason:\n{log}"
 
         before = read_png(out / "before.png")
         assert np.array_equal(before, model.sample(1, seed=source_seed, steps=steps)[0])
@@ -141,8 +156,9 @@ def main():
 
         assert np.all(read_png(out / "wrong-size.png") == 255), "a refused inpainting changed the layer"
         assert "20x20" in log and "32x32" in log, f"the wrong-size refusal gave no reason:\n{log}"
-        print(f"gimp_test: {count} sample layers, {frames} frames and an inpainting (selection with "
-              f"{soft} soft pixels) byte-equal to the library's; a 20x20 drawable refused with its reason")
+        print(f"gimp_test: {count} sample layers, {frames} frames, {count} layers of one class and an inpainting "
+              f"(selection with {soft} soft pixels) byte-equal to the library's; a 20x20 drawable and an unknown "
+              "class refused with their reasons")
         interactive_cancel(profile)
     finally:
         if os.environ.get("KEEP_TMP"):

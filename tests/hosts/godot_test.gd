@@ -70,6 +70,20 @@ func run() -> bool:
 	if not check("20x20" in ldf.last_error(), "no reason for the wrong size: " + ldf.last_error()):
 		return false
 
+	# A class-conditional model: a class by name with guidance, then an unknown one.
+	var cm = load("res://addons/lediflow/lediflow.gdns").new()
+	if not check(cm.load_model(OS.get_environment("LDF_CLASS_MODEL")) == 0, "class model: " + cm.last_error()):
+		return false
+	if not check(cm.classes() == ["dark", "light"], "classes(): " + str(cm.classes())):
+		return false
+	if not check(cm.set_class("light") == 0 and cm.set_class("green") != 0, "set_class"):
+		return false
+	cm.set_guidance(2.0)
+	var lit = cm.sample(2, 5, 2)
+	if not check(lit.size() == 2, "class sample: " + cm.last_error()):
+		return false
+	lit[1].save_png(out + "/class-1.png")
+
 	# On a Thread, with progress, then cancelled from this thread.
 	var worker = load("res://addons/lediflow/lediflow_worker.gd").new(ldf)
 	if not check(worker.start_sample(8, 3, 2) == OK, "start_sample"):

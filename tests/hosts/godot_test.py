@@ -19,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import class_model  # noqa: E402
 import lediflow  # noqa: E402
 from pngio import read_png  # noqa: E402
 
@@ -38,7 +39,8 @@ def main():
         subprocess.run(["bash", str(ROOT / "integrations" / "godot" / "build.sh"), str(project)], check=True,
                        env={**os.environ, "LEDIFLOW_LIB_DIR": str(lib_dir)})
         env = {k: v for k, v in os.environ.items() if k != "LEDIFLOW_LIBRARY"}
-        env.update(LDF_OUT=str(out), LDF_MODEL=str(MODEL), HOME=str(tmp))
+        classes = class_model.make(tmp / "classes")
+        env.update(LDF_OUT=str(out), LDF_MODEL=str(MODEL), LDF_CLASS_MODEL=str(classes), HOME=str(tmp))
         r = subprocess.run(["timeout", "600", "godot3-server", "--path", str(project), "-s", "res://godot_test.gd"],
                            env=env, capture_output=True, text=True)
         log = r.stdout + r.stderr
@@ -58,8 +60,10 @@ def main():
         keep = (mask < 128).astype(np.uint8)
         after = read_png(out / "after.png")
         assert np.array_equal(after, model.inpaint(before[None], keep[None], seed=13, steps=2)[0]), "inpaint differs"
+        want = lediflow.Model(classes).sample(2, seed=5, steps=2, class_="light", guidance=2.0)[1]
+        assert np.array_equal(read_png(out / "class-1.png"), want), "the class image differs"
         assert np.array_equal(read_png(out / "thread-7.png"), model.sample(8, seed=3, steps=2)[7]), "threaded differs"
-        print("godot_test: sample, interpolate, inpaint and a threaded call byte-equal to the library's; "
+        print("godot_test: sample, interpolate, inpaint, a class and a threaded call byte-equal to the library's; "
               "errors and cancel checked")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,3 +53,16 @@ def read_png(path: Path) -> np.ndarray:
                 cur[x] = (row[x] + pred) & 0xFF
             out[y] = cur
     return out.astype(np.uint8).reshape(h, w, bpp)
+
+
+def write_png(path: Path, pixels: np.ndarray):
+    """An (H, W, 4) uint8 array as an 8-bit RGBA PNG."""
+    h, w, c = pixels.shape
+    assert c == 4 and pixels.dtype == np.uint8
+    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+                          + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
