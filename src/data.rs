@@ -490,8 +490,14 @@ pub fn edge_run(img: &RgbaImage, cx: u32, cy: u32, cell: u32) -> u32 {
         lit(a) && lit(b) && (0..3).all(|c| a[c].abs_diff(b[c]) <= EDGE_MAX_COLOUR_STEP)
     };
     let (x0, y0, x1, y1) = (cx * cell, cy * cell, (cx + 1) * cell - 1, (cy + 1) * cell - 1);
+    // The longest unbroken run of such pairs along the edge: a body cut by the cell's edge.
     let count = |pairs: &mut dyn Iterator<Item = ((u32, u32), (u32, u32))>| {
-        pairs.filter(|&((ax, ay), (bx, by))| on(ax, ay, bx, by)).count() as u32
+        let (mut run, mut longest) = (0u32, 0u32);
+        for ((ax, ay), (bx, by)) in pairs {
+            run = if on(ax, ay, bx, by) { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        longest
     };
     let mut best = 0;
     if x0 > 0 {
@@ -509,7 +515,7 @@ pub fn edge_run(img: &RgbaImage, cx: u32, cy: u32, cell: u32) -> u32 {
     best
 }
 
-/// Cells whose sprite runs off an edge by at least this many pixels are fragments.
+/// Cells whose sprite runs off an edge along at least this many adjacent pixels are fragments.
 pub const FRAGMENT_EDGE_RUN: u32 = 4;
 /// Pixels darker than this are outline, not body (DCSS sprites are outlined in near-black).
 const EDGE_MIN_LUMA: u8 = 48;
