@@ -38,7 +38,7 @@ _models = {}
 
 
 def model_for(path: str) -> lediflow.Model:
-    """The model at `path` (empty: the shipped one), loaded once per Blender session."""
+    """The model at `path` (empty: the shipped one), loaded once while Blender runs."""
     p = str(Path(bpy.path.abspath(path)).resolve()) if path else str(DEFAULT_MODEL)
     if p not in _models:
         _models[p] = lediflow.Model(p)
