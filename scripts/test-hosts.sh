@@ -41,7 +41,7 @@ need "command -v godot3-server" godot3-server
 python3 tests/hosts/godot_test.py "$LIB_DIR"
 
 echo "== Blender (integrations/blender)"
-need "command -v blender && python3 -c 'import numpy'" blender python3-numpy
+need "command -v blender && dpkg -s python3-numpy" blender python3-numpy  # Blender's Python uses Debian's numpy
 python3 tests/hosts/blender_test.py "$LIB_DIR"
 
 echo "== all host tests passed"
