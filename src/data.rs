@@ -477,60 +477,42 @@ fn dcss_class(atlas: &str) -> u32 {
     }
 }
 
-/// Pixels of grid cell (cx, cy) whose colour continues across an edge into the neighbouring
-/// cell, on the edge where most do: a sprite cut from something larger (a segment of a multi-cell
-/// monster, a tentacle, a body part laid out across cells) rather than a whole one. A pair counts
-/// when both pixels are opaque, neither is outline-dark, and their colours are close: two whole
-/// sprites that merely touch meet outline to outline, or in unrelated colours.
-pub fn edge_run(img: &RgbaImage, cx: u32, cy: u32, cell: u32) -> u32 {
-    let (w, h) = img.dimensions();
-    let on = |ax: u32, ay: u32, bx: u32, by: u32| {
-        let (a, b) = (img.get_pixel(ax, ay).0, img.get_pixel(bx, by).0);
-        let lit = |p: [u8; 4]| p[3] > ALPHA_ON && luma(p[0], p[1], p[2]) >= EDGE_MIN_LUMA;
-        lit(a) && lit(b) && (0..3).all(|c| a[c].abs_diff(b[c]) <= EDGE_MAX_COLOUR_STEP)
-    };
-    let (x0, y0, x1, y1) = (cx * cell, cy * cell, (cx + 1) * cell - 1, (cy + 1) * cell - 1);
-    // The longest unbroken run of such pairs along the edge: a body cut by the cell's edge.
-    let count = |pairs: &mut dyn Iterator<Item = ((u32, u32), (u32, u32))>| {
-        let (mut run, mut longest) = (0u32, 0u32);
-        for ((ax, ay), (bx, by)) in pairs {
-            run = if on(ax, ay, bx, by) { run + 1 } else { 0 };
-            longest = longest.max(run);
-        }
-        longest
-    };
-    let mut best = 0;
-    if x0 > 0 {
-        best = best.max(count(&mut (y0..=y1).map(|y| ((x0, y), (x0 - 1, y)))));
+/// Where `player.png` of crawl-tiles-data 0.28 (1024x2083 pixels) keeps parts rather than whole
+/// creatures: ranges of tile centres as (cell row, cell column), in reading order, the end
+/// excluded. Found by looking at every row of the sliced atlas; the atlas holds no names, and the
+/// parts share their neighbours' colours and outlines, so no pixel rule told them apart without
+/// also dropping whole sprites.
+const PLAYER_PARTS: &[((u32, u32), (u32, u32), &str)] = &[
+    ((0, 0), (19, 25), "Pandemonium demons' headless bodies, heads and wings"),
+    ((24, 21), (31, 11), "segments of tentacles, worms and vines"),
+    ((50, 0), (u32::MAX, 0), "player-doll bases and equipment overlays, packed off the 32-pixel grid"),
+];
+/// The `player.png` that [`PLAYER_PARTS`] describes.
+const PLAYER_ATLAS_SIZE: (u32, u32) = (1024, 2083);
+
+/// The (cell row, cell column) of a sliced tile's centre in its atlas, from its position
+/// ("cell X,Y" or "sprite at X,Y (WxH)").
+fn tile_centre(pos: &str) -> Option<(u32, u32)> {
+    if let Some(cell) = pos.strip_prefix("cell ") {
+        let (x, y) = cell.split_once(',')?;
+        return Some((y.parse().ok()?, x.parse().ok()?));
     }
-    if x1 + 1 < w {
-        best = best.max(count(&mut (y0..=y1).map(|y| ((x1, y), (x1 + 1, y)))));
-    }
-    if y0 > 0 {
-        best = best.max(count(&mut (x0..=x1).map(|x| ((x, y0), (x, y0 - 1)))));
-    }
-    if y1 + 1 < h {
-        best = best.max(count(&mut (x0..=x1).map(|x| ((x, y1), (x, y1 + 1)))));
-    }
-    best
+    let (at, size) = pos.strip_prefix("sprite at ")?.split_once(' ')?;
+    let (x, y) = at.split_once(',')?;
+    let (w, h) = size.strip_prefix('(')?.strip_suffix(')')?.split_once('x')?;
+    let (x, y, w, h): (u32, u32, u32, u32) = (x.parse().ok()?, y.parse().ok()?, w.parse().ok()?, h.parse().ok()?);
+    Some(((y + h / 2) / 32, (x + w / 2) / 32))
 }
 
-/// Cells whose sprite runs off an edge along at least this many adjacent pixels are fragments.
-pub const FRAGMENT_EDGE_RUN: u32 = 4;
-/// Pixels darker than this are outline, not body (DCSS sprites are outlined in near-black).
-const EDGE_MIN_LUMA: u8 = 48;
-/// Largest step per channel between two pixels across an edge that still continues one body.
-const EDGE_MAX_COLOUR_STEP: u8 = 40;
-
-/// The grid cell of a tile `slice_atlas` took from the grid ("cell X,Y").
-fn grid_cell(pos: &str) -> Option<(u32, u32)> {
-    let (x, y) = pos.strip_prefix("cell ")?.split_once(',')?;
-    Some((x.parse().ok()?, y.parse().ok()?))
+/// Whether a tile sliced from `player.png` at `pos` is a part (see [`PLAYER_PARTS`]).
+fn is_player_part(pos: &str) -> bool {
+    tile_centre(pos).is_some_and(|c| PLAYER_PARTS.iter().any(|&(from, to, _)| from <= c && c < to))
 }
 
-/// The DCSS tiles labelled with [`TILE_CLASSES`], without the fragments of the item and creature
-/// atlases (sprites running off their cell into the next one by [`FRAGMENT_EDGE_RUN`] pixels or
-/// more): the kept set and the dropped fragments, each deduplicated.
+/// The DCSS tiles labelled with [`TILE_CLASSES`], without the creature atlas's parts (demon body
+/// parts, tentacle segments, the player doll's bases and overlays: [`PLAYER_PARTS`]): the kept set
+/// and the dropped parts, each deduplicated. Another version of `player.png` than the one the
+/// regions were read from is refused.
 pub fn load_dcss_whole(dir: &Path, channels: usize) -> Result<(Dataset, Dataset)> {
     let all = load_dcss_atlases(dir, channels, true)?;
     let (mut kept, mut dropped) = (all.0.empty_like(), all.0.empty_like());
@@ -564,10 +546,19 @@ fn load_dcss_atlases(dir: &Path, channels: usize, find_fragments: bool) -> Resul
             .map_err(|e| Error::InvalidArgument(format!("cannot read atlas {}: {e}", path.display())))?
             .to_rgba8();
         let class = dcss_class(name);
+        let parts = find_fragments && *name == "player.png";
+        if parts && img.dimensions() != PLAYER_ATLAS_SIZE {
+            return invalid(format!(
+                "--whole knows the layout of player.png from crawl-tiles-data 0.28 ({}x{} pixels); {} is {}x{}",
+                PLAYER_ATLAS_SIZE.0,
+                PLAYER_ATLAS_SIZE.1,
+                path.display(),
+                img.width(),
+                img.height()
+            ));
+        }
         for (tile, pos) in slice_atlas(&img, 32) {
-            let cut = find_fragments
-                && matches!(class, ITEM | CREATURE)
-                && grid_cell(&pos).is_some_and(|(cx, cy)| edge_run(&img, cx, cy, 32) >= FRAGMENT_EDGE_RUN);
+            let cut = parts && is_player_part(&pos);
             ds.push_labelled(&tile, format!("{name} {pos}"), class);
             fragment.push(cut);
         }

@@ -245,3 +245,35 @@ fn angband_tiles_are_labelled_from_the_pref_files() {
     assert!(err.contains("flvr-dvg.prf") && err.contains("apt-get install angband"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn whole_dcss_sprites_leave_out_the_creature_atlas_parts() {
+    use lediflow::data::load_dcss_whole;
+    let dir = std::env::temp_dir().join(format!("lediflow-dcss-whole-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let one = |c: u8| {
+        let mut img = RgbaImage::new(64, 32);
+        fill(&mut img, 4, 4, 20, 20, [c, 9, 9, 255]);
+        img
+    };
+    for (i, name) in ["main.png", "floor.png", "wall.png", "feat.png"].iter().enumerate() {
+        one(40 * i as u8 + 10).save(dir.join(name)).unwrap();
+    }
+    // A player.png of the known size: a sprite in the demon-parts rows (cell 3,2), one among the
+    // whole monsters (cell 5,35) and one in the player doll's rows (cell 7,60).
+    let mut player = RgbaImage::new(1024, 2083);
+    for (i, (cx, cy)) in [(3u32, 2u32), (5, 35), (7, 60)].into_iter().enumerate() {
+        fill(&mut player, cx * 32 + 6, cy * 32 + 6, 20, 20, [200, 50 * i as u8, 30, 255]);
+    }
+    player.save(dir.join("player.png")).unwrap();
+    let (kept, dropped) = load_dcss_whole(&dir, 4).unwrap();
+    let players = |ds: &Dataset| ds.sources.iter().filter(|s| s.starts_with("player.png")).cloned().collect::<Vec<_>>();
+    assert_eq!(players(&kept), ["player.png cell 5,35"]);
+    assert_eq!(players(&dropped), ["player.png cell 3,2", "player.png cell 7,60"]);
+    assert_eq!(kept.len(), 5, "the other atlases are kept whole");
+    // Another layout is refused, not guessed at.
+    RgbaImage::new(1024, 2048).save(dir.join("player.png")).unwrap();
+    let err = load_dcss_whole(&dir, 4).unwrap_err().to_string();
+    assert!(err.contains("0.28") && err.contains("1024x2048"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

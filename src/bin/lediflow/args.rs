@@ -17,8 +17,8 @@ pub struct DataArgs {
     /// Folder of the DCSS atlases.
     #[arg(long, default_value = data::DCSS_TILE_DIR)]
     pub dcss_dir: PathBuf,
-    /// With --dcss: leave out the fragments of the item and creature atlases (segments of
-    /// multi-cell monsters, tentacles, parts laid out across cells).
+    /// With --dcss: leave out the creature atlas's parts (demon body parts, tentacle segments,
+    /// the player doll's bases and equipment overlays) and keep whole sprites.
     #[arg(long, requires = "dcss")]
     pub whole: bool,
     /// Add David Gervais' 32x32 Angband tiles (apt-get install angband-data angband; CC-BY-3.0),
