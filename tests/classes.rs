@@ -52,6 +52,10 @@ fn classes_and_guidance_change_samples_and_keep_batch_independence() {
         let v0 = m.vary(&a[..1024], 2, 0.7, &opts(Some(0), 1.0)).unwrap();
         let image_conditioned = image_flow || prior == PriorKind::Gaussian;
         assert_eq!(v != v0, image_conditioned, "{what}: vary and the class");
+        // The latent flow alone following the class: only LeDiFlow's conditioned image flow
+        // notices (a Gaussian-prior model's image flow is its only conditioned flow).
+        let prior_only = m.sample(3, &SampleOptions { class_in_image_flow: false, ..opts(Some(0), 1.0) }).unwrap();
+        assert_eq!(prior_only != a, image_flow && prior == PriorKind::Learned, "{what}: class_in_image_flow");
     }
 }
 
@@ -108,4 +112,37 @@ fn a_conditional_run_learns_its_classes() {
     let dark = mean(&m.sample(8, &opts(Some(0), 1.0)).unwrap());
     let light = mean(&m.sample(8, &opts(Some(1), 1.0)).unwrap());
     assert!(dark < 100.0 && light > 150.0, "class means after training: dark {dark}, light {light}");
+
+    // The per-class sweep: each class's samples lie by that class's held-out images.
+    use lediflow::eval::sweep::{ClassMix, LatentSource, SweepConfig, sweep};
+    let (train_set, held_out) = ds.split_per_group(4);
+    let cfg = SweepConfig {
+        count: 8,
+        steps: vec![2],
+        solvers: vec![lediflow::Solver::Midpoint],
+        seeds: vec![0, 1],
+        prior_scales: vec![1.0],
+        time_shifts: vec![1.0],
+        latent_steps: 2,
+        latents: LatentSource::Flow,
+        tileable: false,
+        classes: ClassMix::HeldOut,
+        guidances: vec![1.0, 2.0],
+        class_in_image_flow: true,
+        metrics: Default::default(),
+    };
+    let out = sweep(&m, &train_set, &held_out, &cfg, &mut |_| {}).unwrap();
+    assert_eq!(out.points.len(), 2);
+    for p in &out.points {
+        assert_eq!(p.mean.class_accuracy.len(), 2);
+        assert!(p.mean.mean_class_accuracy().unwrap() > 0.9, "guidance {}: {:?}", p.guidance, p.mean.class_accuracy);
+    }
+    assert_eq!(out.real_floor.class_accuracy, vec![1.0, 1.0]);
+    // Guidance without classes, and classes the model lacks, are refused before sampling.
+    let unlabelled = SweepConfig { classes: ClassMix::None, ..cfg.clone() };
+    assert!(sweep(&m, &train_set, &held_out, &unlabelled, &mut |_| {}).is_err());
+    let mut renamed = held_out.clone();
+    renamed.classes = vec!["a".into(), "b".into()];
+    let err = sweep(&m, &train_set, &renamed, &cfg, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("dark, light"), "{err}");
 }

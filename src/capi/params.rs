@@ -331,6 +331,7 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         tileable: p.tileable != 0,
         class: (p.class_id != LDF_CLASS_NONE).then_some(p.class_id),
         guidance: p.guidance,
+        class_in_image_flow: true,
         progress,
         // SAFETY: NULL or a live token (the caller's contract).
         cancel: unsafe { p.cancel.as_ref() }.map(LdfCancel::token),

@@ -211,6 +211,17 @@ pub struct Report {
     pub recall: f64,
     /// Mean RMS distance of samples to their nearest training image (None without a training set).
     pub nearest_train: Option<f64>,
+    /// Class-conditional sets: per class, the share of its images whose nearest reference image
+    /// (random conv features) has the same class ([`nearest_class_accuracy`]); empty otherwise.
+    pub class_accuracy: Vec<f64>,
+}
+
+impl Report {
+    /// The mean of [`Report::class_accuracy`] over the classes (None for an unlabelled set).
+    pub fn mean_class_accuracy(&self) -> Option<f64> {
+        let a = &self.class_accuracy;
+        (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64)
+    }
 }
 
 impl Report {
@@ -230,10 +241,12 @@ impl Report {
             (m, var.sqrt())
         };
         let levels = reports[0].swd_levels.len();
-        if reports
-            .iter()
-            .any(|r| r.swd_levels.len() != levels || r.nearest_train.is_some() != reports[0].nearest_train.is_some())
-        {
+        let classes = reports[0].class_accuracy.len();
+        if reports.iter().any(|r| {
+            r.swd_levels.len() != levels
+                || r.nearest_train.is_some() != reports[0].nearest_train.is_some()
+                || r.class_accuracy.len() != classes
+        }) {
             return invalid("reports of different shapes cannot be averaged");
         }
         let (swd, swd_sd) = mean_sd(&|r| r.swd);
@@ -250,6 +263,7 @@ impl Report {
             precision,
             recall,
             nearest_train: nearest.map(|v| v.0),
+            class_accuracy: (0..classes).map(|c| mean_sd(&|r| r.class_accuracy[c]).0).collect(),
         };
         let sd = Report {
             swd: swd_sd,
@@ -259,6 +273,7 @@ impl Report {
             precision: precision_sd,
             recall: recall_sd,
             nearest_train: nearest.map(|v| v.1),
+            class_accuracy: (0..classes).map(|c| mean_sd(&|r| r.class_accuracy[c]).1).collect(),
         };
         Ok((mean, sd))
     }
@@ -296,7 +311,67 @@ pub fn evaluate(samples: &Images, reference: &Images, train: Option<&Images>, cf
         precision,
         recall,
         nearest_train: train.map(|t| nearest_train_distance(samples, t)).transpose()?,
+        class_accuracy: Vec::new(),
     })
+}
+
+/// Class labels of a sample set and of its reference set, for [`evaluate_classes`].
+#[derive(Clone, Copy, Debug)]
+pub struct Labels<'a> {
+    pub samples: &'a [u32],
+    pub reference: &'a [u32],
+    pub classes: usize,
+}
+
+/// [`evaluate`] plus, per class, [`nearest_class_accuracy`] in the random conv features
+/// (normalised by the reference, as for precision and recall).
+pub fn evaluate_classes(
+    samples: &Images,
+    reference: &Images,
+    train: Option<&Images>,
+    labels: Labels,
+    cfg: &EvalConfig,
+) -> Result<Report> {
+    let mut report = evaluate(samples, reference, train, cfg)?;
+    let net = RandomConvFeatures::new(samples.channels, cfg.feature_seed);
+    let fr_raw = net.extract(reference);
+    let (fs, fr) = (net.extract(samples).normalized_by(&fr_raw), fr_raw.normalized_by(&fr_raw));
+    report.class_accuracy = nearest_class_accuracy(&fs, &fr, labels)?;
+    Ok(report)
+}
+
+/// Per class c (0..labels.classes): the share of the sample rows labelled c whose nearest
+/// reference row (Euclidean) is labelled c too. A class-conditional model whose class-c samples
+/// look like class c scores near the real images' own accuracy; one that ignores the class
+/// scores about the reference's share of the nearest class. A class without samples scores 0.
+pub fn nearest_class_accuracy(samples: &Features, reference: &Features, labels: Labels) -> Result<Vec<f64>> {
+    if samples.rows != labels.samples.len() || reference.rows != labels.reference.len() {
+        return invalid(format!(
+            "{} and {} labels for {} samples and {} reference rows",
+            labels.samples.len(),
+            labels.reference.len(),
+            samples.rows,
+            reference.rows
+        ));
+    }
+    if samples.dim != reference.dim || reference.rows == 0 {
+        return invalid("nearest-class accuracy needs a non-empty reference of the samples' width");
+    }
+    if let Some(&l) = labels.samples.iter().chain(labels.reference).find(|&&l| l as usize >= labels.classes) {
+        return invalid(format!("label {l} is not one of {} classes", labels.classes));
+    }
+    let (mut hits, mut total) = (vec![0usize; labels.classes], vec![0usize; labels.classes]);
+    for i in 0..samples.rows {
+        let nearest = (0..reference.rows)
+            .map(|j| (sq_dist(samples.row(i), reference.row(j)), j))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, j)| j)
+            .unwrap_or(0);
+        let c = labels.samples[i] as usize;
+        total[c] += 1;
+        hits[c] += usize::from(labels.reference[nearest] as usize == c);
+    }
+    Ok(hits.iter().zip(&total).map(|(&h, &n)| if n == 0 { 0.0 } else { h as f64 / n as f64 }).collect())
 }
 
 /// A fixed-seed standard normal vector (projections, random weights).
@@ -366,6 +441,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nearest_class_accuracy_counts_each_class_by_its_samples_neighbours() {
+        let f =
+            |rows: &[[f32; 2]]| Features { rows: rows.len(), dim: 2, data: rows.iter().flatten().copied().collect() };
+        let reference = f(&[[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]]);
+        let samples = f(&[[0.05, 0.0], [4.9, 5.0], [0.0, 0.1], [5.0, 4.9]]);
+        let labels = Labels { samples: &[0, 1, 1, 1], reference: &[0, 0, 1, 1], classes: 3 };
+        // Class 0: its one sample lies by class 0; class 1: two of three by class 1; class 2: none.
+        assert_eq!(nearest_class_accuracy(&samples, &reference, labels).unwrap(), vec![1.0, 2.0 / 3.0, 0.0]);
+        let out_of_range = Labels { samples: &[0, 1, 3, 1], ..labels };
+        assert!(
+            nearest_class_accuracy(&samples, &reference, out_of_range).unwrap_err().to_string().contains("label 3")
+        );
+        let short = Labels { samples: &[0, 1], ..labels };
+        assert!(nearest_class_accuracy(&samples, &reference, short).is_err());
+    }
+
+    #[test]
     fn mean_and_sd_of_reports() {
         let r = |swd: f64, nt: f64| Report {
             swd,
@@ -375,6 +467,7 @@ pub(crate) mod tests {
             precision: 0.5,
             recall: swd / 10.0,
             nearest_train: Some(nt),
+            class_accuracy: vec![swd / 4.0],
         };
         let (m, sd) = Report::mean_and_sd(&[r(1.0, 0.2), r(3.0, 0.4)]).unwrap();
         assert!((m.swd - 2.0).abs() < 1e-12 && (sd.swd - 2f64.sqrt()).abs() < 1e-12);

@@ -4,8 +4,8 @@ use super::sweep::{SweepConfig, SweepOutcome, SweepPoint};
 
 /// The table's header (two lines).
 pub fn markdown_header() -> String {
-    "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | prior scale | time shift |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|"
+    "| solver | steps | NFE | SWD x1e3 | KID pixels x1e3 | KID random-conv x1e3 | precision | recall | nearest train (RMS) | class acc. | prior scale | time shift | guidance |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .to_string()
 }
 
@@ -16,8 +16,12 @@ pub fn markdown_row(p: &SweepPoint) -> String {
         if several { format!("{m:.digits$} ± {s:.digits$}") } else { format!("{m:.digits$}") }
     };
     let (r, sd) = (&p.mean, &p.sd);
+    let accuracy = match (r.mean_class_accuracy(), sd.mean_class_accuracy()) {
+        (Some(m), Some(s)) => cell(m, s, 3),
+        _ => "-".into(),
+    };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {accuracy} | {} | {} | {} |",
         p.solver,
         p.steps,
         p.nfe,
@@ -28,17 +32,34 @@ pub fn markdown_row(p: &SweepPoint) -> String {
         cell(r.recall, sd.recall, 3),
         cell(r.nearest_train.unwrap_or(f64::NAN), sd.nearest_train.unwrap_or(f64::NAN), 4),
         p.prior_scale,
-        p.time_shift
+        p.time_shift,
+        p.guidance
     )
 }
 
 /// The real-data floor's row, after the points.
 pub fn markdown_floor(o: &SweepOutcome) -> String {
     let r = &o.real_floor;
+    let accuracy = r.mean_class_accuracy().map_or("-".into(), |a| format!("{a:.3}"));
     format!(
-        "| real training tiles ({}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} (held-out) | - | - |",
+        "| real training tiles ({}) | - | - | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} (held-out) | {accuracy} | - | - | - |",
         o.real_floor_images, r.swd, r.kid_pixels, r.kid_features, r.precision, r.recall, o.held_out_nearest_train
     )
+}
+
+/// Per-class nearest-class accuracy of every point (mean over seeds), one column per class,
+/// with the real training tiles' row: a table for a `ClassMix::HeldOut` sweep.
+pub fn markdown_classes(classes: &[String], o: &SweepOutcome) -> String {
+    let mut t = format!("| point | {} |\n|---|{}", classes.join(" | "), "---|".repeat(classes.len()));
+    let row = |name: String, acc: &[f64]| {
+        let cells: Vec<String> = acc.iter().map(|a| format!("{a:.3}")).collect();
+        format!("\n| {name} | {} |", cells.join(" | "))
+    };
+    for p in &o.points {
+        t += &row(format!("{} NFE, guidance {}", p.nfe, p.guidance), &p.mean.class_accuracy);
+    }
+    t += &row(format!("real training tiles ({})", o.real_floor_images), &o.real_floor.class_accuracy);
+    t
 }
 
 /// The whole sweep as JSON: the grid, every point (mean, and with several seeds the spread and
@@ -50,7 +71,7 @@ pub fn to_json(model: &str, cfg: &SweepConfig, o: &SweepOutcome) -> serde_json::
         .iter()
         .map(|p| {
             let mut row = serde_json::json!({"solver": p.solver.name(), "steps": p.steps, "nfe": p.nfe,
-                "prior_scale": p.prior_scale, "time_shift": p.time_shift, "report": p.mean});
+                "prior_scale": p.prior_scale, "time_shift": p.time_shift, "guidance": p.guidance, "report": p.mean});
             if several {
                 row["sd"] = serde_json::json!(p.sd);
                 row["per_seed"] = serde_json::json!(
@@ -64,7 +85,8 @@ pub fn to_json(model: &str, cfg: &SweepConfig, o: &SweepOutcome) -> serde_json::
         })
         .collect();
     serde_json::json!({"model": model, "count": cfg.count, "seeds": cfg.seeds, "latents": cfg.latents,
-        "latent_steps": cfg.latent_steps, "tileable": cfg.tileable, "reference_images": o.reference_images,
+        "latent_steps": cfg.latent_steps, "tileable": cfg.tileable,
+        "classes": cfg.classes, "class_in_image_flow": cfg.class_in_image_flow, "reference_images": o.reference_images,
         "held_out_nearest_train": o.held_out_nearest_train,
         "real_floor": {"images": o.real_floor_images, "report": o.real_floor}, "results": results})
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{EvalConfig, Images, Report, evaluate, nearest_train_distance};
+use super::{EvalConfig, Images, Labels, Report, evaluate, evaluate_classes, nearest_train_distance};
 use crate::config::PriorKind;
 use crate::data::Dataset;
 use crate::error::{Result, invalid};
@@ -36,7 +36,49 @@ pub struct SweepConfig {
     pub latents: LatentSource,
     /// Sample seamless tiles ([`SampleOptions::tileable`]).
     pub tileable: bool,
+    /// Which classes the samples are drawn with.
+    pub classes: ClassMix,
+    /// Classifier-free guidance scales ([`SampleOptions::guidance`]); more than 1 value, or one
+    /// other than 1, needs [`ClassMix::HeldOut`].
+    pub guidances: Vec<f32>,
+    /// [`SampleOptions::class_in_image_flow`].
+    pub class_in_image_flow: bool,
     pub metrics: EvalConfig,
+}
+
+/// The classes a sweep samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassMix {
+    /// No class: the unconditional flow (the only choice for an unconditional model).
+    None,
+    /// Every class in its share of the held-out split (largest remainders), each class's
+    /// samples drawn by their own call with `class` set, and scored per class by
+    /// nearest-class accuracy against the held-out labels.
+    HeldOut,
+}
+
+/// How many of `count` samples each class gets: proportional to `counts` (largest remainders,
+/// ties to the lower class).
+pub fn class_shares(counts: &[usize], count: usize) -> Vec<usize> {
+    let total: usize = counts.iter().sum();
+    if total == 0 {
+        return vec![0; counts.len()];
+    }
+    let mut shares: Vec<usize> = counts.iter().map(|&c| c * count / total).collect();
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(counts[k] * count % total), k));
+    let left = count - shares.iter().sum::<usize>();
+    for &k in order.iter().take(left) {
+        shares[k] += 1;
+    }
+    shares
+}
+
+/// The sampling seed of class `class`'s call in a [`ClassMix::HeldOut`] set drawn with `seed`:
+/// each class its own noise, so classes are not drawn from one shared start.
+pub fn class_seed(seed: u64, class: usize) -> u64 {
+    seed ^ ((class as u64 + 1) << 40)
 }
 
 impl SweepConfig {
@@ -64,6 +106,15 @@ impl SweepConfig {
             SampleOptions { time_shift: Some(t), ..Default::default() }.validate()?;
         }
         SampleOptions { latent_steps: self.latent_steps, ..Default::default() }.validate()?;
+        if self.guidances.is_empty() {
+            return invalid("a sweep needs at least one guidance scale");
+        }
+        for &guidance in &self.guidances {
+            SampleOptions { guidance, ..Default::default() }.validate()?;
+            if guidance != 1.0 && self.classes == ClassMix::None {
+                return invalid("guidance other than 1 needs class-conditioned samples (the held-out classes)");
+            }
+        }
         if prior == PriorKind::Gaussian && self.prior_scales.len() > 1 {
             return invalid("a prior-scale sweep needs a learned-prior model (a Gaussian prior ignores the scale)");
         }
@@ -91,6 +142,7 @@ pub struct SweepPoint {
     pub nfe: usize,
     pub prior_scale: f32,
     pub time_shift: f32,
+    pub guidance: f32,
     pub mean: Report,
     /// Sample standard deviation over the seeds (zero for one seed).
     pub sd: Report,
@@ -160,49 +212,113 @@ pub fn sweep(
         LatentSource::Flow => None,
         LatentSource::Train => Some(model.encode(&spread(train, count))?),
     };
+    let held_out_labels = match cfg.classes {
+        ClassMix::None => None,
+        ClassMix::HeldOut => {
+            let names = &model.config().classes.names;
+            if names.is_empty() {
+                return invalid("the model is unconditional: it has no classes to sample");
+            }
+            if held_out.classes != *names {
+                return invalid(format!(
+                    "the data's classes ({}) are not the model's ({})",
+                    held_out.classes.join(", "),
+                    names.join(", ")
+                ));
+            }
+            Some(held_out.labels.clone())
+        }
+    };
+    let shares = held_out_labels.as_ref().map(|_| class_shares(&held_out.class_counts(), count));
     let mut points = Vec::new();
-    for &prior_scale in &cfg.prior_scales {
-        for &time_shift in &cfg.time_shifts {
-            for &solver in &cfg.solvers {
-                for &steps in &cfg.steps {
-                    let mut per_seed = Vec::with_capacity(cfg.seeds.len());
-                    for &seed in &cfg.seeds {
-                        let opts = SampleOptions {
-                            seed,
-                            steps,
-                            solver,
-                            prior_scale,
-                            time_shift: Some(time_shift),
-                            latent_steps: cfg.latent_steps,
-                            tileable: cfg.tileable,
-                            ..Default::default()
-                        };
-                        let t = Instant::now();
-                        let pixels = match &train_latents {
-                            None => model.sample(count, &opts)?,
-                            Some(z) => model.generate(z, &opts)?,
-                        };
-                        let sampling_s = t.elapsed().as_secs_f64();
-                        let samples = Images::from_u8(&pixels, count, info.channels, info.width)?;
-                        let report = evaluate(&samples, &reference, Some(&train_images), &cfg.metrics)?;
-                        let result =
-                            SeedResult { seed, report, sampling_s, metrics_s: t.elapsed().as_secs_f64() - sampling_s };
-                        on_event(SweepEvent::Seed { solver, steps, result: &result });
-                        per_seed.push(result);
+    for &guidance in &cfg.guidances {
+        for &prior_scale in &cfg.prior_scales {
+            for &time_shift in &cfg.time_shifts {
+                for &solver in &cfg.solvers {
+                    for &steps in &cfg.steps {
+                        let mut per_seed = Vec::with_capacity(cfg.seeds.len());
+                        for &seed in &cfg.seeds {
+                            let opts = SampleOptions {
+                                seed,
+                                steps,
+                                solver,
+                                prior_scale,
+                                time_shift: Some(time_shift),
+                                latent_steps: cfg.latent_steps,
+                                tileable: cfg.tileable,
+                                guidance,
+                                class_in_image_flow: cfg.class_in_image_flow,
+                                ..Default::default()
+                            };
+                            let t = Instant::now();
+                            let (pixels, labels) = match (&train_latents, &shares) {
+                                (None, None) => (model.sample(count, &opts)?, Vec::new()),
+                                (Some(z), None) => (model.generate(z, &opts)?, Vec::new()),
+                                (_, Some(shares)) => {
+                                    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+                                    for (class, &n) in shares.iter().enumerate().filter(|(_, n)| **n > 0) {
+                                        let opts = SampleOptions {
+                                            class: Some(class as u32),
+                                            seed: class_seed(seed, class),
+                                            ..opts.clone()
+                                        };
+                                        pixels.extend(match &train_latents {
+                                            None => model.sample(n, &opts)?,
+                                            Some(_) => return invalid("training latents have no classes to sample"),
+                                        });
+                                        labels.extend(std::iter::repeat_n(class as u32, n));
+                                    }
+                                    (pixels, labels)
+                                }
+                            };
+                            let sampling_s = t.elapsed().as_secs_f64();
+                            let samples = Images::from_u8(&pixels, count, info.channels, info.width)?;
+                            let report = match &held_out_labels {
+                                None => evaluate(&samples, &reference, Some(&train_images), &cfg.metrics)?,
+                                Some(reference_labels) => {
+                                    let labels = Labels {
+                                        samples: &labels,
+                                        reference: reference_labels,
+                                        classes: model.config().classes.names.len(),
+                                    };
+                                    evaluate_classes(&samples, &reference, Some(&train_images), labels, &cfg.metrics)?
+                                }
+                            };
+                            let result = SeedResult {
+                                seed,
+                                report,
+                                sampling_s,
+                                metrics_s: t.elapsed().as_secs_f64() - sampling_s,
+                            };
+                            on_event(SweepEvent::Seed { solver, steps, result: &result });
+                            per_seed.push(result);
+                        }
+                        let reports: Vec<Report> = per_seed.iter().map(|r| r.report.clone()).collect();
+                        let (mean, sd) = Report::mean_and_sd(&reports)?;
+                        let nfe = steps * solver.evals_per_step();
+                        let point =
+                            SweepPoint { solver, steps, nfe, prior_scale, time_shift, guidance, mean, sd, per_seed };
+                        on_event(SweepEvent::Point(&point));
+                        points.push(point);
                     }
-                    let reports: Vec<Report> = per_seed.iter().map(|r| r.report.clone()).collect();
-                    let (mean, sd) = Report::mean_and_sd(&reports)?;
-                    let nfe = steps * solver.evals_per_step();
-                    let point = SweepPoint { solver, steps, nfe, prior_scale, time_shift, mean, sd, per_seed };
-                    on_event(SweepEvent::Point(&point));
-                    points.push(point);
                 }
             }
         }
     }
     let k = count.min(train_images.count);
     let subset = Images::from_u8(&spread(train, k), k, info.channels, info.width)?;
-    let real_floor = evaluate(&subset, &reference, None, &cfg.metrics)?;
+    let real_floor = match &held_out_labels {
+        None => evaluate(&subset, &reference, None, &cfg.metrics)?,
+        Some(reference_labels) => {
+            let floor_labels: Vec<u32> = (0..k).map(|j| train.label(j * train.len() / k)).collect();
+            let labels = Labels {
+                samples: &floor_labels,
+                reference: reference_labels,
+                classes: model.config().classes.names.len(),
+            };
+            evaluate_classes(&subset, &reference, None, labels, &cfg.metrics)?
+        }
+    };
     let held_out_nearest_train = nearest_train_distance(&reference, &train_images)?;
     Ok(SweepOutcome {
         points,
@@ -212,4 +328,22 @@ pub fn sweep(
         real_floor_images: k,
         held_out_nearest_train,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_shares_follow_the_counts_and_sum_to_the_count() {
+        assert_eq!(class_shares(&[50, 30, 20], 10), vec![5, 3, 2]);
+        // 7 * (1/3) each: remainders tie, the lower classes get the extra ones.
+        assert_eq!(class_shares(&[1, 1, 1], 7), vec![3, 2, 2]);
+        // Largest remainder first: 10 * 0.45 = 4.5 and 10 * 0.05 = 0.5 tie below 10 * 0.5 = 5.
+        assert_eq!(class_shares(&[45, 50, 5], 10), vec![5, 5, 0]);
+        assert_eq!(class_shares(&[0, 4], 3), vec![0, 3]);
+        assert_eq!(class_shares(&[0, 0], 3), vec![0, 0]);
+        assert_ne!(class_seed(7, 0), class_seed(7, 1));
+        assert_ne!(class_seed(7, 0), 7);
+    }
 }

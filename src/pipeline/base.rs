@@ -271,7 +271,11 @@ impl<B: Backend> Pipeline<B> {
             prediction: self.config().dit.prediction,
             threads,
             wrap: opts.tileable.then_some(opts.seed),
-            condition: opts.condition(self.config().image_classes()),
+            condition: if opts.class_in_image_flow || self.config().prior == PriorKind::Gaussian {
+                opts.condition(self.config().image_classes())
+            } else {
+                opts.condition(0)
+            },
         };
         let sol = opts.solver.solve_from(&field, x, start, opts.steps, self.time_shift(opts), &mut hook)?;
         Ok(sol.x.clamp(-1.0, 1.0))

@@ -93,6 +93,10 @@ pub struct SampleOptions {
     /// at the price of an extra network evaluation per step of each conditioned flow; 0 is
     /// the unconditional flow. Finite, in [0, 100].
     pub guidance: f32,
+    /// For a LeDiFlow model whose image flow is class-conditioned too: whether that flow gets
+    /// `class` (true, the default) or its "no class" branch, the latent flow alone following
+    /// the class (its prior). Measures what conditioning the image flow adds; ignored otherwise.
+    pub class_in_image_flow: bool,
     pub progress: Option<ProgressFn>,
     pub cancel: Option<CancelToken>,
 }
@@ -113,6 +117,7 @@ impl Default for SampleOptions {
             tileable: false,
             class: None,
             guidance: 1.0,
+            class_in_image_flow: true,
             progress: None,
             cancel: None,
         }
@@ -135,6 +140,7 @@ impl std::fmt::Debug for SampleOptions {
             .field("tileable", &self.tileable)
             .field("class", &self.class)
             .field("guidance", &self.guidance)
+            .field("class_in_image_flow", &self.class_in_image_flow)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .finish()

@@ -56,6 +56,12 @@ pub struct DataSheetArgs {
     /// and dropped.png with what --whole left out.
     #[arg(long)]
     pub by_class: Option<PathBuf>,
+    /// With --by-class: at most this many images per class sheet, spread over the class.
+    #[arg(long, requires = "by_class")]
+    pub per_class: Option<usize>,
+    /// Show only the held-out split (the images `eval` compares samples with).
+    #[arg(long)]
+    pub held_out: bool,
 }
 
 pub fn info(a: InfoArgs) -> Result<(), String> {
@@ -110,10 +116,21 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// At most `n` images spread evenly over `ds`.
+fn spread(ds: &Dataset, n: usize) -> Dataset {
+    let n = ds.len().min(n);
+    let mut out = ds.empty_like();
+    for k in 0..n {
+        out.push_from(ds, k * ds.len() / n);
+    }
+    out
+}
+
 pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
     let (ds, dropped, _) = a.data.load_with_dropped().map_err(|e| e.to_string())?;
     let (tr, va) = a.data.split(&ds);
     eprintln!("{} images ({} training, {} validation)", ds.len(), tr.len(), va.len());
+    let ds = if a.held_out { va } else { ds };
     for (c, n) in ds.classes.iter().zip(ds.class_counts()) {
         eprintln!("  {c}: {n}");
     }
@@ -127,6 +144,10 @@ pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
             sheets.push(("dropped".into(), dropped.clone()));
         }
         for (name, set) in sheets {
+            let set = match a.per_class {
+                Some(n) if name != "dropped" => spread(&set, n),
+                _ => set,
+            };
             let path = dir.join(format!("{name}.png"));
             if !set.is_empty() {
                 data::write_grid(&path, &set, a.columns, true).map_err(|e| e.to_string())?;
@@ -134,14 +155,7 @@ pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
             }
         }
     }
-    let mut shown = ds.empty_like();
-    let n = ds.len().min(a.max);
-    // Spread the sheet over the whole set.
-    for k in 0..n {
-        let i = k * ds.len() / n;
-        shown.push_from(&ds, i);
-    }
-    data::write_grid(&a.sheet, &shown, a.columns, true).map_err(|e| e.to_string())?;
+    data::write_grid(&a.sheet, &spread(&ds, a.max), a.columns, true).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", a.sheet.display());
     Ok(())
 }
