@@ -203,6 +203,7 @@ class VelocityNet(torch.nn.Module):
         hp = dit.get("pixel_head", 0)
         self.pixel_head = PixelHead(d, c, p, hp, dit.get("pixel_head_time", False)) if hp > 0 else None
         self.register_buffer("pos", pos_embedding_2d(self.g, d))
+        self.class_table = class_table(cfg, d, image_flow=True)
 
     def unpatchify(self, tokens, c):
         b, p, g = tokens.shape[0], self.p, self.g
@@ -213,7 +214,7 @@ class VelocityNet(torch.nn.Module):
         c, p, g = self.c, self.p, self.g
         tokens = x.reshape(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p)
         h = self.patch_embed(tokens) + self.pos
-        cond = F.silu(self.time2(F.silu(self.time1(time_embedding(t, TIME_FREQ_DIM)))))
+        cond = F.silu(no_class(self.class_table, self.time2(F.silu(self.time1(time_embedding(t, TIME_FREQ_DIM))))))
         for blk in self.blocks:
             h = blk(h, cond)
         shift, scale = self.final_modulation(cond).chunk(2, dim=1)
@@ -235,6 +236,24 @@ class VelocityNet(torch.nn.Module):
         return out
 
 
+def class_table(cfg, width, image_flow):
+    """A class-conditional network's table (src/model/mod.rs ClassTable: one row per class and a
+    last "no class" row added to the time conditioning before its SiLU), or None. The image flow
+    has one when `classes.image_flow` is set or the prior is Gaussian, the latent flow whenever
+    the model has classes (`ModelConfig::image_classes`, `latent_classes`)."""
+    classes = cfg.get("classes") or {}
+    n = len(classes.get("names") or [])
+    if image_flow:
+        n = n if classes.get("image_flow") or cfg["prior"] == "gaussian" else 0
+    return torch.nn.Embedding(n + 1, width) if n > 0 else None
+
+
+def no_class(table, pre):
+    """The unconditional conditioning: `pre` plus the table's "no class" row (the timings below
+    sample without a class)."""
+    return pre if table is None else pre + table.weight[-1]
+
+
 class ResBlock(torch.nn.Module):
     def __init__(self, h):
         super().__init__()
@@ -254,9 +273,10 @@ class LatentFlowNet(torch.nn.Module):
         self.time2 = torch.nn.Linear(h, h)
         self.blocks = torch.nn.ModuleList(ResBlock(h) for _ in range(cfg["latent"]["blocks"]))
         self.output = torch.nn.Linear(h, d)
+        self.class_table = class_table(cfg, h, image_flow=False)
 
     def forward(self, z, t):
-        temb = F.silu(self.time2(F.silu(self.time1(time_embedding(t, TIME_FREQ_DIM)))))
+        temb = F.silu(no_class(self.class_table, self.time2(F.silu(self.time1(time_embedding(t, TIME_FREQ_DIM))))))
         h = self.input(z)
         for blk in self.blocks:
             a = blk.fc1(layer_norm(h, LATENT_LN_EPS)) + blk.time(temb)
@@ -315,7 +335,9 @@ def load(model_path):
             v = torch.from_numpy(v.astype(np.float32))
             # burn stores Linear weights as [in, out]; PyTorch as [out, in]. Convolution weights
             # ([out, in, kh, kw]; transposed ones [in, out, kh, kw]) share PyTorch's layout.
-            state[k[len(prefix) + 1:]] = v.t().contiguous() if k.endswith(".weight") and v.ndim == 2 else v
+            # A class table is [classes + 1, width] in both.
+            linear = k.endswith(".weight") and v.ndim == 2 and not k.endswith("class_table.weight")
+            state[k[len(prefix) + 1:]] = v.t().contiguous() if linear else v
         if prefix == "velocity":
             state["pos"] = net.pos
         net.load_state_dict(state, strict=True)

@@ -20,11 +20,16 @@ pub fn markdown_row(p: &SweepPoint) -> String {
         (Some(m), Some(s)) => cell(m, s, 3),
         _ => "-".into(),
     };
+    // Guidance on the image flow runs two branches: its network evaluations, not its NFE, say the cost.
+    let nfe = if p.image_flow_evals != p.nfe {
+        format!("{} ({} evals)", p.nfe, p.image_flow_evals)
+    } else {
+        p.nfe.to_string()
+    };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {accuracy} | {} | {} | {} |",
+        "| {} | {} | {nfe} | {} | {} | {} | {} | {} | {} | {accuracy} | {} | {} | {} |",
         p.solver,
         p.steps,
-        p.nfe,
         cell(r.swd, sd.swd, 2),
         cell(r.kid_pixels, sd.kid_pixels, 3),
         cell(r.kid_features, sd.kid_features, 3),
@@ -71,7 +76,7 @@ pub fn to_json(model: &str, cfg: &SweepConfig, o: &SweepOutcome) -> serde_json::
         .iter()
         .map(|p| {
             let mut row = serde_json::json!({"solver": p.solver.name(), "steps": p.steps, "nfe": p.nfe,
-                "prior_scale": p.prior_scale, "time_shift": p.time_shift, "guidance": p.guidance, "report": p.mean});
+                "prior_scale": p.prior_scale, "time_shift": p.time_shift, "guidance": p.guidance, "image_flow_evals": p.image_flow_evals, "report": p.mean});
             if several {
                 row["sd"] = serde_json::json!(p.sd);
                 row["per_seed"] = serde_json::json!(

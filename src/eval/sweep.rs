@@ -143,6 +143,9 @@ pub struct SweepPoint {
     pub prior_scale: f32,
     pub time_shift: f32,
     pub guidance: f32,
+    /// Image-flow network evaluations per image: `nfe`, twice that where guidance runs the
+    /// image flow's class and "no class" branches.
+    pub image_flow_evals: usize,
     pub mean: Report,
     /// Sample standard deviation over the seeds (zero for one seed).
     pub sd: Report,
@@ -230,6 +233,10 @@ pub fn sweep(
         }
     };
     let shares = held_out_labels.as_ref().map(|_| class_shares(&held_out.class_counts(), count));
+    let config = model.config();
+    let image_flow_classed =
+        config.image_classes() > 0 && (cfg.class_in_image_flow || info.prior == PriorKind::Gaussian);
+    let image_flow_guided = |g: f32| shares.is_some() && image_flow_classed && g != 1.0;
     let mut points = Vec::new();
     for &guidance in &cfg.guidances {
         for &prior_scale in &cfg.prior_scales {
@@ -296,8 +303,19 @@ pub fn sweep(
                         let reports: Vec<Report> = per_seed.iter().map(|r| r.report.clone()).collect();
                         let (mean, sd) = Report::mean_and_sd(&reports)?;
                         let nfe = steps * solver.evals_per_step();
-                        let point =
-                            SweepPoint { solver, steps, nfe, prior_scale, time_shift, guidance, mean, sd, per_seed };
+                        let image_flow_evals = if image_flow_guided(guidance) { 2 * nfe } else { nfe };
+                        let point = SweepPoint {
+                            solver,
+                            steps,
+                            nfe,
+                            prior_scale,
+                            time_shift,
+                            guidance,
+                            image_flow_evals,
+                            mean,
+                            sd,
+                            per_seed,
+                        };
                         on_event(SweepEvent::Point(&point));
                         points.push(point);
                     }
