@@ -482,11 +482,13 @@ fn dcss_class(atlas: &str) -> u32 {
 /// excluded. Found by looking at every row of the sliced atlas; the atlas holds no names, and the
 /// parts share their neighbours' colours and outlines, so no pixel rule told them apart without
 /// also dropping whole sprites.
-const PLAYER_PARTS: &[((u32, u32), (u32, u32), &str)] = &[
+const PLAYER_PARTS: &[(CellPos, CellPos, &str)] = &[
     ((0, 0), (19, 25), "Pandemonium demons' headless bodies, heads and wings"),
     ((24, 21), (31, 11), "segments of tentacles, worms and vines"),
     ((50, 0), (u32::MAX, 0), "player-doll bases and equipment overlays, packed off the 32-pixel grid"),
 ];
+/// A tile centre's (cell row, cell column) in an atlas.
+type CellPos = (u32, u32);
 /// The `player.png` that [`PLAYER_PARTS`] describes.
 const PLAYER_ATLAS_SIZE: (u32, u32) = (1024, 2083);
 
