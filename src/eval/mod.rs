@@ -296,23 +296,7 @@ impl Default for EvalConfig {
 }
 
 pub fn evaluate(samples: &Images, reference: &Images, train: Option<&Images>, cfg: &EvalConfig) -> Result<Report> {
-    samples.check_pair(reference)?;
-    let swd_levels = sliced_wasserstein(samples, reference, &cfg.swd)?;
-    let swd = swd_levels.iter().sum::<f64>() / swd_levels.len() as f64;
-    let net = RandomConvFeatures::new(samples.channels, cfg.feature_seed);
-    let fr_raw = net.extract(reference);
-    let (fs, fr) = (net.extract(samples).normalized_by(&fr_raw), fr_raw.normalized_by(&fr_raw));
-    let (precision, recall) = precision_recall(&fr, &fs, cfg.k)?;
-    Ok(Report {
-        swd,
-        swd_levels,
-        kid_pixels: 1e3 * kid(&Features::pixels(samples), &Features::pixels(reference))?,
-        kid_features: 1e3 * kid(&fs, &fr)?,
-        precision,
-        recall,
-        nearest_train: train.map(|t| nearest_train_distance(samples, t)).transpose()?,
-        class_accuracy: Vec::new(),
-    })
+    evaluate_with(samples, reference, train, None, cfg)
 }
 
 /// Class labels of a sample set and of its reference set, for [`evaluate_classes`].
@@ -332,12 +316,34 @@ pub fn evaluate_classes(
     labels: Labels,
     cfg: &EvalConfig,
 ) -> Result<Report> {
-    let mut report = evaluate(samples, reference, train, cfg)?;
+    evaluate_with(samples, reference, train, Some(labels), cfg)
+}
+
+/// Every metric, the features extracted once for all that use them.
+fn evaluate_with(
+    samples: &Images,
+    reference: &Images,
+    train: Option<&Images>,
+    labels: Option<Labels>,
+    cfg: &EvalConfig,
+) -> Result<Report> {
+    samples.check_pair(reference)?;
+    let swd_levels = sliced_wasserstein(samples, reference, &cfg.swd)?;
+    let swd = swd_levels.iter().sum::<f64>() / swd_levels.len() as f64;
     let net = RandomConvFeatures::new(samples.channels, cfg.feature_seed);
     let fr_raw = net.extract(reference);
     let (fs, fr) = (net.extract(samples).normalized_by(&fr_raw), fr_raw.normalized_by(&fr_raw));
-    report.class_accuracy = nearest_class_accuracy(&fs, &fr, labels)?;
-    Ok(report)
+    let (precision, recall) = precision_recall(&fr, &fs, cfg.k)?;
+    Ok(Report {
+        swd,
+        swd_levels,
+        kid_pixels: 1e3 * kid(&Features::pixels(samples), &Features::pixels(reference))?,
+        kid_features: 1e3 * kid(&fs, &fr)?,
+        precision,
+        recall,
+        nearest_train: train.map(|t| nearest_train_distance(samples, t)).transpose()?,
+        class_accuracy: labels.map(|l| nearest_class_accuracy(&fs, &fr, l)).transpose()?.unwrap_or_default(),
+    })
 }
 
 /// Per class c (0..labels.classes): the share of the sample rows labelled c whose nearest

@@ -118,6 +118,9 @@ impl SweepConfig {
         if prior == PriorKind::Gaussian && self.prior_scales.len() > 1 {
             return invalid("a prior-scale sweep needs a learned-prior model (a Gaussian prior ignores the scale)");
         }
+        if self.classes == ClassMix::HeldOut && self.latents == LatentSource::Train {
+            return invalid("training latents have no classes to sample: sample from the latent flow");
+        }
         if prior == PriorKind::Gaussian && self.latents == LatentSource::Train {
             return invalid("training latents need a learned-prior model (a Gaussian prior has no latents)");
         }
@@ -215,10 +218,12 @@ pub fn sweep(
         LatentSource::Flow => None,
         LatentSource::Train => Some(model.encode(&spread(train, count))?),
     };
+    let config = model.config();
+    let classes = config.classes.names.len();
     let held_out_labels = match cfg.classes {
         ClassMix::None => None,
         ClassMix::HeldOut => {
-            let names = &model.config().classes.names;
+            let names = &config.classes.names;
             if names.is_empty() {
                 return invalid("the model is unconditional: it has no classes to sample");
             }
@@ -233,7 +238,6 @@ pub fn sweep(
         }
     };
     let shares = held_out_labels.as_ref().map(|_| class_shares(&held_out.class_counts(), count));
-    let config = model.config();
     let image_flow_classed =
         config.image_classes() > 0 && (cfg.class_in_image_flow || info.prior == PriorKind::Gaussian);
     let image_flow_guided = |g: f32| shares.is_some() && image_flow_classed && g != 1.0;
@@ -269,10 +273,7 @@ pub fn sweep(
                                             seed: class_seed(seed, class),
                                             ..opts.clone()
                                         };
-                                        pixels.extend(match &train_latents {
-                                            None => model.sample(n, &opts)?,
-                                            Some(_) => return invalid("training latents have no classes to sample"),
-                                        });
+                                        pixels.extend(model.sample(n, &opts)?);
                                         labels.extend(std::iter::repeat_n(class as u32, n));
                                     }
                                     (pixels, labels)
@@ -283,11 +284,7 @@ pub fn sweep(
                             let report = match &held_out_labels {
                                 None => evaluate(&samples, &reference, Some(&train_images), &cfg.metrics)?,
                                 Some(reference_labels) => {
-                                    let labels = Labels {
-                                        samples: &labels,
-                                        reference: reference_labels,
-                                        classes: model.config().classes.names.len(),
-                                    };
+                                    let labels = Labels { samples: &labels, reference: reference_labels, classes };
                                     evaluate_classes(&samples, &reference, Some(&train_images), labels, &cfg.metrics)?
                                 }
                             };
@@ -329,11 +326,7 @@ pub fn sweep(
         None => evaluate(&subset, &reference, None, &cfg.metrics)?,
         Some(reference_labels) => {
             let floor_labels: Vec<u32> = (0..k).map(|j| train.label(j * train.len() / k)).collect();
-            let labels = Labels {
-                samples: &floor_labels,
-                reference: reference_labels,
-                classes: model.config().classes.names.len(),
-            };
+            let labels = Labels { samples: &floor_labels, reference: reference_labels, classes };
             evaluate_classes(&subset, &reference, None, labels, &cfg.metrics)?
         }
     };
