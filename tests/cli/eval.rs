@@ -53,7 +53,7 @@ fn several_seeds_report_mean_and_spread() {
 #[test]
 fn training_latents_and_prior_scale_and_shift_sweeps() {
     // Diagnostic: the encoder's latents of training images instead of the latent flow; one row
-    // per (prior scale, time shift), those two in the last columns.
+    // per (prior scale, time shift), those two in the columns before guidance (1: none).
     let out = ok(&mut eval(&[
         "--size",
         "16",
@@ -71,7 +71,7 @@ fn training_latents_and_prior_scale_and_shift_sweeps() {
     let table = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| midpoint | 4 | 8 |")).collect();
     assert_eq!(rows.len(), 4, "{table}");
-    for (row, end) in rows.iter().zip(["| 0 | 1 |", "| 0 | 3 |", "| 0.5 | 1 |", "| 0.5 | 3 |"]) {
+    for (row, end) in rows.iter().zip(["| 0 | 1 | 1 |", "| 0 | 3 | 1 |", "| 0.5 | 1 | 1 |", "| 0.5 | 3 | 1 |"]) {
         assert!(row.ends_with(end), "{table}");
     }
 }
