@@ -13,6 +13,9 @@ import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "quality"))
+from summarize import nfe_to_reach  # noqa: E402
+
 DIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
 CLASSES = ["floor", "wall", "feature", "item", "creature"]
 MODELS = [("ledi", "LeDiFlow"), ("gaussian", "baseline")]
@@ -41,7 +44,8 @@ def cells(row, with_acc=True):
     r, sd = row["report"], row.get("sd", {})
     out = [f"{r[k]:.{d}f} ± {sd.get(k, 0):.{d}f}" for k, d in COLS]
     if with_acc:
-        out.append(f"{mean_acc(r):.3f} ± {sd_acc(row):.3f}")
+        acc = mean_acc(r)
+        out.append("-" if acc is None else f"{acc:.3f} ± {sd_acc(row):.3f}")
     return out
 
 
@@ -49,20 +53,9 @@ def floor_cells(doc, with_acc=True):
     f = doc["real_floor"]["report"]
     out = [f"{f[k]:.{d}f}" for k, d in COLS[:5]] + [f"{doc['held_out_nearest_train']:.3f} (held-out)"]
     if with_acc:
-        out.append(f"{mean_acc(f):.3f}")
+        acc = mean_acc(f)
+        out.append("-" if acc is None else f"{acc:.3f}")
     return out
-
-
-def nfe_to_reach(points, key, target):
-    """NFE (log-interpolated) at which a model's metric falls to `target`, or None."""
-    pts = sorted(points.items())
-    for (n0, a), (n1, b) in zip(pts, pts[1:]):
-        if a <= target:
-            return n0
-        if b <= target:
-            f = (a - target) / (a - b)
-            return 2 ** (math.log2(n0) + f * (math.log2(n1) - math.log2(n0)))
-    return pts[0][0] if pts and pts[0][1] <= target else None
 
 
 def main():
@@ -99,7 +92,10 @@ def main():
     print("\n**Guidance at 8 NFE** (`<model>-guidance.md`, `ledi-prior-only.md`)\n")
     print("| file | class given to | guidance | image-flow evaluations | SWD | KID conv | precision | recall | class acc. |")
     print("|---|---|---|---|---|---|---|---|---|")
-    pick = lambda r: [cells(r)[i] for i in (0, 2, 3, 4, 6)]
+    def pick(r):
+        c = cells(r)
+        return [c[i] for i in (0, 2, 3, 4, 6)]
+
     for m, label in MODELS:
         to = "both flows" if m == "ledi" else "image flow"
         rows = [r for d in (docs[m], guid[m]) if d for r in d["results"] if r["nfe"] == 8]
@@ -116,11 +112,11 @@ def main():
         print("| metric | LeDiFlow at 4 NFE | baseline NFE to match | ratio |")
         print("|---|---|---|---|")
         for key, name in [("swd", "SWD"), ("kid_features", "KID conv")]:
-            curve = {m: {r["nfe"]: r["report"][key] for r in docs[m]["results"]} for m, _ in MODELS}
-            target = curve["ledi"].get(4)
-            if target is None:
+            curve = {m: {r["nfe"]: r["report"] for r in docs[m]["results"]} for m, _ in MODELS}
+            if 4 not in curve["ledi"]:
                 continue
-            need = nfe_to_reach(curve["gaussian"], key, target)
+            target = curve["ledi"][4][key]
+            need = nfe_to_reach(curve["gaussian"], target, key)
             top = max(curve["gaussian"])
             cell, ratio = (f"{need:.1f}", f"{need / 4:.2f}x") if need else (f"> {top}", f"> {top / 4:.0f}x")
             print(f"| {name} | {target:.1f} | {cell} | {ratio} |")

@@ -45,17 +45,18 @@ def load(name, here=HERE):
     return runs, floor
 
 
-def nfe_to_reach(curve, target):
-    """Smallest NFE (log-interpolated) at which the SWD curve falls to `target`, or None."""
+def nfe_to_reach(curve, target, key="swd"):
+    """Smallest NFE (log-interpolated) at which the metric `key` of {nfe: report} falls to
+    `target`, or None."""
     pts = sorted(curve.items())
     for (n0, r0), (n1, r1) in zip(pts, pts[1:]):
-        a, b = r0["swd"], r1["swd"]
+        a, b = r0[key], r1[key]
         if a <= target:
             return n0
         if b <= target:
             f = (a - target) / (a - b)
             return 2 ** (math.log2(n0) + f * (math.log2(n1) - math.log2(n0)))
-    return pts[0][0] if pts and pts[0][1]["swd"] <= target else None
+    return pts[0][0] if pts and pts[0][1][key] <= target else None
 
 
 def main():
