@@ -11,13 +11,14 @@
 #   image flow adds;
 # - <model>-unconditional.{md,json}: samples with no class at 4, 8 and 32 NFE (the main job);
 #   with PREVIOUS=DIR (a folder holding other dcss-small-{ledi,gaussian}.safetensors, e.g. the
-#   unconditional models/), the same for those files: previous-<model>.{md,json};
+#   unconditional pair shipped until 2026-12-08: `git show 19166bf:models/dcss-small-ledi.safetensors`),
+#   the same for those files: previous-<model>.{md,json};
 # - docs/classes/<class>-{ledi,gaussian}.png: 64 samples of each class at 8 NFE, guidance 2,
 #   seed 0, and docs/classes/<class>-real.png: 64 held-out tiles of that class.
 #
 # Usage: bench/classes/run.sh [ledi|gaussian ...]   (default: both; LEDIFLOW_BIN: the binary;
 # MODELS: the folder of the class-conditional dcss-small-{ledi,gaussian}.safetensors, default
-# models/classes)
+# models)
 # The evaluations are single-threaded; two models run side by side on a 2-core machine with
 #     RAYON_NUM_THREADS=1 bench/classes/run.sh ledi & RAYON_NUM_THREADS=1 bench/classes/run.sh gaussian
 set -euo pipefail
@@ -26,7 +27,7 @@ BIN=${LEDIFLOW_BIN:-target/release/lediflow}
 OUT=bench/classes
 SEEDS=${SEEDS:-0,1,2,3,4}
 GUIDANCE_SEEDS=${GUIDANCE_SEEDS:-0,1,2}
-MODELS=${MODELS:-models/classes}
+MODELS=${MODELS:-models}
 DATA="--dcss --whole --angband"
 CLASSES="floor wall feature item creature"
 mkdir -p docs/classes

@@ -412,22 +412,38 @@ static void test_interpolate_seeds(LdfModel *m, bool gaussian_prior) {
     free(b);
 }
 
-/* Classes: the shipped models are unconditional; a class is refused, guidance checked. */
+/* Classes: the shipped models know five classes; a class is honoured, a wrong one refused. */
 static void test_classes(void) {
+    static const char *names[] = {"floor", "wall", "feature", "item", "creature"};
     LdfModelInfo i;
     memset(&i, 0xA5, sizeof i);
     i.struct_size = sizeof i;
     EXPECT_STATUS(ldf_model_info(model, &i), LDF_OK);
-    EXPECT(i.class_count == 0);
-    EXPECT(ldf_model_class_name(model, 0) == NULL);
+    EXPECT(i.class_count == 5);
+    for (uint32_t k = 0; k < 5 && i.class_count == 5; k++) {
+        const char *n = ldf_model_class_name(model, k);
+        EXPECT(n != NULL && strcmp(n, names[k]) == 0);
+    }
+    EXPECT(ldf_model_class_name(model, 5) == NULL);
     EXPECT(ldf_model_class_name(NULL, 0) == NULL);
     unsigned char *img = malloc(info.image_bytes), *ref = malloc(info.image_bytes);
+    unsigned char *again = malloc(info.image_bytes);
     LdfSampleParams p = params(4);
     EXPECT(p.class_id == LDF_CLASS_NONE && p.guidance == 1.0f);
     EXPECT_STATUS(ldf_sample(model, 1, &p, ref, info.image_bytes), LDF_OK);
-    p.class_id = 0;
+    /* An item with guidance 2: deterministic, and not the unconditional image. */
+    p.class_id = 3;
+    p.guidance = 2.0f;
+    EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_OK);
+    EXPECT_STATUS(ldf_sample(model, 1, &p, again, info.image_bytes), LDF_OK);
+    EXPECT(memcmp(img, again, info.image_bytes) == 0);
+    EXPECT(memcmp(img, ref, info.image_bytes) != 0);
+    /* A class out of range is refused with the valid ones named, and nothing is written. */
+    memset(img, 0xA5, info.image_bytes);
+    p.class_id = 5;
     EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_ERR_INVALID_ARGUMENT);
-    EXPECT(strstr(ldf_last_error(), "no classes") != NULL);
+    EXPECT(strstr(ldf_last_error(), "0 floor, 1 wall, 2 feature, 3 item, 4 creature") != NULL);
+    EXPECT(img[0] == 0xA5 && img[info.image_bytes - 1] == 0xA5);
     p = params(4);
     p.guidance = NAN;
     EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_ERR_INVALID_ARGUMENT);
@@ -440,6 +456,7 @@ static void test_classes(void) {
     p.guidance = NAN;
     EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_OK);
     EXPECT(memcmp(img, ref, info.image_bytes) == 0);
+    free(again);
     free(img);
     free(ref);
 }

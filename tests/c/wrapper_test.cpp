@@ -35,12 +35,14 @@ int main(int argc, char **argv) {
     EXPECT(enc.size() == 3 * size_t(info.latent_dim));
     std::vector<float> a(enc.begin(), enc.begin() + info.latent_dim), b(enc.end() - info.latent_dim, enc.end());
     EXPECT(model.interpolate(a, b, 4, params).size() == 4 * info.image_bytes);
-    EXPECT(model.class_names().empty());
+    EXPECT((model.class_names() == std::vector<std::string>{"floor", "wall", "feature", "item", "creature"}));
+    auto items = model.sample(3, lediflow::SampleParams(params).class_id(3).guidance(2.0f));
+    EXPECT(items.size() == images.size() && items != images);
     bool refused = false;
     try {
-        model.sample(1, lediflow::SampleParams(params).class_id(0));
+        model.sample(1, lediflow::SampleParams(params).class_id(5));
     } catch (const lediflow::Error &e) {
-        refused = e.status() == LDF_ERR_INVALID_ARGUMENT;
+        refused = e.status() == LDF_ERR_INVALID_ARGUMENT && std::string(e.what()).find("4 creature") != std::string::npos;
     }
     EXPECT(refused);
     auto walk = model.interpolate_seeds(3, 9, 4, params);  // params.seed is 3: frame 0 is image 0

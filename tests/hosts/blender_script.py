@@ -49,10 +49,10 @@ except RuntimeError as e:
     assert "missing.safetensors" in str(e), e
 assert "lediflow_0_0" not in bpy.data.images, "a failed call made an image"
 try:
-    bpy.ops.lediflow.generate(model_path=model, count=1, seed=9, class_name="item")
-    raise AssertionError("a class on an unconditional model did not fail")
+    bpy.ops.lediflow.generate(model_path=model, count=1, seed=9, class_name="dragon")
+    raise AssertionError("an unknown class did not fail")
 except RuntimeError as e:
-    assert "unconditional" in str(e), e
+    assert "floor, wall, feature, item, creature" in str(e), e
 assert "lediflow_9_0" not in bpy.data.images, "a refused class made an image"
 assert bpy.ops.lediflow.generate(model_path=class_model, count=2, seed=6, steps=2, class_name="dark",
                                  guidance=2.0) == {"FINISHED"}

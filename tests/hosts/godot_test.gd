@@ -26,8 +26,8 @@ func run() -> bool:
 		return false
 	if not check(ldf.load_model(model) == 0, "load_model: " + ldf.last_error()):
 		return false
-	# The shipped model is unconditional: no classes, a class is refused, "" is unconditional.
-	if not check(ldf.classes().empty() and ldf.set_class("item") != 0 and ldf.set_class("") == 0, "classes"):
+	# The shipped model knows five classes: an unknown one is refused, "" is unconditional.
+	if not check(ldf.classes() == ["floor", "wall", "feature", "item", "creature"] and ldf.set_class("dragon") != 0 and ldf.set_class("") == 0, "classes: " + str(ldf.classes())):
 		return false
 
 	var images = ldf.sample(3, 5, 2)

@@ -175,12 +175,13 @@ def seam_ratio(images):
 
 
 def test_tileable_images_wrap_around(model, gaussian):
+    # Walls: opaque textures, where a seam shows (a sprite on a transparent ground has none).
     for m in (model, gaussian):
-        plain = m.sample(24, seed=3, steps=2)
-        tiles = m.sample(24, seed=3, steps=2, tileable=True)
+        plain = m.sample(24, seed=3, steps=2, class_="wall")
+        tiles = m.sample(24, seed=3, steps=2, class_="wall", tileable=True)
         assert seam_ratio(plain) > 1.3 > seam_ratio(tiles), (seam_ratio(plain), seam_ratio(tiles))
         # Batching changes nothing, as for plain images.
-        np.testing.assert_array_equal(m.sample(24, seed=3, steps=2, tileable=True, batch_size=5), tiles)
+        np.testing.assert_array_equal(m.sample(24, seed=3, steps=2, class_="wall", tileable=True, batch_size=5), tiles)
 
 
 def test_variations(model, gaussian):
@@ -290,15 +291,19 @@ def test_max_count_is_the_headers():
     assert define and int(define[0].split()[2]) == lediflow.MAX_COUNT
 
 
-def test_classes_of_an_unconditional_model(model):
-    assert model.classes == []
-    with pytest.raises(ValueError, match="unconditional"):
-        model.sample(1, class_="item")
-    with pytest.raises(lediflow.LediflowError, match="no classes"):
-        model.sample(1, class_=0)
+def test_classes_of_the_shipped_model(model):
+    assert model.classes == ["floor", "wall", "feature", "item", "creature"]
+    with pytest.raises(ValueError, match="floor, wall, feature, item, creature"):
+        model.sample(1, class_="dragon")
+    with pytest.raises(lediflow.LediflowError, match="0 floor, 1 wall"):
+        model.sample(1, class_=5)
     with pytest.raises(lediflow.LediflowError, match="guidance"):
         model.sample(1, guidance=float("nan"))
     with pytest.raises(lediflow.LediflowError, match="guidance"):
         model.sample(1, guidance=-1.0)
+    # A class by name is the same class by index, and differs from unconditional samples.
+    item = model.sample(2, steps=1, class_="item", guidance=2.0)
+    np.testing.assert_array_equal(item, model.sample(2, steps=1, class_=3, guidance=2.0))
+    assert not np.array_equal(item, model.sample(2, steps=1))
     # Guidance without a class changes nothing.
     np.testing.assert_array_equal(model.sample(1, steps=1, guidance=3.0), model.sample(1, steps=1))
