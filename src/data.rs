@@ -80,6 +80,24 @@ impl Dataset {
         n
     }
 
+    /// Relabels a labelled set with `names` as its class list (e.g. a model's classes, in the
+    /// model's order): every class of the set must be one of them; classes of `names` the set
+    /// lacks get no images. An error names the classes that are not in `names`.
+    pub fn relabel(&mut self, names: &[String]) -> Result<()> {
+        let to: Vec<Option<u32>> =
+            self.classes.iter().map(|c| names.iter().position(|n| n == c).map(|k| k as u32)).collect();
+        let unknown: Vec<&str> =
+            self.classes.iter().zip(&to).filter(|(_, k)| k.is_none()).map(|(c, _)| c.as_str()).collect();
+        if !unknown.is_empty() {
+            return invalid(format!("the data's classes {} are not among {}", unknown.join(", "), names.join(", ")));
+        }
+        for l in &mut self.labels {
+            *l = to[*l as usize].expect("every class maps (checked above)");
+        }
+        self.classes = names.to_vec();
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.sources.len()
     }

@@ -277,3 +277,21 @@ fn whole_dcss_sprites_leave_out_the_creature_atlas_parts() {
     assert!(err.contains("0.28") && err.contains("1024x2048"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn relabelling_maps_classes_by_name_and_refuses_strangers() {
+    let mut ds = Dataset::new(16, 4);
+    ds.classes = vec!["item".into(), "wall".into()];
+    for i in 0..4u8 {
+        ds.push_labelled(&RgbaImage::from_pixel(16, 16, Rgba([i * 50, 0, 0, 255])), format!("{i}"), u32::from(i % 2));
+    }
+    let names: Vec<String> = ["floor", "wall", "feature", "item"].iter().map(|s| s.to_string()).collect();
+    let mut relabelled = ds.clone();
+    relabelled.relabel(&names).unwrap();
+    assert_eq!(relabelled.classes, names);
+    assert_eq!(relabelled.labels, [3, 1, 3, 1]);
+    assert_eq!(relabelled.class_counts(), [0, 2, 0, 2]);
+    let err = ds.relabel(&names[..2]).unwrap_err().to_string();
+    assert!(err.contains("item") && err.contains("floor, wall"), "{err}");
+    assert_eq!(ds.labels, [0, 1, 0, 1], "a refused relabelling changes nothing");
+}

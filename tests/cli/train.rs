@@ -73,6 +73,51 @@ fn fine_tuning_starts_from_the_file_and_keeps_its_network_config() {
     assert_eq!(m.sample(2, &o).unwrap().dims(), [2, 4, 16, 16]);
 }
 
+/// A class-conditional model fine-tunes on subfolders named after some of its classes, whatever
+/// their order on disk; unlabelled data, or a class it lacks, is refused with its classes named.
+#[test]
+fn a_class_model_fine_tunes_on_some_of_its_classes() {
+    let f = fixture();
+    let dir = f.scratch("tune-classes");
+    // A two-class model, floor and wall.
+    for (k, name) in ["floor", "wall"].iter().enumerate() {
+        write_images(&dir.join("data").join(name), 4, |i, x, _| [40 + 100 * k as u8 + i, x as u8, 0, 255]);
+    }
+    let train = |data: &std::path::Path, init: Option<&std::path::Path>, run: &str, out: &std::path::Path| {
+        let mut c = lediflow();
+        c.args(["train", "--data"]).arg(data).args(["--size", "16", "--batch", "4", "--val-every", "0"]);
+        match init {
+            Some(m) => c.args(["--steps-aux", "0", "--steps-latent", "2", "--steps-fm", "2", "--init"]).arg(m),
+            None => c.args(["--classes", "--preset", "tiny", "--set", "dit.depth=1"]).args([
+                "--steps-aux",
+                "2",
+                "--steps-latent",
+                "2",
+                "--steps-fm",
+                "2",
+            ]),
+        };
+        c.arg("--run-dir").arg(dir.join(run)).arg("--out").arg(out);
+        c
+    };
+    let model = dir.join("classes.safetensors");
+    ok(&mut train(&dir.join("data"), None, "run", &model));
+    // Only "wall" images: labelled as the model's class 1.
+    let some = dir.join("some");
+    write_images(&some.join("wall"), 4, |i, x, y| [200 - i, x as u8, y as u8, 255]);
+    let tuned = dir.join("tuned.safetensors");
+    let out = ok(&mut train(&some, Some(&model), "run-tuned", &tuned));
+    assert!(stderr(&out).contains("classes: floor 0, wall 4"), "{}", stderr(&out));
+    let meta = lediflow::checkpoint::read_meta(&std::fs::read(&tuned).unwrap()).unwrap();
+    assert_eq!(meta.config.classes.names, ["floor", "wall"]);
+    // Unlabelled images, or a class the model lacks: refused, nothing written.
+    let never = dir.join("never.safetensors");
+    refused(&mut train(&f.data, Some(&model), "run-never", &never), "floor, wall");
+    write_images(&some.join("zebra"), 4, |i, _, _| [i, 0, 0, 255]);
+    refused(&mut train(&some, Some(&model), "run-never", &never), "zebra");
+    assert!(!never.exists());
+}
+
 #[test]
 fn bad_training_arguments_are_refused_before_anything_is_written() {
     let f = fixture();

@@ -191,27 +191,29 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
     let device = lediflow::Device::parse(&args.device).map_err(|e| e.to_string())?;
     // Fail before loading data or touching the run folder.
     device.check().map_err(|e| e.to_string())?;
-    let (all, desc) = args.data.load().map_err(|e| e.to_string())?;
+    let (mut all, desc) = args.data.load().map_err(|e| e.to_string())?;
+    let conditional_init = !model.classes.is_unconditional();
+    if conditional_init && all.classes.is_empty() {
+        return Err(format!(
+            "the --init model is class-conditional ({}); give its data in one subfolder per class, \
+             named after them (some of them will do)",
+            model.classes.names.join(", ")
+        ));
+    }
+    if conditional_init && all.classes != model.classes.names {
+        // Subfolders load in name order and may hold only some classes: label them by the
+        // model's class list.
+        all.relabel(&model.classes.names).map_err(|e| format!("the --init model: {e}"))?;
+    }
     if args.classes {
         if all.classes.is_empty() {
             return Err(
                 "--classes needs a labelled data set: --data with one subfolder per class, --dcss or --angband".into(),
             );
         }
-        if !model.classes.is_unconditional() && model.classes.names != all.classes {
-            return Err(format!(
-                "the --init model's classes {:?} are not the data's {:?}",
-                model.classes.names, all.classes
-            ));
-        }
         model.classes.names = all.classes.clone();
         model.classes.image_flow |= args.class_image_flow;
         model.validate().map_err(|e| e.to_string())?;
-    } else if !model.classes.is_unconditional() && model.classes.names != all.classes {
-        return Err(format!(
-            "the --init model is class-conditional ({:?}); its data must have those classes (the data's: {:?})",
-            model.classes.names, all.classes
-        ));
     }
     if !model.classes.is_unconditional() {
         let counts: Vec<String> = all.classes.iter().zip(all.class_counts()).map(|(c, n)| format!("{c} {n}")).collect();
