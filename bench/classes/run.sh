@@ -14,7 +14,7 @@
 #   unconditional pair shipped until 2026-12-08: `git show 19166bf:models/dcss-small-ledi.safetensors`),
 #   the same for those files: previous-<model>.{md,json};
 # - docs/classes/<class>-{ledi,gaussian}.png: 64 samples of each class at 8 NFE, guidance 2,
-#   seed 0, and docs/classes/<class>-real.png: 64 held-out tiles of that class.
+#   seed 0, and (with ledi) docs/classes/<class>-real.png: 64 held-out tiles of that class.
 #
 # Usage: bench/classes/run.sh [ledi|gaussian ...]   (default: both; LEDIFLOW_BIN: the binary;
 # MODELS: the folder of the class-conditional dcss-small-{ledi,gaussian}.safetensors, default
@@ -37,6 +37,14 @@ score() { # file out-name seeds eval-flags...
     # shellcheck disable=SC2086 # DATA is a list of flags
     "$BIN" eval --model "$file" $DATA --seed "$seeds" "$@" --json "$OUT/$name.json" > "$OUT/$name.md" 2> /dev/null
 }
+real_sheets() { # 64 held-out tiles of each class (once, with the ledi run: both share the data)
+    local real
+    real=$(mktemp -d)
+    # shellcheck disable=SC2086
+    "$BIN" data $DATA --held-out --by-class "$real" --per-class 64 --columns 8 --sheet "$real/all.png" 2> /dev/null
+    for c in $CLASSES; do cp "$real/$c.png" "docs/classes/$c-real.png"; done
+    rm -rf "$real"
+}
 for m in "${@:-ledi gaussian}"; do
     for m in $m; do
         file=$MODELS/dcss-small-$m.safetensors
@@ -48,6 +56,7 @@ for m in "${@:-ledi gaussian}"; do
         score "$file" "$m-guidance" "$GUIDANCE_SEEDS" --by-class --steps 4 --guidance 1.5,2,3
         if [ "$m" = ledi ]; then
             score "$file" ledi-prior-only "$GUIDANCE_SEEDS" --by-class --no-image-flow-class --steps 4 --guidance 1,2
+            real_sheets
         fi
         score "$file" "$m-unconditional" "$SEEDS" --steps 2,4,16
         if [ -n "${PREVIOUS:-}" ]; then
@@ -55,9 +64,4 @@ for m in "${@:-ledi gaussian}"; do
         fi
     done
 done
-real=$(mktemp -d)
-trap 'rm -rf "$real"' EXIT
-# shellcheck disable=SC2086
-"$BIN" data $DATA --held-out --by-class "$real" --per-class 64 --columns 8 --sheet "$real/all.png" 2> /dev/null
-for c in $CLASSES; do cp "$real/$c.png" "docs/classes/$c-real.png"; done
 echo "wrote $OUT and docs/classes"

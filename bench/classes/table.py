@@ -64,6 +64,11 @@ def main():
     prior_only = load(DIR / "ledi-prior-only.json")
     real = next((d for d in docs.values() if d), None)
 
+    def at_8(m):
+        """The model's 8-NFE rows (guidance 1 from -classes, the rest from -guidance), by guidance."""
+        rows = [r for d in (docs[m], guid[m]) if d for r in d["results"] if r["nfe"] == 8]
+        return sorted(rows, key=lambda r: r["guidance"])
+
     print("**Every class in its held-out share** (`<model>-classes.md`)\n")
     print("| NFE | file | SWD | KID pixels | KID conv | precision | recall | nearest | class acc. |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -79,15 +84,15 @@ def main():
     print("| file | guidance | " + " | ".join(CLASSES) + " | mean |")
     print("|---|---|" + "---|" * (len(CLASSES) + 1))
     for m, label in MODELS:
-        rows = [r for d in (docs[m], guid[m]) if d for r in d["results"] if r["nfe"] == 8]
-        for r in sorted(rows, key=lambda r: r["guidance"]):
+        for r in at_8(m):
             if r["guidance"] in (1.0, 2.0):
                 acc = r["report"]["class_accuracy"]
                 print(f"| {label} | {r['guidance']:g} | " + " | ".join(f"{a:.3f}" for a in acc)
                       + f" | {mean_acc(r['report']):.3f} |")
     if real:
-        acc = real["real_floor"]["report"]["class_accuracy"]
-        print("| real training tiles | - | " + " | ".join(f"{a:.3f}" for a in acc) + f" | {sum(acc) / len(acc):.3f} |")
+        f = real["real_floor"]["report"]
+        print("| real training tiles | - | " + " | ".join(f"{a:.3f}" for a in f["class_accuracy"])
+              + f" | {mean_acc(f):.3f} |")
 
     print("\n**Guidance at 8 NFE** (`<model>-guidance.md`, `ledi-prior-only.md`)\n")
     print("| file | class given to | guidance | image-flow evaluations | SWD | KID conv | precision | recall | class acc. |")
@@ -98,8 +103,7 @@ def main():
 
     for m, label in MODELS:
         to = "both flows" if m == "ledi" else "image flow"
-        rows = [r for d in (docs[m], guid[m]) if d for r in d["results"] if r["nfe"] == 8]
-        for r in sorted(rows, key=lambda r: r["guidance"]):
+        for r in at_8(m):
             print(f"| {label} | {to} | {r['guidance']:g} | {r['image_flow_evals']} | " + " | ".join(pick(r)) + " |")
         if m == "ledi" and prior_only:
             for r in prior_only["results"]:
@@ -111,8 +115,8 @@ def main():
               "log-NFE interpolation)\n")
         print("| metric | LeDiFlow at 4 NFE | baseline NFE to match | ratio |")
         print("|---|---|---|---|")
+        curve = {m: {r["nfe"]: r["report"] for r in docs[m]["results"]} for m, _ in MODELS}
         for key, name in [("swd", "SWD"), ("kid_features", "KID conv")]:
-            curve = {m: {r["nfe"]: r["report"] for r in docs[m]["results"]} for m, _ in MODELS}
             if 4 not in curve["ledi"]:
                 continue
             target = curve["ledi"][4][key]
@@ -125,10 +129,12 @@ def main():
           "`previous-<model>.md`; same held-out tiles)\n")
     print("| NFE | file | SWD | KID pixels | KID conv | precision | recall | nearest |")
     print("|---|---|---|---|---|---|---|---|")
+    plain = {(m, which): load(DIR / f"{name}.json") for m, _ in MODELS
+             for which, name in [("class-conditional", f"{m}-unconditional"), ("previous", f"previous-{m}")]}
     for nfe in (4, 8, 32):
         for m, label in MODELS:
-            for which, doc in [("class-conditional", load(DIR / f"{m}-unconditional.json")), ("previous", load(DIR / f"previous-{m}.json"))]:
-                for r in (doc or {}).get("results", []):
+            for which in ("class-conditional", "previous"):
+                for r in (plain[m, which] or {}).get("results", []):
                     if r["nfe"] == nfe:
                         print(f"| {nfe} | {label}, {which} | " + " | ".join(cells(r, False)) + " |")
 

@@ -16,12 +16,11 @@ print("| solver | NFE | file | SWD | KID pixels | KID conv | precision | recall 
 print("|---|---|---|---|---|---|---|---|---|")
 floor, held_out = None, None
 for solver in ["midpoint", "euler"]:
-    docs = {n: DIR / f"{n}-{solver}.json" for n in ("ledi", "gaussian")}
-    runs = {n: {r["nfe"]: r for r in json.loads(p.read_text())["results"]} for n, p in docs.items() if p.exists()}
-    for p in docs.values():
-        if p.exists():
-            doc = json.loads(p.read_text())
-            floor, held_out = doc["real_floor"]["report"], doc["held_out_nearest_train"]
+    paths = {n: DIR / f"{n}-{solver}.json" for n in ("ledi", "gaussian")}
+    docs = {n: json.loads(p.read_text()) for n, p in paths.items() if p.exists()}
+    runs = {n: {r["nfe"]: r for r in doc["results"]} for n, doc in docs.items()}
+    for doc in docs.values():
+        floor, held_out = doc["real_floor"]["report"], doc["held_out_nearest_train"]
     for nfe in sorted({k for r in runs.values() for k in r}):
         for name, label in [("ledi", "LeDiFlow"), ("gaussian", "baseline")]:
             r = runs.get(name, {}).get(nfe)

@@ -192,15 +192,14 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
     // Fail before loading data or touching the run folder.
     device.check().map_err(|e| e.to_string())?;
     let (mut all, desc) = args.data.load().map_err(|e| e.to_string())?;
-    let conditional_init = !model.classes.is_unconditional();
-    if conditional_init && all.classes.is_empty() {
-        return Err(format!(
-            "the --init model is class-conditional ({}); give its data in one subfolder per class, \
-             named after them (some of them will do)",
-            model.classes.names.join(", ")
-        ));
-    }
-    if conditional_init && all.classes != model.classes.names {
+    if !model.classes.is_unconditional() {
+        if all.classes.is_empty() {
+            return Err(format!(
+                "the --init model is class-conditional ({}); give its data in one subfolder per class, \
+                 named after them (some of them will do)",
+                model.classes.names.join(", ")
+            ));
+        }
         // Subfolders load in name order and may hold only some classes: label them by the
         // model's class list.
         all.relabel(&model.classes.names).map_err(|e| format!("the --init model: {e}"))?;
