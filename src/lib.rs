@@ -29,7 +29,7 @@ pub use config::{ModelConfig, PriorKind};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use flow::Solver;
-pub use pipeline::{CancelToken, Interpolation, Model, ModelInfo, Pipeline, SampleOptions};
+pub use pipeline::{CancelToken, Interpolation, Model, ModelInfo, Pipeline, Precision, SampleOptions};
 
 /// The default CPU backend (see README: measured against the alternatives on this workload).
 pub type CpuBackend = burn::backend::Flex;

@@ -3,7 +3,10 @@
 
 use std::ffi::{CStr, c_char};
 
-use super::params::{LDF_PRIOR_GAUSSIAN, LDF_PRIOR_LEARNED, LdfModelInfo, LdfSampleParams, call_options};
+use super::params::{
+    LDF_CPU_AMX_BF16, LDF_CPU_AVX512_BF16, LDF_PRIOR_GAUSSIAN, LDF_PRIOR_LEARNED, LdfModelInfo, LdfSampleParams,
+    call_options, precision_code,
+};
 use super::{LDF_DEVICE_CPU, LDF_DEVICE_CUDA, LdfDevice, LdfStatus, guard};
 use crate::config::PriorKind;
 use crate::device::Device;
@@ -159,6 +162,9 @@ fn info_of(model: &Model) -> LdfModelInfo {
         time_shift: i.time_shift as f64,
         class_count: model.config().classes.names.len() as u32,
         reserved: 0,
+        cpu_features: if i.cpu.avx512_bf16 { LDF_CPU_AVX512_BF16 } else { 0 }
+            | if i.cpu.amx_bf16 { LDF_CPU_AMX_BF16 } else { 0 },
+        auto_precision: precision_code(i.auto_precision),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{LdfCancel, LdfStatus};
 use crate::error::{Result, invalid};
 use crate::flow::Solver;
-use crate::pipeline::{Interpolation, ProgressFn, SampleOptions};
+use crate::pipeline::{Interpolation, Precision, ProgressFn, SampleOptions};
 
 /// ODE solver of the image flow. NFE per step: Euler 1, Midpoint 2, Heun 2, RK4 4.
 pub type LdfSolver = u32;
@@ -101,7 +101,31 @@ pub struct LdfSampleParams {
     /// conditional flow). Above 1 follows the class more closely and costs one more network
     /// evaluation per step of each conditioned flow; 0 is the unconditional flow.
     pub guidance: f32,
+    /// `LDF_PRECISION_*` of the CPU passes' matrix products (default `LDF_PRECISION_FP32`).
+    /// `LDF_PRECISION_BF16` on a CPU without AVX512-BF16, or on CUDA, is `LDF_ERR_UNSUPPORTED`;
+    /// `LDF_PRECISION_AUTO` runs bf16 where the CPU has it (`LdfModelInfo.cpu_features`) and
+    /// fp32 elsewhere. Within one precision image i still depends only on (seed, index); bf16
+    /// images differ from fp32's by a few 8-bit levels in places. Added after the first
+    /// release: a caller whose `struct_size` ends before it gets fp32.
+    pub precision: LdfPrecision,
+    /// Set to 0 (by `ldf_sample_params_init`); keeps the struct free of trailing padding.
+    pub reserved2: u32,
 }
+
+/// Arithmetic of the CPU passes' matrix products (`LdfSampleParams.precision`).
+pub type LdfPrecision = u32;
+/// fp32 throughout (the default).
+pub const LDF_PRECISION_FP32: LdfPrecision = 0;
+/// Weights and activations rounded to bfloat16, sums in fp32 (AVX512-BF16 CPUs only).
+pub const LDF_PRECISION_BF16: LdfPrecision = 1;
+/// bf16 where the CPU has it, fp32 everywhere else.
+pub const LDF_PRECISION_AUTO: LdfPrecision = 2;
+
+/// `LdfModelInfo.cpu_features` bit: AVX-512F with AVX512-BF16 (the bf16 kernels run).
+pub const LDF_CPU_AVX512_BF16: u32 = 1;
+/// `LdfModelInfo.cpu_features` bit: AMX tiles with AMX-BF16 (reported; the kernels use
+/// AVX512-BF16, which such CPUs have as well).
+pub const LDF_CPU_AMX_BF16: u32 = 2;
 
 /// `LdfSampleParams.class_id` for unconditional generation.
 pub const LDF_CLASS_NONE: u32 = u32::MAX;
@@ -139,6 +163,11 @@ pub struct LdfModelInfo {
     pub class_count: u32,
     /// Set to 0; keeps the struct free of trailing padding.
     pub reserved: u32,
+    /// What this CPU offers for bf16 inference: `LDF_CPU_*` bits (0 on other CPUs, or with the
+    /// environment variable `LEDIFLOW_CPU_BF16=0`). Added after the first release.
+    pub cpu_features: u32,
+    /// The `LDF_PRECISION_*` that `LDF_PRECISION_AUTO` runs for this model here (fp32 or bf16).
+    pub auto_precision: LdfPrecision,
 }
 
 /// Smallest `struct_size` accepted: the size of the first published version of each struct
@@ -171,8 +200,27 @@ impl Default for LdfSampleParams {
             reserved: 0,
             class_id: o.class.unwrap_or(LDF_CLASS_NONE),
             guidance: o.guidance,
+            precision: precision_code(o.precision),
+            reserved2: 0,
         }
     }
+}
+
+pub(crate) fn precision_code(p: Precision) -> LdfPrecision {
+    match p {
+        Precision::Fp32 => LDF_PRECISION_FP32,
+        Precision::Bf16 => LDF_PRECISION_BF16,
+        Precision::Auto => LDF_PRECISION_AUTO,
+    }
+}
+
+fn precision_of(code: LdfPrecision) -> Result<Precision> {
+    Ok(match code {
+        LDF_PRECISION_FP32 => Precision::Fp32,
+        LDF_PRECISION_BF16 => Precision::Bf16,
+        LDF_PRECISION_AUTO => Precision::Auto,
+        other => return invalid(format!("precision {other} is not an LdfPrecision (0..=2)")),
+    })
 }
 
 fn solver_code(s: Solver) -> LdfSolver {
@@ -332,6 +380,7 @@ pub(crate) unsafe fn call_options(params: *const LdfSampleParams) -> Result<Call
         class: (p.class_id != LDF_CLASS_NONE).then_some(p.class_id),
         guidance: p.guidance,
         class_in_image_flow: true,
+        precision: precision_of(p.precision)?,
         progress,
         // SAFETY: NULL or a live token (the caller's contract).
         cancel: unsafe { p.cancel.as_ref() }.map(LdfCancel::token),

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::fields::{ImageField, LatentField, velocity_at};
-use super::options::{ModelInfo, SampleOptions, check_count};
+use super::options::{CpuSupport, Kernels, ModelInfo, Precision, SampleOptions, check_count};
 use crate::checkpoint::{self, ModelMeta};
 use crate::config::{ModelConfig, PriorKind};
 use crate::error::{Error, Result, invalid};
@@ -102,13 +102,19 @@ impl<B: Backend> Pipeline<B> {
     /// On the CPU backend this is the fused forward pass sampling uses, spread over rayon's
     /// threads; elsewhere burn's forward.
     pub fn velocity(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Result<Tensor<B, 4>> {
+        self.velocity_with(x, t, Precision::Fp32)
+    }
+
+    /// [`Self::velocity`] with the matrix products in `precision`.
+    pub fn velocity_with(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, precision: Precision) -> Result<Tensor<B, 4>> {
+        let kernels = precision.kernels(is_cpu::<B>())?;
         self.check_images(&x)?;
         if t.dims()[0] != x.dims()[0] {
             return invalid(format!("t has {} entries for {} images", t.dims()[0], x.dims()[0]));
         }
         Ok(velocity_at(
             &self.nets.velocity,
-            self.fast.as_ref(),
+            self.fast.as_ref().map(|f| (f, kernels)),
             self.config().dit.prediction,
             all_threads(),
             false,
@@ -133,7 +139,17 @@ impl<B: Backend> Pipeline<B> {
             format_version: self.meta.format_version,
             parameters: self.nets.num_params(),
             time_shift: self.time_shift(&SampleOptions::default()),
+            cpu: CpuSupport::detect(),
+            auto_precision: match Precision::Auto.kernels(is_cpu::<B>()) {
+                Ok(Kernels::Bf16) => Precision::Bf16,
+                _ => Precision::Fp32,
+            },
         }
+    }
+
+    /// The kernels the fused CPU passes use for a call with `opts` (fp32 on other backends).
+    pub(super) fn kernels(&self, opts: &SampleOptions) -> Result<Kernels> {
+        opts.precision.kernels(is_cpu::<B>())
     }
 
     pub(super) fn learned(&self, what: &str) -> Result<(&AuxDecoder<B>, &LatentFlowNet<B>)> {
@@ -185,19 +201,25 @@ impl<B: Backend> Pipeline<B> {
 
     /// The learned prior N(mu_P(z), exp(logvar_P(z))) for latents z: (mu_P, logvar_P).
     pub fn decode_prior(&self, z: Tensor<B, 2>) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
-        self.learned("decode_prior")?;
-        self.check_latents(&z)?;
-        self.decode(z, false)
+        self.decode_prior_with(z, Precision::Fp32)
     }
 
-    /// The decoder's forward pass: the fused CPU pass when the pipeline has one. `wrap`: circular
-    /// padding (tileable sampling).
-    pub(super) fn decode(&self, z: Tensor<B, 2>, wrap: bool) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+    /// [`Self::decode_prior`] with the decoder's convolutions in `precision`.
+    pub fn decode_prior_with(&self, z: Tensor<B, 2>, precision: Precision) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+        let kernels = precision.kernels(is_cpu::<B>())?;
+        self.learned("decode_prior")?;
+        self.check_latents(&z)?;
+        self.decode(z, false, kernels)
+    }
+
+    /// The decoder's forward pass: the fused CPU pass (with `kernels`) when the pipeline has one.
+    /// `wrap`: circular padding (tileable sampling).
+    pub(super) fn decode(&self, z: Tensor<B, 2>, wrap: bool, kernels: Kernels) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
         let (decoder, _) = self.learned("decode_prior")?;
         let Some(fast) = &self.fast_decoder else {
             return Ok(decoder.forward_wrap(z, wrap));
         };
-        let (mu, logvar) = fast.forward(&floats(z)?, wrap);
+        let (mu, logvar) = fast.forward_with(kernels, &floats(z)?, wrap);
         let shape = self.image_shape(mu.len() / self.image_shape(1).iter().product::<usize>());
         Ok((
             Tensor::from_data(TensorData::new(mu, shape), &self.device),
@@ -229,7 +251,7 @@ impl<B: Backend> Pipeline<B> {
     ) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
         self.learned("decode_prior")?;
         self.check_latents(&z)?;
-        let (mu, logvar) = self.decode(z, opts.tileable)?;
+        let (mu, logvar) = self.decode(z, opts.tileable, self.kernels(opts)?)?;
         let x0 = mu.clone() + (logvar * 0.5).exp() * eps * opts.prior_scale;
         Ok((x0, mu))
     }
@@ -265,9 +287,10 @@ impl<B: Backend> Pipeline<B> {
             }
             Ok(x)
         };
+        let kernels = self.kernels(opts)?;
         let field = ImageField {
             net: &self.nets.velocity,
-            fast: self.fast.as_ref(),
+            fast: self.fast.as_ref().map(|f| (f, kernels)),
             prediction: self.config().dit.prediction,
             threads,
             wrap: opts.tileable.then_some(opts.seed),

@@ -184,7 +184,7 @@ impl<B: Backend> Pipeline<B> {
         let drawn = self.latents_from_noise(latent, noise, opts)?.reshape([n, k, d]);
         let cands = Tensor::cat(vec![encoded.unsqueeze_dim(1), drawn], 1); // [n, k+1, d]
         let flat = cands.clone().reshape([n * (k + 1), d]);
-        let (mu, _) = self.decode(flat, opts.tileable)?;
+        let (mu, _) = self.decode(flat, opts.tileable, self.kernels(opts)?)?;
         let mu = mu.reshape([n, k + 1, c, h, w]);
         let y = images.clone().unsqueeze_dim::<5>(1);
         let mm = m.clone().unsqueeze_dim::<5>(1);

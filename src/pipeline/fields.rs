@@ -6,6 +6,7 @@ use burn::tensor::TensorData;
 
 use crate::config::Prediction;
 use crate::flow::{VelocityField, output_to_velocity};
+use crate::model::cpu::Kernels;
 use crate::model::cpu::dit::CpuDit;
 use crate::model::cpu::latent::CpuLatentFlow;
 use crate::model::{LatentFlowNet, VelocityNet};
@@ -22,7 +23,8 @@ fn guide<B: Backend, const D: usize>(uncond: Tensor<B, D>, cond: Tensor<B, D>, g
 /// backend), burn's forward otherwise.
 pub(super) struct ImageField<'a, B: Backend> {
     pub net: &'a VelocityNet<B>,
-    pub fast: Option<&'a CpuDit>,
+    /// The fused pass and the kernels it multiplies with.
+    pub fast: Option<(&'a CpuDit, Kernels)>,
     pub prediction: Prediction,
     /// Threads the fused pass may spread one call's images over.
     pub threads: usize,
@@ -32,13 +34,13 @@ pub(super) struct ImageField<'a, B: Backend> {
     pub condition: Condition,
 }
 
-/// Velocity of `net` at (x, t) with t given per image, through `fast` when present; a
+/// Velocity of `net` at (x, t) with t given per image, through `fast` (with its kernels) when present; a
 /// data-predicting network's output is turned into the velocity it stands for. `wrap`: the
 /// per-pixel head pads circularly. `condition`: the class of every image, with guidance.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn velocity_at<B: Backend>(
     net: &VelocityNet<B>,
-    fast: Option<&CpuDit>,
+    fast: Option<(&CpuDit, Kernels)>,
     prediction: Prediction,
     threads: usize,
     wrap: bool,
@@ -50,9 +52,10 @@ pub(super) fn velocity_at<B: Backend>(
         let (dims, device) = (x.dims(), x.device());
         let floats = |d: TensorData| d.convert::<f32>().into_vec::<f32>();
         let out = match fast.map(|f| (f, floats(x.clone().into_data()), floats(t.clone().into_data()))) {
-            Some((fast, Ok(xs), Ok(ts))) => {
-                Tensor::from_data(TensorData::new(fast.forward_class(&xs, &ts, threads, wrap, class), dims), &device)
-            }
+            Some(((fast, kernels), Ok(xs), Ok(ts))) => Tensor::from_data(
+                TensorData::new(fast.forward_with(kernels, &xs, &ts, threads, wrap, class), dims),
+                &device,
+            ),
             _ => {
                 let y = class.map(|c| Tensor::<B, 1, Int>::full([dims[0]], c as i64, &device));
                 net.forward_class(x.clone(), t.clone(), wrap, y)

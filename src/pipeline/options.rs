@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::PriorKind;
+pub use crate::model::cpu::Kernels;
 use crate::error::{Result, invalid};
 use crate::flow::Solver;
 
@@ -97,6 +98,9 @@ pub struct SampleOptions {
     /// `class` (true, the default) or its "no class" branch, the latent flow alone following
     /// the class (its prior). Measures what conditioning the image flow adds; ignored otherwise.
     pub class_in_image_flow: bool,
+    /// Arithmetic of the velocity network's and the prior decoder's matrix products on the CPU
+    /// ([`Precision`]; default fp32).
+    pub precision: Precision,
     pub progress: Option<ProgressFn>,
     pub cancel: Option<CancelToken>,
 }
@@ -118,6 +122,7 @@ impl Default for SampleOptions {
             class: None,
             guidance: 1.0,
             class_in_image_flow: true,
+            precision: Precision::Fp32,
             progress: None,
             cancel: None,
         }
@@ -141,9 +146,100 @@ impl std::fmt::Debug for SampleOptions {
             .field("class", &self.class)
             .field("guidance", &self.guidance)
             .field("class_in_image_flow", &self.class_in_image_flow)
+            .field("precision", &self.precision)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .finish()
+    }
+}
+
+/// Arithmetic of the fused CPU passes' matrix products: the velocity network's token layers,
+/// its per-pixel head and the prior decoder. Layer norms, softmax, attention's products of
+/// activations and the solver's state are fp32 in every mode; an image's result depends only
+/// on (seed, index) within one mode, as in fp32. Ignored on CUDA except that `Bf16` is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// fp32 throughout (the default).
+    #[default]
+    Fp32,
+    /// Weights and activations rounded to bfloat16 for the products, sums in fp32 (AVX512-BF16).
+    /// About 3 significant digits per input: images differ from fp32's by a few 8-bit levels
+    /// in places (BENCHMARKS.md, "Precision"). A CPU without the instructions is
+    /// [`crate::Error::Unsupported`].
+    Bf16,
+    /// `Bf16` where the CPU has it, `Fp32` everywhere else (and on CUDA).
+    Auto,
+}
+
+/// Every [`Precision`], in the order of its C values (`LDF_PRECISION_*`).
+pub const ALL_PRECISIONS: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Auto];
+
+/// The environment variable that, set to 0, hides this CPU's bf16 instructions from the library:
+/// `auto` then picks fp32 and `bf16` is refused, as on a CPU without them.
+pub const BF16_ENV: &str = "LEDIFLOW_CPU_BF16";
+
+/// What the CPU offers for bf16 inference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSupport {
+    /// AVX-512F with AVX512-BF16: the bf16 kernels run.
+    pub avx512_bf16: bool,
+    /// AMX tiles with AMX-BF16 (reported; the kernels use AVX512-BF16, which such CPUs have).
+    pub amx_bf16: bool,
+}
+
+impl CpuSupport {
+    /// This CPU, less what [`BF16_ENV`]` = 0` hides.
+    pub fn detect() -> Self {
+        if std::env::var(BF16_ENV).is_ok_and(|v| v.trim() == "0") {
+            return Self::default();
+        }
+        use crate::model::cpu::bf16;
+        Self { avx512_bf16: bf16::cpu_has_avx512_bf16(), amx_bf16: bf16::cpu_has_amx_bf16() }
+    }
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Auto => "auto",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        ALL_PRECISIONS
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| crate::Error::InvalidArgument(format!("unknown precision '{s}' (fp32, bf16, auto)")))
+    }
+
+    /// The kernels this precision runs on this CPU (`cpu`: the model is on the CPU device).
+    pub fn kernels(self, cpu: bool) -> Result<Kernels> {
+        self.kernels_with(cpu, CpuSupport::detect())
+    }
+
+    /// [`Self::kernels`] for a CPU offering `support`.
+    pub fn kernels_with(self, cpu: bool, support: CpuSupport) -> Result<Kernels> {
+        match self {
+            Precision::Fp32 => Ok(Kernels::Fp32),
+            Precision::Auto => Ok(if cpu && support.avx512_bf16 { Kernels::Bf16 } else { Kernels::Fp32 }),
+            Precision::Bf16 if !cpu => {
+                Err(crate::Error::Unsupported("precision bf16 runs on the CPU device only; use fp32 or auto".into()))
+            }
+            Precision::Bf16 if !support.avx512_bf16 => Err(crate::Error::Unsupported(
+                "precision bf16 needs a CPU with AVX512-BF16, which this one lacks (or LEDIFLOW_CPU_BF16=0 hides); \
+                 use fp32 or auto"
+                    .into(),
+            )),
+            Precision::Bf16 => Ok(Kernels::Bf16),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -214,6 +310,7 @@ impl SampleOptions {
         if !self.guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&self.guidance) {
             return invalid(format!("guidance must be finite and in [0, {MAX_GUIDANCE}], got {}", self.guidance));
         }
+        self.precision.kernels(true)?;
         Ok(())
     }
 
@@ -300,6 +397,10 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// The solver-grid shift a call gets without its own: the file's recommendation, else 1.
     pub time_shift: f32,
+    /// What the CPU offers for bf16 inference.
+    pub cpu: CpuSupport,
+    /// What [`Precision::Auto`] runs for this model here: `Bf16` or `Fp32`.
+    pub auto_precision: Precision,
 }
 
 impl ModelInfo {
@@ -311,5 +412,32 @@ impl ModelInfo {
     /// Bytes of one inpainting mask: width * height.
     pub fn mask_bytes(&self) -> usize {
         self.width * self.height
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatcher: auto falls back to fp32 without the instructions or off the CPU, bf16 is
+    /// refused there, fp32 is always fp32 (the choice forced through `kernels_with`).
+    #[test]
+    fn precision_picks_kernels_by_cpu() {
+        let (none, bf16) = (CpuSupport::default(), CpuSupport { avx512_bf16: true, amx_bf16: false });
+        assert_eq!(Precision::Auto.kernels_with(true, bf16).unwrap(), Kernels::Bf16);
+        assert_eq!(Precision::Auto.kernels_with(true, none).unwrap(), Kernels::Fp32);
+        assert_eq!(Precision::Auto.kernels_with(false, bf16).unwrap(), Kernels::Fp32);
+        assert_eq!(Precision::Bf16.kernels_with(true, bf16).unwrap(), Kernels::Bf16);
+        assert!(matches!(Precision::Bf16.kernels_with(true, none), Err(crate::Error::Unsupported(_))));
+        assert!(matches!(Precision::Bf16.kernels_with(false, bf16), Err(crate::Error::Unsupported(_))));
+        for s in [none, bf16] {
+            for cpu in [false, true] {
+                assert_eq!(Precision::Fp32.kernels_with(cpu, s).unwrap(), Kernels::Fp32);
+            }
+        }
+        for p in ALL_PRECISIONS {
+            assert_eq!(Precision::parse(&p.name().to_uppercase()).unwrap(), p);
+        }
+        assert!(Precision::parse("fp16").is_err());
     }
 }

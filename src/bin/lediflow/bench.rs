@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use clap::Args;
 use lediflow::model::dit::forward_flops;
-use lediflow::{CpuBackend, Pipeline, PriorKind, SampleOptions, Solver};
+use lediflow::{CpuBackend, Pipeline, Precision, PriorKind, SampleOptions, Solver};
 
 type B = CpuBackend;
 
@@ -98,6 +98,10 @@ pub struct BenchArgs {
     forward_input: Option<PathBuf>,
     #[arg(long)]
     forward_output: Option<PathBuf>,
+    /// Arithmetic of the fused passes' matrix products: fp32, bf16 or auto (what auto picks
+    /// on this CPU); the table's columns are the same for each.
+    #[arg(long, default_value = "fp32")]
+    precision: String,
 }
 
 fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
@@ -138,10 +142,13 @@ fn cpu_name() -> String {
 
 pub fn bench(a: BenchArgs) -> Result<(), String> {
     let p = Pipeline::<B>::load(&a.model, &Default::default()).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let precision = Precision::parse(&a.precision).map_err(|e| e.to_string())?;
+    precision.kernels(true).map_err(|e| e.to_string())?;
     if let Some(input) = &a.forward_input {
-        return forward_io(&p, input, a.forward_output.as_deref().expect("clap requires it"), a.repeats);
+        return forward_io(&p, input, a.forward_output.as_deref().expect("clap requires it"), a.repeats, precision);
     }
     let opts = SampleOptions {
+        precision,
         steps: a.steps,
         solver: Solver::parse(&a.solver).map_err(|e| e.to_string())?,
         ..Default::default()
@@ -154,7 +161,8 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let (c, s) = (cfg.image.channels, cfg.image.size);
     let nfe = opts.steps * opts.solver.evals_per_step();
     eprintln!(
-        "{}: {} prior, {} parameters; {} threads on {}; {} {} steps ({nfe} NFE); {:.1} MFLOP per image per forward",
+        "{}: {} prior, {} parameters; {} threads on {}; {} {} steps ({nfe} NFE); {:.1} MFLOP per image per forward; \
+         precision {precision} ({})",
         a.model.display(),
         if learned { "learned" } else { "Gaussian" },
         p.info().parameters,
@@ -162,7 +170,11 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         cpu_name(),
         opts.steps,
         opts.solver,
-        flops / 1e6
+        flops / 1e6,
+        match precision.kernels(true) {
+            Ok(lediflow::pipeline::Kernels::Bf16) => "bf16 products, fp32 sums",
+            _ => "fp32",
+        }
     );
     println!(
         "| batch | sample (ms) | images/s | prior: latent flow + decoder (ms, share) | peak heap (MiB) | FM forward (ms) | GFLOP/s{} | burn-op forward (ms) |",
@@ -176,7 +188,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         let prior_ms = if learned {
             Some(median_ms(a.repeats, || {
                 let z = p.sample_latents(n, &opts).map_err(|e| e.to_string())?;
-                p.decode_prior(z).map(|(mu, _)| sync(mu)).map_err(|e| e.to_string())
+                p.decode_prior_with(z, precision).map(|(mu, _)| sync(mu)).map_err(|e| e.to_string())
             })?)
         } else {
             None
@@ -184,7 +196,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         let x = Tensor::<B, 4>::random([n, c, s, s], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
         let t = Tensor::<B, 1>::full([n], 0.5, &dev);
         let fwd_ms = median_ms(a.repeats, || {
-            sync(p.velocity(x.clone(), t.clone()).map_err(|e| e.to_string())?);
+            sync(p.velocity_with(x.clone(), t.clone(), precision).map_err(|e| e.to_string())?);
             Ok(())
         })?;
         let net = &p.networks().velocity;
@@ -218,6 +230,8 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             "model": a.model.display().to_string(),
             "cpu": cpu_name(),
             "threads": threads(),
+            "precision": precision.name(),
+            "kernels": format!("{:?}", precision.kernels(true).map_err(|e| e.to_string())?),
             "solver": opts.solver.to_string(),
             "steps": opts.steps,
             "nfe": nfe,
@@ -243,7 +257,7 @@ fn read_f32(st: &safetensors::SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<
     Ok((v, t.shape().to_vec()))
 }
 
-fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> Result<(), String> {
+fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize, precision: Precision) -> Result<(), String> {
     let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
     let (xv, xs) = read_f32(&st, "x")?;
@@ -257,7 +271,7 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
     let x = Tensor::<B, 1>::from_floats(xv.as_slice(), dev).reshape([xs[0], xs[1], xs[2], xs[3]]);
     let t = Tensor::<B, 1>::from_floats(tv.as_slice(), dev);
     let ms = median_ms(repeats, || {
-        sync(p.velocity(x.clone(), t.clone()).map_err(|e| e.to_string())?);
+        sync(p.velocity_with(x.clone(), t.clone(), precision).map_err(|e| e.to_string())?);
         Ok(())
     })?;
     let net = &p.networks().velocity;
@@ -266,7 +280,7 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
         Ok(())
     })?;
     let v: Vec<f32> = p
-        .velocity(x.clone(), t.clone())
+        .velocity_with(x.clone(), t.clone(), precision)
         .map_err(|e| e.to_string())?
         .into_data()
         .to_vec()
@@ -287,6 +301,7 @@ fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize) -> R
             "repeats": repeats,
             "threads": threads(),
             "batch": xs[0],
+            "precision": precision.name(),
         })
     );
     Ok(())

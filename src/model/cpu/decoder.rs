@@ -12,7 +12,15 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
 
-use super::{Dense, bias_or_zeros, floats, matmul, silu_in_place};
+use std::sync::OnceLock;
+
+use super::bf16::{PackedBf16, gemm, to_pairs};
+use super::{Dense, Kernels, bias_or_zeros, floats, matmul, product, silu_in_place};
+
+thread_local! {
+    /// A padded feature map as bf16 pairs ([`Conv3::forward_padded`] with bf16 kernels).
+    static PAD_PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
 use crate::model::AuxDecoder;
 use crate::model::aux::DEC_LOGVAR_OFFSET;
 
@@ -24,6 +32,9 @@ pub(super) struct Conv3 {
     pub(super) cin: usize,
     pub(super) cout: usize,
     pub(super) stride: usize,
+    /// For [`Kernels::Bf16`]: the weight rows of each kernel row ky ([3 cin, cout]) packed,
+    /// made on first use.
+    packed: OnceLock<[PackedBf16; 3]>,
 }
 
 impl Conv3 {
@@ -49,19 +60,50 @@ impl Conv3 {
                 }
             }
         }
-        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout, stride }
+        Self::new(w, bias_or_zeros(&c.bias, cout), cin, cout, stride)
+    }
+
+    /// Weights w [(ky, kx, cin), cout] and bias b [cout].
+    pub(super) fn new(w: Vec<f32>, b: Vec<f32>, cin: usize, cout: usize, stride: usize) -> Self {
+        assert!(w.len() == 9 * cin * cout && b.len() == cout, "Conv3: weights do not match {cin} -> {cout}");
+        Self { w, b, cin, cout, stride, packed: OnceLock::new() }
     }
 
     /// x [h*w, cin] (channels last) -> out [oh*ow, cout] with (oh, ow) = (h, w) / stride;
     /// `col` is scratch for the im2col rows. `wrap`: circular padding (the map's opposite
     /// edges are neighbours, as on a torus) instead of zeros.
     pub(super) fn forward(&self, x: &[f32], h: usize, w: usize, wrap: bool, col: &mut Vec<f32>, out: &mut [f32]) {
+        self.forward_with(Kernels::Fp32, x, h, w, wrap, col, out)
+    }
+
+    /// [`Self::forward`] with the chosen kernels. bf16 runs the stride-1 padded path on maps at
+    /// least 16 wide with an even cin (its kernel-row products read bf16 pairs straight out of
+    /// the padded map); any other convolution stays fp32.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_with(
+        &self,
+        kernels: Kernels,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        wrap: bool,
+        col: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
         // On small maps the padding columns cost more than im2col's copies save (measured).
         if self.stride == 1 && w >= 16 {
-            self.forward_padded(x, h, w, wrap, col, out)
+            let bf16 = kernels == Kernels::Bf16 && self.cin % 2 == 0;
+            self.forward_padded(if bf16 { Kernels::Bf16 } else { Kernels::Fp32 }, x, h, w, wrap, col, out)
         } else {
             self.forward_im2col(x, h, w, wrap, col, out)
         }
+    }
+
+    fn packed(&self) -> &[PackedBf16; 3] {
+        let rows = 3 * self.cin * self.cout;
+        self.packed.get_or_init(|| {
+            std::array::from_fn(|ky| PackedBf16::pack(&self.w[ky * rows..][..rows], 3 * self.cin, self.cout))
+        })
     }
 
     /// Any stride: one im2col matrix [oh*ow, 9 cin], one matrix product.
@@ -104,7 +146,19 @@ impl Conv3 {
     /// the whole convolution is three matrix products over overlapping rows of the padded map
     /// (2 of every w+2 rows are padding columns whose results are dropped). The im2col matrix
     /// this avoids is 9x the input and, at 32x32x32, larger than the cache.
-    fn forward_padded(&self, x: &[f32], h: usize, w: usize, wrap: bool, col: &mut Vec<f32>, out: &mut [f32]) {
+    /// With bf16 kernels (cin even) the padded map is converted to bf16 pairs once and each
+    /// product reads its rows from there.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_padded(
+        &self,
+        kernels: Kernels,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        wrap: bool,
+        col: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
         let (cin, cout, pw) = (self.cin, self.cout, w + 2);
         let padded = (h + 2) * pw * cin;
         let rows = h * pw - 2; // q = 0 ..= (h-1) (w+2) + (w-1)
@@ -131,9 +185,21 @@ impl Conv3 {
         for r in acc.chunks_exact_mut(cout) {
             r.copy_from_slice(&self.b);
         }
-        for ky in 0..3 {
-            let (a, b) = (&xp[ky * pw * cin..], &self.w[ky * 3 * cin * cout..]);
-            matmul((rows, cout, 3 * cin), acc, cout, true, a, (cin, 1), b, (cout, 1), 1.0);
+        if kernels == Kernels::Bf16 {
+            debug_assert!(cin % 2 == 0, "bf16 rows of the padded map need an even cin");
+            let packed = self.packed();
+            PAD_PAIRS.with(|p| {
+                let mut pairs = p.borrow_mut();
+                to_pairs(xp, 1, padded, padded, &mut pairs);
+                for (ky, wk) in packed.iter().enumerate() {
+                    gemm(rows, &pairs[ky * pw * cin / 2..], cin / 2, wk, acc, cout, true);
+                }
+            });
+        } else {
+            for ky in 0..3 {
+                let (a, b) = (&xp[ky * pw * cin..], &self.w[ky * 3 * cin * cout..]);
+                matmul((rows, cout, 3 * cin), acc, cout, true, a, (cin, 1), b, (cout, 1), 1.0);
+            }
         }
         for y in 0..h {
             out[y * w * cout..][..w * cout].copy_from_slice(&acc[y * pw * cout..][..w * cout]);
@@ -144,7 +210,8 @@ impl Conv3 {
 /// A 4x4, stride-2, padding-1 transposed convolution (doubles height and width); weight rows
 /// c_in, columns ordered (ky, kx, c_out).
 struct ConvT4 {
-    w: Vec<f32>,
+    /// The 16 taps' weights as one layer [cin, (ky, kx, cout)] (its own bias zero).
+    taps: Dense,
     b: Vec<f32>,
     cin: usize,
     cout: usize,
@@ -172,17 +239,31 @@ impl ConvT4 {
                 }
             }
         }
-        Self { w, b: bias_or_zeros(&c.bias, cout), cin, cout }
+        Self::new(w, bias_or_zeros(&c.bias, cout), cin, cout)
+    }
+
+    fn new(w: Vec<f32>, b: Vec<f32>, cin: usize, cout: usize) -> Self {
+        Self { taps: Dense::new(w, vec![0.0; 16 * cout], cin, 16 * cout), b, cin, cout }
     }
 
     /// x [h*w, cin] -> out [2h*2w, cout]; `taps` is scratch for the [h*w, 16*cout] products.
     /// `wrap`: taps that fall off one edge land on the opposite one (circular padding).
-    fn forward(&self, x: &[f32], h: usize, w: usize, wrap: bool, taps: &mut Vec<f32>, out: &mut [f32]) {
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        kernels: Kernels,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        wrap: bool,
+        taps: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
         let (cout, n) = (self.cout, 16 * self.cout);
         if taps.len() < h * w * n {
             taps.resize(h * w * n, 0.0);
         }
-        matmul((h * w, n, self.cin), taps, n, false, x, (self.cin, 1), &self.w, (n, 1), 1.0);
+        product(kernels, &self.taps, &x[..h * w * self.cin], h * w, taps, false);
         let (oh, ow) = (2 * h, 2 * w);
         let out = &mut out[..oh * ow * cout];
         for r in out.chunks_exact_mut(cout) {
@@ -277,6 +358,12 @@ impl CpuDecoder {
     /// and sampling already runs chunks of images on separate threads). `wrap`: every
     /// convolution pads circularly, so the prior is continuous across the image's opposite edges.
     pub fn forward(&self, z: &[f32], wrap: bool) -> (Vec<f32>, Vec<f32>) {
+        self.forward_with(Kernels::Fp32, z, wrap)
+    }
+
+    /// [`Self::forward`] with the chosen kernels for its convolutions (the latent's head layer,
+    /// one row per image, stays fp32).
+    pub fn forward_with(&self, kernels: Kernels, z: &[f32], wrap: bool) -> (Vec<f32>, Vec<f32>) {
         let d = self.head.input;
         assert!(
             d > 0 && z.len().is_multiple_of(d),
@@ -315,17 +402,17 @@ impl CpuDecoder {
                     1.0,
                 );
                 silu_in_place(&mut a[..16 * self.top]);
-                self.conv_top.forward(a, 4, 4, wrap, scratch, b);
+                self.conv_top.forward_with(kernels, a, 4, 4, wrap, scratch, b);
                 silu_in_place(&mut b[..16 * self.top]);
                 let mut hw = 4;
                 for (up, conv) in &self.stages {
-                    up.forward(b, hw, hw, wrap, scratch, a);
+                    up.forward(kernels, b, hw, hw, wrap, scratch, a);
                     hw *= 2;
                     silu_in_place(&mut a[..hw * hw * up.cout]);
-                    conv.forward(a, hw, hw, wrap, scratch, b);
+                    conv.forward_with(kernels, a, hw, hw, wrap, scratch, b);
                     silu_in_place(&mut b[..hw * hw * conv.cout]);
                 }
-                self.conv_out.forward(b, hw, hw, wrap, scratch, a);
+                self.conv_out.forward_with(kernels, b, hw, hw, wrap, scratch, a);
                 let out = &a[..plane * 2 * c];
                 let span = self.logvar_max - self.logvar_min;
                 for ch in 0..c {
@@ -348,6 +435,7 @@ mod tests {
     use super::*;
     use crate::CpuBackend;
     use crate::config::{ModelConfig, PriorKind};
+    use crate::model::cpu::bf16::cpu_has_avx512_bf16;
     use crate::model::cpu::test_util::{max_rel_diff, randomized};
     use burn::tensor::TensorData;
 
@@ -387,7 +475,7 @@ mod tests {
             out
         };
         let (cin, cout, h, w) = (3, 5, 8, 16);
-        let conv = Conv3 { w: rng.normal_vec(9 * cin * cout), b: rng.normal_vec(cout), cin, cout, stride: 1 };
+        let conv = Conv3::new(rng.normal_vec(9 * cin * cout), rng.normal_vec(cout), cin, cout, 1);
         let x = rng.normal_vec(h * w * cin);
         let (mut a, mut b) = (vec![0f32; h * w * cout], vec![0f32; h * w * cout]);
         let mut col = Vec::new();
@@ -395,10 +483,10 @@ mod tests {
         conv.forward(&roll(&x, h, w, cin, 3, 5), h, w, true, &mut col, &mut b);
         assert!(max_rel_diff(&roll(&a, h, w, cout, 3, 5), &b) < 1e-5);
 
-        let up = ConvT4 { w: rng.normal_vec(cin * 16 * cout), b: rng.normal_vec(cout), cin, cout };
+        let up = ConvT4::new(rng.normal_vec(cin * 16 * cout), rng.normal_vec(cout), cin, cout);
         let (mut a, mut b) = (vec![0f32; 4 * h * w * cout], vec![0f32; 4 * h * w * cout]);
-        up.forward(&x, h, w, true, &mut col, &mut a);
-        up.forward(&roll(&x, h, w, cin, 1, 1), h, w, true, &mut col, &mut b);
+        up.forward(Kernels::Fp32, &x, h, w, true, &mut col, &mut a);
+        up.forward(Kernels::Fp32, &roll(&x, h, w, cin, 1, 1), h, w, true, &mut col, &mut b);
         assert!(max_rel_diff(&roll(&a, 2 * h, 2 * w, cout, 2, 2), &b) < 1e-5);
     }
 
@@ -407,7 +495,7 @@ mod tests {
     fn padded_convolution_matches_im2col() {
         let mut rng = crate::rng::Rng::new(9);
         for (cin, cout, h, w) in [(4, 32, 32, 32), (32, 4, 32, 32), (32, 32, 8, 8), (1, 3, 5, 7), (3, 2, 1, 1)] {
-            let conv = Conv3 { w: rng.normal_vec(9 * cin * cout), b: rng.normal_vec(cout), cin, cout, stride: 1 };
+            let conv = Conv3::new(rng.normal_vec(9 * cin * cout), rng.normal_vec(cout), cin, cout, 1);
             let x = rng.normal_vec(h * w * cin);
             let (mut a, mut b) = (vec![0f32; h * w * cout], vec![0f32; h * w * cout]);
             let mut col = Vec::new();
@@ -415,9 +503,44 @@ mod tests {
                 conv.forward_im2col(&x, h, w, wrap, &mut col, &mut a);
                 // A dirty scratch buffer must not leak into the result.
                 col.iter_mut().for_each(|v| *v = f32::NAN);
-                conv.forward_padded(&x, h, w, wrap, &mut col, &mut b);
+                conv.forward_padded(Kernels::Fp32, &x, h, w, wrap, &mut col, &mut b);
                 assert!(max_rel_diff(&a, &b) < 1e-5, "{cin}->{cout} at {h}x{w} wrap {wrap}");
+                if cpu_has_avx512_bf16() && cin % 2 == 0 && w >= 16 {
+                    // bf16 rows read out of the padded map: a sum of 9 cin products of unit
+                    // normals, each input rounded to 8 bits (relative 2^-8 per product).
+                    col.iter_mut().for_each(|v| *v = f32::NAN);
+                    conv.forward_with(Kernels::Bf16, &x, h, w, wrap, &mut col, &mut b);
+                    let worst = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                    let bound = 2.0 / 256.0 * (9 * cin) as f32;
+                    assert!(worst > 0.0 && worst < bound, "bf16 {cin}->{cout} wrap {wrap}: {worst} (bound {bound})");
+                }
             }
+        }
+    }
+
+    /// The decoder with bf16 convolutions stays close to fp32 (and is not fp32 in disguise).
+    /// This random network amplifies (mu reaches ~50), and logvar's squash into
+    /// [logvar_min, logvar_max] is steep in its middle, so a few pixels' logvar moves by more
+    /// than mu's relative error: bounded on average and at the worst pixel separately.
+    #[test]
+    fn bf16_decoder_is_close_to_fp32() {
+        if !cpu_has_avx512_bf16() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let cfg = ModelConfig::preset("small", 4, 32, PriorKind::Learned).unwrap();
+        let dec = randomized(AuxDecoder::<CpuBackend>::new(&cfg, &Default::default()), 3);
+        let fast = CpuDecoder::from_net(&dec);
+        let zs = crate::rng::Rng::new(5).normal_vec(3 * cfg.aux.latent_dim);
+        let span = cfg.aux.logvar_max - cfg.aux.logvar_min;
+        for wrap in [false, true] {
+            let (mu, logvar) = fast.forward_with(Kernels::Fp32, &zs, wrap);
+            let (bmu, blogvar) = fast.forward_with(Kernels::Bf16, &zs, wrap);
+            let diff = max_rel_diff(&mu, &bmu);
+            assert!(diff > 0.0 && diff < 0.02, "mu wrap {wrap}: bf16 max rel diff {diff}");
+            let mean = logvar.iter().zip(&blogvar).map(|(p, q)| (p - q).abs()).sum::<f32>() / logvar.len() as f32;
+            let worst = logvar.iter().zip(&blogvar).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(mean < 0.005 * span && worst < 0.1 * span, "logvar wrap {wrap}: mean {mean}, worst {worst}");
         }
     }
 }

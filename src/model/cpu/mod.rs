@@ -55,6 +55,7 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+pub mod bf16;
 pub(crate) mod conv;
 pub mod decoder;
 pub mod dit;
@@ -62,12 +63,24 @@ pub mod encoder;
 pub mod latent;
 pub(crate) mod rowops;
 
+/// Which kernels a fused pass multiplies with: fp32 (`gemm`), or bf16 inputs with fp32 sums
+/// ([`bf16`]; only where the CPU has them). Everything other than the matrix products of
+/// weights stays fp32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
 /// A linear layer's parameters, y = x W + b with W row-major [input, output].
 pub(super) struct Dense {
     pub(super) w: Vec<f32>,
     pub(super) b: Vec<f32>,
     pub(super) input: usize,
     pub(super) output: usize,
+    /// W rounded to bf16 and packed, made on first use by [`Kernels::Bf16`].
+    packed: std::sync::OnceLock<bf16::PackedBf16>,
 }
 
 pub(super) fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -105,10 +118,47 @@ pub(super) fn with_buffers<const K: usize, R>(
 }
 
 impl Dense {
+    pub(super) fn new(w: Vec<f32>, b: Vec<f32>, input: usize, output: usize) -> Self {
+        assert!(w.len() == input * output && b.len() == output, "Dense: W or b does not match [{input}, {output}]");
+        Self { w, b, input, output, packed: Default::default() }
+    }
+
     pub(super) fn from_linear<B: Backend>(l: &Linear<B>) -> Self {
         let [input, output] = l.weight.dims();
-        Self { w: floats(l.weight.val()), b: bias_or_zeros(&l.bias, output), input, output }
+        Self::new(floats(l.weight.val()), bias_or_zeros(&l.bias, output), input, output)
     }
+
+    fn packed(&self) -> &bf16::PackedBf16 {
+        self.packed.get_or_init(|| bf16::PackedBf16::pack(&self.w, self.input, self.output))
+    }
+}
+
+thread_local! {
+    /// Activations as bf16 pairs for the bf16 products (per thread, reused).
+    static PAIRS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// out [rows, output] = (out if `accumulate`, else 0) + x W for the rows of x [rows, input]
+/// (row-major, contiguous), with the chosen kernels.
+pub(super) fn product(kernels: Kernels, l: &Dense, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
+    match kernels {
+        Kernels::Fp32 => {
+            matmul((rows, l.output, l.input), out, l.output, accumulate, x, (l.input, 1), &l.w, (l.output, 1), 1.0)
+        }
+        Kernels::Bf16 => PAIRS.with(|p| {
+            let mut pairs = p.borrow_mut();
+            bf16::to_pairs(x, rows, l.input, l.input, &mut pairs);
+            bf16::gemm(rows, &pairs, l.input.div_ceil(2), l.packed(), out, l.output, accumulate);
+        }),
+    }
+}
+
+/// [`dense`] with the chosen kernels.
+pub(super) fn dense_with(kernels: Kernels, l: &Dense, x: &[f32], rows: usize, out: &mut [f32]) {
+    for r in out[..rows * l.output].chunks_exact_mut(l.output) {
+        r.copy_from_slice(&l.b);
+    }
+    product(kernels, l, x, rows, out, true);
 }
 
 /// A [`crate::model::ClassTable`]'s rows as f32 (the last row: no class).
@@ -189,10 +239,7 @@ pub(super) fn matmul(
 
 /// x W + b for the rows of x (row-major [rows, input]) into out [rows, output].
 pub(super) fn dense(l: &Dense, x: &[f32], rows: usize, out: &mut [f32]) {
-    for r in out[..rows * l.output].chunks_exact_mut(l.output) {
-        r.copy_from_slice(&l.b);
-    }
-    matmul((rows, l.output, l.input), out, l.output, true, x, (l.input, 1), &l.w, (l.output, 1), 1.0);
+    dense_with(Kernels::Fp32, l, x, rows, out)
 }
 
 /// Sum of a slice with 8 independent accumulators (a plain float sum cannot be vectorised: its
