@@ -94,6 +94,17 @@
 #define LDF_MAX_GUIDANCE 100.0
 
 /**
+ * `LdfModelInfo.cpu_features` bit: AVX-512F with AVX512-BF16 (the bf16 kernels run).
+ */
+#define LDF_CPU_AVX512_BF16 1
+
+/**
+ * `LdfModelInfo.cpu_features` bit: AMX tiles with AMX-BF16 (reported; the kernels use
+ * AVX512-BF16, which such CPUs have as well).
+ */
+#define LDF_CPU_AMX_BF16 2
+
+/**
  * `LdfSampleParams.class_id` for unconditional generation.
  */
 #define LDF_CLASS_NONE UINT32_MAX
@@ -140,6 +151,11 @@ typedef void (*LdfLogFn)(LdfLogLevel level,
  * What a model's x0 is drawn from.
  */
 typedef uint32_t LdfPrior;
+
+/**
+ * Arithmetic of the CPU passes' matrix products (`LdfSampleParams.precision`).
+ */
+typedef uint32_t LdfPrecision;
 
 /**
  * What a loaded model is. Set `struct_size = sizeof(LdfModelInfo)` before `ldf_model_info`.
@@ -198,6 +214,15 @@ typedef struct LdfModelInfo {
    * Set to 0; keeps the struct free of trailing padding.
    */
   uint32_t reserved;
+  /**
+   * What this CPU offers for bf16 inference: `LDF_CPU_*` bits (0 on other CPUs, or with the
+   * environment variable `LEDIFLOW_CPU_BF16=0`). Added after the first release.
+   */
+  uint32_t cpu_features;
+  /**
+   * The `LDF_PRECISION_*` that `LDF_PRECISION_AUTO` runs for this model here (fp32 or bf16).
+   */
+  LdfPrecision auto_precision;
 } LdfModelInfo;
 
 /**
@@ -320,6 +345,19 @@ typedef struct LdfSampleParams {
    * evaluation per step of each conditioned flow; 0 is the unconditional flow.
    */
   float guidance;
+  /**
+   * `LDF_PRECISION_*` of the CPU passes' matrix products (default `LDF_PRECISION_FP32`).
+   * `LDF_PRECISION_BF16` on a CPU without AVX512-BF16, or on CUDA, is `LDF_ERR_UNSUPPORTED`;
+   * `LDF_PRECISION_AUTO` runs bf16 where the CPU has it (`LdfModelInfo.cpu_features`) and
+   * fp32 elsewhere. Within one precision image i still depends only on (seed, index); bf16
+   * images differ from fp32's by a few 8-bit levels in places. Added after the first
+   * release: a caller whose `struct_size` ends before it gets fp32.
+   */
+  LdfPrecision precision;
+  /**
+   * Set to 0 (by `ldf_sample_params_init`); keeps the struct free of trailing padding.
+   */
+  uint32_t reserved2;
 } LdfSampleParams;
 
 #define LDF_OK 0
@@ -411,6 +449,21 @@ typedef struct LdfSampleParams {
  * The baseline: N(0, I). No latent space (latent calls return `LDF_ERR_UNSUPPORTED`).
  */
 #define LDF_PRIOR_GAUSSIAN 1
+
+/**
+ * fp32 throughout (the default).
+ */
+#define LDF_PRECISION_FP32 0
+
+/**
+ * Weights and activations rounded to bfloat16, sums in fp32 (AVX512-BF16 CPUs only).
+ */
+#define LDF_PRECISION_BF16 1
+
+/**
+ * bf16 where the CPU has it, fp32 everywhere else.
+ */
+#define LDF_PRECISION_AUTO 2
 
 
 

@@ -129,6 +129,7 @@ fn a_conditional_run_learns_its_classes() {
         classes: ClassMix::HeldOut,
         guidances: vec![1.0, 2.0],
         class_in_image_flow: true,
+        precision: lediflow::Precision::Fp32,
         metrics: Default::default(),
     };
     let out = sweep(&m, &train_set, &held_out, &cfg, &mut |_| {}).unwrap();

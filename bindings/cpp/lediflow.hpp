@@ -51,6 +51,8 @@ struct SampleParams {
     // unconditional) and its classifier-free guidance scale (1: none).
     SampleParams &class_id(uint32_t v) { raw.class_id = v; return *this; }
     SampleParams &guidance(float v) { raw.guidance = v; return *this; }
+    /** LDF_PRECISION_FP32 (default), _BF16 (CPUs with AVX512-BF16) or _AUTO; see info().cpu_features. */
+    SampleParams &precision(LdfPrecision v) { raw.precision = v; return *this; }
     SampleParams &first_index(uint64_t v) { raw.first_index = v; return *this; }
     SampleParams &batch_size(uint32_t v) { raw.batch_size = v; return *this; }
     SampleParams &interpolation(LdfInterpolation v) { raw.interpolation = v; return *this; }

@@ -91,7 +91,8 @@ pub fn to_json(model: &str, cfg: &SweepConfig, o: &SweepOutcome) -> serde_json::
         .collect();
     serde_json::json!({"model": model, "count": cfg.count, "seeds": cfg.seeds, "latents": cfg.latents,
         "latent_steps": cfg.latent_steps, "tileable": cfg.tileable,
-        "classes": cfg.classes, "class_in_image_flow": cfg.class_in_image_flow, "reference_images": o.reference_images,
+        "classes": cfg.classes, "class_in_image_flow": cfg.class_in_image_flow,
+        "precision": cfg.precision.name(), "reference_images": o.reference_images,
         "held_out_nearest_train": o.held_out_nearest_train,
         "real_floor": {"images": o.real_floor_images, "report": o.real_floor}, "results": results})
 }

@@ -43,6 +43,8 @@ pub struct SweepConfig {
     pub guidances: Vec<f32>,
     /// [`SampleOptions::class_in_image_flow`].
     pub class_in_image_flow: bool,
+    /// [`SampleOptions::precision`] of every sample.
+    pub precision: crate::Precision,
     pub metrics: EvalConfig,
 }
 
@@ -106,6 +108,7 @@ impl SweepConfig {
             SampleOptions { time_shift: Some(t), ..Default::default() }.validate()?;
         }
         SampleOptions { latent_steps: self.latent_steps, ..Default::default() }.validate()?;
+        SampleOptions { precision: self.precision, ..Default::default() }.validate()?;
         if self.guidances.is_empty() {
             return invalid("a sweep needs at least one guidance scale");
         }
@@ -259,6 +262,7 @@ pub fn sweep(
                                 tileable: cfg.tileable,
                                 guidance,
                                 class_in_image_flow: cfg.class_in_image_flow,
+                                precision: cfg.precision,
                                 ..Default::default()
                             };
                             let t = Instant::now();

@@ -140,10 +140,7 @@ impl<B: Backend> Pipeline<B> {
             parameters: self.nets.num_params(),
             time_shift: self.time_shift(&SampleOptions::default()),
             cpu: CpuSupport::detect(),
-            auto_precision: match Precision::Auto.kernels(is_cpu::<B>()) {
-                Ok(Kernels::Bf16) => Precision::Bf16,
-                _ => Precision::Fp32,
-            },
+            auto_precision: Precision::auto_runs(is_cpu::<B>()),
         }
     }
 

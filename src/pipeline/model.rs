@@ -18,7 +18,7 @@ use super::Pipeline;
 use super::base::floats;
 use super::memory::bytes_per_image;
 use super::options::{
-    DEFAULT_BATCH, Interpolation, ModelInfo, SampleOptions, check_count, check_strength, check_variations,
+    CpuSupport, DEFAULT_BATCH, Interpolation, ModelInfo, Precision, SampleOptions, check_count, check_strength, check_variations,
     variation_start, variation_stream,
 };
 use crate::checkpoint::ModelMeta;
@@ -163,8 +163,11 @@ impl Model {
         model
     }
 
+    /// What the model is, with what the CPU offers now (the CPU fields follow
+    /// [`super::BF16_ENV`] at the time of the call, as the generation calls do).
     pub fn info(&self) -> ModelInfo {
-        self.info.clone()
+        let auto_precision = Precision::auto_runs(matches!(self.device, Device::Cpu));
+        ModelInfo { cpu: CpuSupport::detect(), auto_precision, ..self.info.clone() }
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -214,6 +214,14 @@ impl Precision {
             .ok_or_else(|| crate::Error::InvalidArgument(format!("unknown precision '{s}' (fp32, bf16, auto)")))
     }
 
+    /// What [`Precision::Auto`] runs here (`cpu`: the model is on the CPU device): `Bf16` or `Fp32`.
+    pub fn auto_runs(cpu: bool) -> Precision {
+        match Precision::Auto.kernels(cpu) {
+            Ok(Kernels::Bf16) => Precision::Bf16,
+            _ => Precision::Fp32,
+        }
+    }
+
     /// The kernels this precision runs on this CPU (`cpu`: the model is on the CPU device).
     pub fn kernels(self, cpu: bool) -> Result<Kernels> {
         self.kernels_with(cpu, CpuSupport::detect())

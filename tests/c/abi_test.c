@@ -2,6 +2,7 @@
  * bad arguments, cancellation, threads, batching invariance, inpainting's exact kept pixels.
  * Built by tests/c/run.sh with -Wall -Wextra -Werror -fsanitize=address,undefined.
  * Usage: abi_test <learned-prior model> <gaussian-prior model> */
+#define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
 #include <stddef.h>
 #include <pthread.h>
@@ -181,8 +182,10 @@ static void test_params(void) {
     /* Every field starts where the previous one ends: no padding an older caller left unset. */
     EXPECT(offsetof(LdfSampleParams, tileable) == offsetof(LdfSampleParams, time_shift) + sizeof(double));
     EXPECT(offsetof(LdfSampleParams, class_id) == offsetof(LdfSampleParams, reserved) + sizeof(uint32_t));
-    EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, guidance) + sizeof(float));
+    EXPECT(offsetof(LdfSampleParams, precision) == offsetof(LdfSampleParams, guidance) + sizeof(float));
+    EXPECT(sizeof(LdfSampleParams) == offsetof(LdfSampleParams, reserved2) + sizeof(uint32_t));
     EXPECT(p.class_id == LDF_CLASS_NONE && p.guidance == 1.0f);
+    EXPECT(p.precision == LDF_PRECISION_FP32 && p.reserved2 == 0);
     (ldf_sample_params_init)(NULL);
     /* The function behind the macro (what a host built against the first header calls) writes
      * only the first published layout, and says so in struct_size. */
@@ -457,6 +460,72 @@ static void test_classes(void) {
     EXPECT_STATUS(ldf_sample(model, 1, &p, img, info.image_bytes), LDF_OK);
     EXPECT(memcmp(img, ref, info.image_bytes) == 0);
     free(again);
+    free(img);
+    free(ref);
+}
+
+/* Precision: fp32 by default; bf16 where the CPU has it (close to fp32, deterministic, batch
+ * independent), refused where it does not; auto follows the CPU; unknown values refused. The
+ * environment variable LEDIFLOW_CPU_BF16=0 forces the "no bf16" choice on any CPU. */
+static void test_precision(LdfModel *m) {
+    LdfModelInfo i;
+    memset(&i, 0xA5, sizeof i);
+    i.struct_size = sizeof i;
+    EXPECT_STATUS(ldf_model_info(m, &i), LDF_OK);
+    EXPECT((i.cpu_features & ~(uint32_t)(LDF_CPU_AVX512_BF16 | LDF_CPU_AMX_BF16)) == 0);
+    int has_bf16 = (i.cpu_features & LDF_CPU_AVX512_BF16) != 0;
+    EXPECT(i.auto_precision == (has_bf16 ? LDF_PRECISION_BF16 : LDF_PRECISION_FP32));
+    EXPECT(offsetof(LdfModelInfo, auto_precision) + sizeof(uint32_t) == sizeof(LdfModelInfo));
+    size_t per = i.image_bytes;
+    unsigned char *ref = malloc(4 * per), *img = malloc(4 * per), *one = malloc(per);
+    LdfSampleParams p = params(31);
+    EXPECT_STATUS(ldf_sample(m, 4, &p, ref, 4 * per), LDF_OK);
+    p.precision = LDF_PRECISION_BF16;
+    memset(img, 0xA5, 4 * per);
+    if (has_bf16) {
+        EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_OK);
+        long total = 0;
+        for (size_t k = 0; k < 4 * per; k++) total += abs((int)img[k] - (int)ref[k]);
+        EXPECT(memcmp(img, ref, 4 * per) != 0);    /* the bf16 kernels ran */
+        EXPECT(total < (long)(4 * per));           /* under one 8-bit level on average */
+        /* Image 2 alone, in a batch of one, is the same bytes as in the call of four. */
+        p.first_index = 2;
+        p.batch_size = 1;
+        EXPECT_STATUS(ldf_sample(m, 1, &p, one, per), LDF_OK);
+        EXPECT(memcmp(one, img + 2 * per, per) == 0);
+        p.first_index = 0;
+        p.batch_size = 0;
+        p.precision = LDF_PRECISION_AUTO;
+        EXPECT_STATUS(ldf_sample(m, 4, &p, ref, 4 * per), LDF_OK);
+        EXPECT(memcmp(img, ref, 4 * per) == 0);    /* auto is bf16 here */
+        LdfSampleParams fp32 = params(31);
+        EXPECT_STATUS(ldf_sample(m, 4, &fp32, ref, 4 * per), LDF_OK);
+    } else {
+        EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_ERR_UNSUPPORTED);
+        EXPECT(strstr(ldf_last_error(), "AVX512-BF16") != NULL);
+        EXPECT(img[0] == 0xA5 && img[4 * per - 1] == 0xA5);
+    }
+    /* Hidden instructions: auto is fp32, bf16 refused, nothing written. */
+    setenv("LEDIFLOW_CPU_BF16", "0", 1);
+    EXPECT_STATUS(ldf_model_info(m, &i), LDF_OK);
+    EXPECT(i.cpu_features == 0 && i.auto_precision == LDF_PRECISION_FP32);
+    p = params(31);
+    p.precision = LDF_PRECISION_AUTO;
+    EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_OK);
+    EXPECT(memcmp(img, ref, 4 * per) == 0);
+    p.precision = LDF_PRECISION_BF16;
+    memset(img, 0xA5, 4 * per);
+    EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_ERR_UNSUPPORTED);
+    EXPECT(img[0] == 0xA5 && img[4 * per - 1] == 0xA5);
+    unsetenv("LEDIFLOW_CPU_BF16");
+    /* An unknown precision is refused; a caller whose struct ends before it gets fp32. */
+    p.precision = 3;
+    EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_ERR_INVALID_ARGUMENT);
+    EXPECT(img[0] == 0xA5 && img[4 * per - 1] == 0xA5);
+    p.struct_size = offsetof(LdfSampleParams, precision);
+    EXPECT_STATUS(ldf_sample(m, 4, &p, img, 4 * per), LDF_OK);
+    EXPECT(memcmp(img, ref, 4 * per) == 0);
+    free(one);
     free(img);
     free(ref);
 }
@@ -782,6 +851,8 @@ int main(int argc, char **argv) {
     test_sample();
     test_latents();
     test_classes();
+    test_precision(model);
+    test_precision(gaussian);
     test_interpolate_seeds(model, false);
     test_interpolate_seeds(gaussian, true);
     test_inpaint(model);

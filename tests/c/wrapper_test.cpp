@@ -45,6 +45,21 @@ int main(int argc, char **argv) {
         refused = e.status() == LDF_ERR_INVALID_ARGUMENT && std::string(e.what()).find("4 creature") != std::string::npos;
     }
     EXPECT(refused);
+    // bf16 where this CPU has it (images close to fp32's), refused where it does not.
+    if (info.cpu_features & LDF_CPU_AVX512_BF16) {
+        auto fast = model.sample(3, lediflow::SampleParams(params).precision(LDF_PRECISION_BF16));
+        EXPECT(fast.size() == images.size() && fast != images);
+        EXPECT(model.sample(3, lediflow::SampleParams(params).precision(LDF_PRECISION_AUTO)) == fast);
+    } else {
+        bool unsupported = false;
+        try {
+            model.sample(1, lediflow::SampleParams(params).precision(LDF_PRECISION_BF16));
+        } catch (const lediflow::Error &e) {
+            unsupported = e.status() == LDF_ERR_UNSUPPORTED;
+        }
+        EXPECT(unsupported);
+        EXPECT(model.sample(3, lediflow::SampleParams(params).precision(LDF_PRECISION_AUTO)) == images);
+    }
     auto walk = model.interpolate_seeds(3, 9, 4, params);  // params.seed is 3: frame 0 is image 0
     EXPECT(walk.size() == 4 * info.image_bytes);
     EXPECT(std::equal(walk.begin(), walk.begin() + info.image_bytes, images.begin()));

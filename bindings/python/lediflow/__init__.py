@@ -69,6 +69,11 @@ SOLVERS = {"euler": 0, "midpoint": 1, "heun": 2, "rk4": 3}
 DEVICES = {"cpu": 0, "cuda": 1}
 INTERPOLATIONS = {"linear": 0, "spherical": 1}
 PRIORS = {0: "learned", 1: "gaussian"}
+#: Arithmetic of the CPU's matrix products (LDF_PRECISION_*): fp32; bf16 on CPUs with
+#: AVX512-BF16 (faster; images within a few 8-bit levels of fp32's); auto = bf16 where the CPU
+#: has it, else fp32.
+PRECISIONS = {"fp32": 0, "bf16": 1, "auto": 2}
+CPU_AVX512_BF16, CPU_AMX_BF16 = 1, 2
 
 _PROGRESS = C.CFUNCTYPE(C.c_bool, C.c_uint32, C.c_uint32, C.c_void_p)
 
@@ -94,6 +99,8 @@ class _Params(C.Structure):
         ("reserved", C.c_uint32),
         ("class_id", C.c_uint32),
         ("guidance", C.c_float),
+        ("precision", C.c_uint32),
+        ("reserved2", C.c_uint32),
     ]
 
 
@@ -117,6 +124,8 @@ class _Info(C.Structure):
         ("time_shift", C.c_double),
         ("class_count", C.c_uint32),
         ("reserved", C.c_uint32),
+        ("cpu_features", C.c_uint32),
+        ("auto_precision", C.c_uint32),
     ]
 
 
@@ -224,6 +233,9 @@ class ModelInfo:
     format_version: int
     parameters: int
     time_shift: float  # what time_shift=None samples with: the file's recommendation, else 1
+    cpu_bf16: bool = False  # this CPU runs precision="bf16" (AVX512-BF16)
+    cpu_amx_bf16: bool = False  # this CPU has AMX-BF16 tiles (reported; the kernels use AVX512-BF16)
+    auto_precision: str = "fp32"  # what precision="auto" runs here
 
 
 def _enum(table: dict, value: str, what: str) -> int:
@@ -248,7 +260,7 @@ class _Call:
     def __init__(self, seed=0, steps=4, solver="midpoint", prior_scale=1.0, progress=None, cancel=None,
                  first_index=0, batch_size=0, latent_steps=16, latent_solver="midpoint",
                  inpaint_candidates=16, interpolation="linear", time_shift=None, tileable=False,
-                 class_id=CLASS_NONE, guidance=1.0):
+                 class_id=CLASS_NONE, guidance=1.0, precision="fp32"):
         lib = _load()
         p = _Params()
         _check(lib.ldf_sample_params_init_sized(C.byref(p), C.sizeof(p)))
@@ -265,6 +277,7 @@ class _Call:
         p.time_shift = 0.0 if time_shift is None else float(time_shift)
         p.tileable = 1 if tileable else 0
         p.class_id, p.guidance = _uint(class_id, 32, "class_"), float(guidance)
+        p.precision = _enum(PRECISIONS, precision, "precision")
         if cancel is not None:
             p.cancel = cancel._ptr
         self.error = None
@@ -297,24 +310,27 @@ def _f32(a: np.ndarray):
 class Model:
     """A loaded model. `device` is "cpu" or "cuda" (needs a build with the cuda feature)."""
 
-    def __init__(self, path, device: str = "cpu"):
+    def __init__(self, path, device: str = "cpu", precision: str = "fp32"):
+        """`precision` is every call's default (a call's own `precision=` wins): see PRECISIONS."""
         lib = _load()
-        self._init_state()
+        self._init_state(precision)
         dev = _enum(DEVICES, device, "device")
         _check(lib.ldf_model_load(os.fsencode(path), dev, C.byref(self._ptr)))
         self._read_info()
 
     @classmethod
-    def from_bytes(cls, data: bytes, device: str = "cpu") -> "Model":
+    def from_bytes(cls, data: bytes, device: str = "cpu", precision: str = "fp32") -> "Model":
         lib = _load()
         self = cls.__new__(cls)
-        self._init_state()
+        self._init_state(precision)
         buf = (C.c_uint8 * len(data)).from_buffer_copy(data)
         _check(lib.ldf_model_load_from_memory(buf, len(data), _enum(DEVICES, device, "device"), C.byref(self._ptr)))
         self._read_info()
         return self
 
-    def _init_state(self):
+    def _init_state(self, precision):
+        _enum(PRECISIONS, precision, "precision")  # refused before anything is loaded
+        self.precision = precision.lower()
         self._ptr = C.c_void_p()
         # Calls in flight on any thread, and whether close() was asked for: the model is freed
         # when both the last call has returned and close() (or garbage collection) came, so a
@@ -332,11 +348,15 @@ class Model:
         with self._handle() as h:
             #: The class names of a class-conditional model (empty: unconditional).
             self.classes = [_load().ldf_model_class_name(h, k).decode() for k in range(i.class_count)]
+        auto = {v: k for k, v in PRECISIONS.items()}.get(i.auto_precision, str(i.auto_precision))
         self.info = ModelInfo(i.width, i.height, i.channels, i.latent_dim, PRIORS.get(i.prior, str(i.prior)),
-                              i.format_version, i.parameters, i.time_shift)
+                              i.format_version, i.parameters, i.time_shift, bool(i.cpu_features & CPU_AVX512_BF16),
+                              bool(i.cpu_features & CPU_AMX_BF16), auto)
 
     def _opts(self, options: dict) -> dict:
-        """`class_` (a name or an index, None: unconditional) as the C params' class_id."""
+        """`class_` (a name or an index, None: unconditional) as the C params' class_id; the
+        model's precision unless the call gives its own."""
+        options.setdefault("precision", self.precision)
         if "class_" in options:
             c = options.pop("class_")
             if c is None:
@@ -443,8 +463,9 @@ class Model:
         grid: 1 = equal steps, > 1 shorter steps near the prior; about 3 for Gaussian-prior models
         at 4 Midpoint steps; None, the default, = the model file's recommendation, else 1),
         tileable (True: seamless tiles, each image wraps around; every generation call takes it),
-        class_ (a class-conditional model's class, by name or index: Model.classes lists them)
-        and guidance (classifier-free guidance scale for class_, default 1)."""
+        class_ (a class-conditional model's class, by name or index: Model.classes lists them),
+        guidance (classifier-free guidance scale for class_, default 1) and precision ("fp32",
+        "bf16" or "auto"; default: the model's, see PRECISIONS)."""
         n = self._count(count)
         call = _Call(seed, steps, solver, prior_scale, progress, **self._opts(options))
         out = np.empty((n, *self._shape), np.uint8)

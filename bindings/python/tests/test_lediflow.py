@@ -307,3 +307,28 @@ def test_classes_of_the_shipped_model(model):
     assert not np.array_equal(item, model.sample(2, steps=1))
     # Guidance without a class changes nothing.
     np.testing.assert_array_equal(model.sample(1, steps=1, guidance=3.0), model.sample(1, steps=1))
+
+
+def test_precision(model):
+    info = model.info
+    assert info.auto_precision == ("bf16" if info.cpu_bf16 else "fp32")
+    ref = model.sample(3, seed=5, steps=2)
+    with pytest.raises(ValueError, match="precision"):
+        model.sample(1, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        lediflow.Model(LEDI, precision="half")
+    if not info.cpu_bf16:
+        with pytest.raises(lediflow.LediflowError, match="AVX512-BF16"):
+            model.sample(1, precision="bf16")
+        np.testing.assert_array_equal(model.sample(3, seed=5, steps=2, precision="auto"), ref)
+        return
+    fast = model.sample(3, seed=5, steps=2, precision="bf16")
+    assert not np.array_equal(fast, ref)
+    assert np.abs(fast.astype(int) - ref.astype(int)).mean() < 1.0
+    np.testing.assert_array_equal(model.sample(3, seed=5, steps=2, precision="auto"), fast)
+    # A model's precision is its calls' default; a call's own wins.
+    with lediflow.Model(LEDI, precision="bf16") as m:
+        np.testing.assert_array_equal(m.sample(3, seed=5, steps=2), fast)
+        np.testing.assert_array_equal(m.sample(3, seed=5, steps=2, precision="fp32"), ref)
+        # Within bf16, image 2 alone is the same as in the call of three.
+        np.testing.assert_array_equal(m.sample(1, seed=5, steps=2, first_index=2, batch_size=1)[0], fast[2])

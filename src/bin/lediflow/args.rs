@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use lediflow::data::{self, Dataset};
-use lediflow::{CpuBackend, Model, SampleOptions, Solver};
+use lediflow::{CpuBackend, Model, Precision, SampleOptions, Solver};
 
 #[derive(Args, Clone)]
 pub struct DataArgs {
@@ -163,6 +163,11 @@ pub struct GenArgs {
     /// follows the class more closely (one more network evaluation per step), 0 = unconditional.
     #[arg(long, default_value_t = 1.0)]
     pub guidance: f32,
+    /// Arithmetic of the CPU's matrix products: fp32, bf16 (CPUs with AVX512-BF16: faster,
+    /// images within a few 8-bit levels of fp32's) or auto (bf16 where the CPU has it; `info`
+    /// shows what this CPU offers).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
 }
 
 /// A class given by name or index, checked against the model's classes.
@@ -200,6 +205,7 @@ impl GenArgs {
             tileable: self.tileable,
             class: self.class.as_deref().map(|c| class_id(&p, c)).transpose()?,
             guidance: self.guidance,
+            precision: Precision::parse(&self.precision).map_err(|e| format!("--precision: {e}"))?,
             ..Default::default()
         };
         opts.validate_for(p.config()).map_err(|e| e.to_string())?;

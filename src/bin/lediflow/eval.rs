@@ -67,6 +67,9 @@ pub struct EvalArgs {
     /// conditioning the image flow adds.
     #[arg(long, requires = "by_class")]
     pub no_image_flow_class: bool,
+    /// Arithmetic of the CPU's matrix products for the samples: fp32, bf16 or auto.
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
 }
 
 pub fn eval(a: EvalArgs) -> Result<(), String> {
@@ -109,6 +112,7 @@ pub fn eval(a: EvalArgs) -> Result<(), String> {
         classes: if a.by_class { ClassMix::HeldOut } else { ClassMix::None },
         guidances: comma_list(&a.guidance, "--guidance")?,
         class_in_image_flow: !a.no_image_flow_class,
+        precision: lediflow::Precision::parse(&a.precision).map_err(|e| format!("--precision: {e}"))?,
         metrics: Default::default(),
     };
     cfg.validate(model.info().prior).map_err(|e| e.to_string())?;

@@ -89,6 +89,13 @@ pub fn info(a: InfoArgs) -> Result<(), String> {
         };
         println!("classes:        {} ({flows}; --class NAME)", lediflow::pipeline::class_list(&classes.names));
     }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "this CPU:       AVX512-BF16 {}, AMX-BF16 {}; --precision auto runs {}",
+        yes(i.cpu.avx512_bf16),
+        yes(i.cpu.amx_bf16),
+        i.auto_precision
+    );
     println!("written by:     lediflow {}", meta.provenance.library_version);
     match meta.sampling.time_shift {
         Some(t) => println!("time shift:     {t} (recommended; sampling uses it unless given --time-shift)"),
