@@ -39,6 +39,8 @@ Engines, per batch size and thread count:
                       and `lediflow bench --batches N` (whole call: its `sample_ms`), as
                       subprocesses with RAYON_NUM_THREADS; the same calls give the memory and
                       throughput table (peak heap, prior time, GFLOP/s).
+  rust bf16           the same with `--precision bf16` (bf16 products, fp32 sums; where the CPU
+                      has AVX512-BF16: the engine is left out elsewhere).
   torch fp32          the modules below, torch.set_num_threads(threads), inference mode.
   torch bf16 autocast the same under torch.autocast("cpu", torch.bfloat16).
   onnxruntime         the forward exported with torch.onnx (dynamo) with a dynamic batch; the
@@ -576,21 +578,25 @@ def median_ms(f, repeats):
     return float(np.median(times))
 
 
-def run_rust(a, args):
+def run_rust(a, args, check=True):
     r = subprocess.run([a.lediflow, "bench", "--model", a.model] + args,
                        env=dict(os.environ, RAYON_NUM_THREADS=str(a.threads)), capture_output=True, text=True)
     if r.returncode != 0:
+        if not check:
+            return None
         sys.exit(f"lediflow bench failed: {r.stderr}")
     return r.stdout
 
 
-def rust_forward(a, inp, out, repeats):
-    stdout = run_rust(a, ["--forward-input", inp, "--forward-output", out, "--repeats", str(repeats)])
-    return json.loads(stdout.strip().splitlines()[-1])
+def rust_forward(a, inp, out, repeats, precision="fp32", check=True):
+    stdout = run_rust(a, ["--forward-input", inp, "--forward-output", out, "--repeats", str(repeats),
+                          "--precision", precision], check)
+    return None if stdout is None else json.loads(stdout.strip().splitlines()[-1])
 
 
-def rust_whole(a, n, repeats, path):
-    args = ["--batches", str(n), "--steps", str(a.steps), "--repeats", str(repeats), "--json", path]
+def rust_whole(a, n, repeats, path, precision="fp32"):
+    args = ["--batches", str(n), "--steps", str(a.steps), "--repeats", str(repeats), "--json", path,
+            "--precision", precision]
     if a.peak_gflops:
         args += ["--peak-gflops", str(a.peak_gflops)]
     run_rust(a, args)
@@ -615,7 +621,7 @@ def export_onnx(module, example, names, path):
                       dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True, verbose=False)
 
 
-ENGINES = ["rust fp32", "torch fp32", "torch bf16 autocast", "onnxruntime"]
+ENGINES = ["rust bf16", "rust fp32", "torch fp32", "torch bf16 autocast", "onnxruntime"]
 
 
 def fmt(v):
@@ -690,6 +696,9 @@ def main():
     parity, gated = {"forward": []}, []
     rng = np.random.default_rng(0)
     inputs = {}
+    # Rust's bf16 path where this CPU has it (the probe: one forward that `lediflow bench` refuses
+    # on a CPU without AVX512-BF16).
+    rust_bf16 = None
     md += ["## Parity", "", "| check | batch | value | limit |", "|---|---|---|---|"]
     for n in batches:
         x = rng.standard_normal((n, c, s, s)).astype(np.float32)
@@ -698,13 +707,21 @@ def main():
         save_file({"x": x, "t": t}, inp)
         inputs[n] = (x, t, inp, out)
         r = rust_forward(a, inp, out, 1)
+        v_rust = load_file(out)["v"]
+        out16 = os.path.join(work, f"out{n}-bf16.safetensors")
+        if rust_bf16 is not False:
+            rust_bf16 = rust_forward(a, inp, out16, 1, "bf16", check=False) is not None
+            if not rust_bf16:
+                log("lediflow bench --precision bf16 is refused on this CPU: the rust bf16 engine is left out")
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
         with torch.inference_mode():
             v_torch = net(xt, tt).numpy()
             with bf16():
                 v_bf16 = net(xt, tt).float().numpy()
         row = {"batch": n, "max_abs_v": float(np.abs(v_torch).max()),
-               "rust_vs_torch": float(np.abs(load_file(out)["v"] - v_torch).max()),
+               "rust_vs_torch": float(np.abs(v_rust - v_torch).max()),
+               "rust_bf16_vs_torch": float(np.abs(load_file(out16)["v"] - v_torch).max()) if rust_bf16 else None,
+               "rust_bf16_vs_torch_mean": float(np.abs(load_file(out16)["v"] - v_torch).mean()) if rust_bf16 else None,
                "rust_fused_vs_burn_ops": r["max_abs_diff_fused_vs_burn"],
                "bf16_vs_torch": float(np.abs(v_bf16 - v_torch).max()),
                "bf16_vs_torch_mean": float(np.abs(v_bf16 - v_torch).mean()),
@@ -716,6 +733,8 @@ def main():
                f"| forward: max abs diff onnxruntime - torch fp32 | {n} | {fmt(row['ort_vs_torch'])} | - |",
                f"| forward: max (mean) abs diff torch bf16 autocast - fp32 | {n} | {row['bf16_vs_torch']:.2e} "
                f"({row['bf16_vs_torch_mean']:.1e}) | - |",
+               f"| forward: max (mean) abs diff Rust bf16 - torch fp32 | {n} | {fmt(row['rust_bf16_vs_torch'])} "
+               f"({fmt(row['rust_bf16_vs_torch_mean'])}) | - |",
                f"| forward: max abs diff Rust fused pass - Rust burn ops | {n} | {row['rust_fused_vs_burn_ops']:.2e} | - |"]
         log(f"forward parity, batch {n}: Rust - torch {row['rust_vs_torch']:.2e}, ORT - torch "
             f"{fmt(row['ort_vs_torch'])}, bf16 - fp32 {row['bf16_vs_torch']:.2e} (max |v| {row['max_abs_v']:.2f})")
@@ -815,24 +834,27 @@ def main():
                 with torch.inference_mode(), bf16():
                     call(*map(torch.from_numpy, draw()))
 
-            timed = {("rust fp32", "forward"): [], ("rust fp32", "whole call"): []}
+            rust_precisions = ["fp32"] + (["bf16"] if rust_bf16 else [])
+            timed = {(f"rust {p}", w): [] for p in rust_precisions for w in ("forward", "whole call")}
             for e, f_fwd, f_call in [("torch fp32", torch_fwd, torch_call),
                                      ("torch bf16 autocast", torch_fwd_bf16, torch_call_bf16)] + (
                     [] if ort is None else [("onnxruntime", lambda: sess_fwd.run(None, {"x": x, "t": t}),
                                              lambda: sess_call.run(None, dict(zip(names, draw()))))]):
                 timed[(e, "forward")], timed[(e, "whole call")] = [], []
-            bench_rounds = []
+            bench_rounds = {p: [] for p in rust_precisions}
             for rnd in range(a.rounds):
                 log(f"batch {n}, round {rnd + 1}/{a.rounds}")
-                timed[("rust fp32", "forward")].append(rust_forward(a, inp, out, a.repeats)["forward_ms"])
+                for p in rust_precisions:
+                    timed[(f"rust {p}", "forward")].append(rust_forward(a, inp, out, a.repeats, p)["forward_ms"])
                 timed[("torch fp32", "forward")].append(median_ms(torch_fwd, a.repeats))
                 timed[("torch bf16 autocast", "forward")].append(median_ms(torch_fwd_bf16, a.repeats))
                 if ort is not None:
                     timed[("onnxruntime", "forward")].append(
                         median_ms(lambda: sess_fwd.run(None, {"x": x, "t": t}), a.repeats))
-                b = rust_whole(a, n, whole_repeats, os.path.join(work, f"bench{n}.json"))
-                bench_rounds.append(b)
-                timed[("rust fp32", "whole call")].append(b["sample_ms"])
+                for p in rust_precisions:
+                    b = rust_whole(a, n, whole_repeats, os.path.join(work, f"bench{n}.json"), p)
+                    bench_rounds[p].append(b)
+                    timed[(f"rust {p}", "whole call")].append(b["sample_ms"])
                 timed[("torch fp32", "whole call")].append(median_ms(torch_call, whole_repeats))
                 timed[("torch bf16 autocast", "whole call")].append(median_ms(torch_call_bf16, whole_repeats))
                 if ort is not None:
@@ -845,11 +867,12 @@ def main():
                         ms = float(np.median(timed[(e, what)]))
                         rows.append({"engine": e, "what": what, "batch": n, "threads": a.threads, "ms": ms,
                                      "ratio_to_torch_fp32": ms / base, "rounds": timed[(e, what)]})
-            med = lambda key: None if bench_rounds[0].get(key) is None else float(  # noqa: E731
-                np.median([r[key] for r in bench_rounds]))
-            rust_bench.append({"batch": n, **{key: med(key) for key in (
-                "sample_ms", "images_per_s", "prior_ms", "peak_heap_bytes", "forward_ms", "forward_gflops",
-                "burn_forward_ms")}, "rounds": bench_rounds})
+            for p, rounds in bench_rounds.items():
+                med = lambda key: None if rounds[0].get(key) is None else float(  # noqa: E731
+                    np.median([r[key] for r in rounds]))
+                rust_bench.append({"batch": n, "precision": p, **{key: med(key) for key in (
+                    "sample_ms", "images_per_s", "prior_ms", "peak_heap_bytes", "forward_ms", "forward_gflops",
+                    "burn_forward_ms")}, "rounds": rounds})
 
         md += ["", f"## Timing: median over {a.rounds} round(s) of the median of {a.repeats} forward / "
                f"{whole_repeats} whole calls", "",
@@ -861,13 +884,14 @@ def main():
                               f"{r['ratio_to_torch_fp32']:.2f} |")
         peak = f" (of {a.peak_gflops:g} peak)" if a.peak_gflops else ""
         md += ["", "## Rust pipeline (`lediflow bench`, medians over the rounds)", "",
-               f"| batch | sample (ms) | images/s | prior: latent flow + decoder (ms, share) | peak heap (MiB) | "
-               f"FM forward (ms) | GFLOP/s{peak} | burn-op forward (ms) |", "|---|---|---|---|---|---|---|---|"]
+               f"| precision | batch | sample (ms) | images/s | prior: latent flow + decoder (ms, share) | "
+               f"peak heap (MiB) | FM forward (ms) | GFLOP/s{peak} | burn-op forward (ms) |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for r in rust_bench:
             prior = "none (Gaussian)" if r["prior_ms"] is None else \
                 f"{r['prior_ms']:.1f} ({100 * r['prior_ms'] / r['sample_ms']:.0f}%)"
             of_peak = f" ({100 * r['forward_gflops'] / a.peak_gflops:.0f}%)" if a.peak_gflops else ""
-            md.append(f"| {r['batch']} | {r['sample_ms']:.1f} | {r['images_per_s']:.1f} | {prior} | "
+            md.append(f"| {r['precision']} | {r['batch']} | {r['sample_ms']:.1f} | {r['images_per_s']:.1f} | {prior} | "
                       f"{r['peak_heap_bytes'] / (1 << 20):.1f} | {r['forward_ms']:.2f} | "
                       f"{r['forward_gflops']:.1f}{of_peak} | {r['burn_forward_ms']:.2f} |")
         if a.quick:

@@ -20,8 +20,9 @@ pub use memory::bytes_per_image;
 pub use model::Model;
 pub(crate) use options::valid_time_shift;
 pub use options::{
-    ALL_PRECISIONS, BF16_ENV, CancelToken, CpuSupport, DEFAULT_BATCH, Interpolation, Kernels, MAX_BATCH, MAX_COUNT, MAX_FIRST_INDEX, MAX_GUIDANCE,
-    MAX_INPAINT_CANDIDATES, MAX_STEPS, MAX_VARIATIONS, ModelInfo, Precision, ProgressFn, SampleOptions,
+    ALL_PRECISIONS, BF16_ENV, CancelToken, CpuSupport, DEFAULT_BATCH, Interpolation, Kernels, MAX_BATCH, MAX_COUNT,
+    MAX_FIRST_INDEX, MAX_GUIDANCE, MAX_INPAINT_CANDIDATES, MAX_STEPS, MAX_VARIATIONS, ModelInfo, Precision, ProgressFn,
+    SampleOptions,
 };
 pub use options::{check_count, check_strength, check_variations, class_list, variation_stream};
 pub use sample::CPU_CHUNK;

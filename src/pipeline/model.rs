@@ -18,8 +18,8 @@ use super::Pipeline;
 use super::base::floats;
 use super::memory::bytes_per_image;
 use super::options::{
-    CpuSupport, DEFAULT_BATCH, Interpolation, ModelInfo, Precision, SampleOptions, check_count, check_strength, check_variations,
-    variation_start, variation_stream,
+    CpuSupport, DEFAULT_BATCH, Interpolation, ModelInfo, Precision, SampleOptions, check_count, check_strength,
+    check_variations, variation_start, variation_stream,
 };
 use crate::checkpoint::ModelMeta;
 use crate::config::{ModelConfig, PriorKind};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::PriorKind;
-pub use crate::model::cpu::Kernels;
 use crate::error::{Result, invalid};
 use crate::flow::Solver;
+pub use crate::model::cpu::Kernels;
 
 /// Progress callback: (step done, total steps) -> keep going? Returning false cancels the call.
 /// A batched call ([`crate::Model`]) counts steps over all its batches.

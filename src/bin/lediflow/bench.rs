@@ -257,7 +257,13 @@ fn read_f32(st: &safetensors::SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<
     Ok((v, t.shape().to_vec()))
 }
 
-fn forward_io(p: &Pipeline<B>, input: &Path, output: &Path, repeats: usize, precision: Precision) -> Result<(), String> {
+fn forward_io(
+    p: &Pipeline<B>,
+    input: &Path,
+    output: &Path,
+    repeats: usize,
+    precision: Precision,
+) -> Result<(), String> {
     let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
     let (xv, xs) = read_f32(&st, "x")?;

@@ -182,7 +182,17 @@ unsafe fn gemm_avx512(m: usize, a: &[u32], lda2: usize, w: &PackedBf16, c: &mut 
         let rows = (m - r0).min(TILE_R);
         for q0 in (0..blocks).step_by(TILE_Q) {
             let qs = (blocks - q0).min(TILE_Q);
-            let args = Tile { a: a[r0 * lda2..].as_ptr(), lda2, k2, b: w.data[q0 * k2 * 16..].as_ptr(), c: c[r0 * ldc..].as_mut_ptr(), ldc, col0: q0 * 16, n, acc };
+            let args = Tile {
+                a: a[r0 * lda2..].as_ptr(),
+                lda2,
+                k2,
+                b: w.data[q0 * k2 * 16..].as_ptr(),
+                c: c[r0 * ldc..].as_mut_ptr(),
+                ldc,
+                col0: q0 * 16,
+                n,
+                acc,
+            };
             // SAFETY: as in `gemm`: rows r0..r0+rows of A and C and blocks q0..q0+qs of W exist.
             unsafe {
                 match (rows, qs) {
@@ -331,7 +341,8 @@ mod tests {
         }
         let mut rng = crate::rng::Rng::new(5);
         // Edge tiles in rows and columns, odd k, the network's shapes.
-        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (9, 33, 17), (13, 64, 49), (64, 128, 384), (64, 512, 128), (17, 96, 32)] {
+        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (9, 33, 17), (13, 64, 49), (64, 128, 384), (64, 512, 128), (17, 96, 32)]
+        {
             let a = rng.normal_vec(m * k);
             let w = rng.normal_vec(k * n);
             let c0 = rng.normal_vec(m * n);
@@ -353,9 +364,15 @@ mod tests {
                         }
                         let got = c[i * n + j] as f64;
                         let fp32_adds = (k as f64 + 1.0) * f32::EPSILON as f64 * magnitude;
-                        assert!((got - rounded).abs() <= fp32_adds + 1e-6, "[{m},{k},{n}] ({i},{j}): {got} vs {rounded}");
+                        assert!(
+                            (got - rounded).abs() <= fp32_adds + 1e-6,
+                            "[{m},{k},{n}] ({i},{j}): {got} vs {rounded}"
+                        );
                         // Two bf16 roundings per product: relative 2^-8 each.
-                        assert!((got - exact).abs() <= 2.0 * magnitude / 256.0 + fp32_adds, "[{m},{k},{n}] ({i},{j}): {got} vs {exact}");
+                        assert!(
+                            (got - exact).abs() <= 2.0 * magnitude / 256.0 + fp32_adds,
+                            "[{m},{k},{n}] ({i},{j}): {got} vs {exact}"
+                        );
                     }
                 }
             }

@@ -92,7 +92,7 @@ impl Conv3 {
     ) {
         // On small maps the padding columns cost more than im2col's copies save (measured).
         if self.stride == 1 && w >= 16 {
-            let bf16 = kernels == Kernels::Bf16 && self.cin % 2 == 0;
+            let bf16 = kernels == Kernels::Bf16 && self.cin.is_multiple_of(2);
             self.forward_padded(if bf16 { Kernels::Bf16 } else { Kernels::Fp32 }, x, h, w, wrap, col, out)
         } else {
             self.forward_im2col(x, h, w, wrap, col, out)
@@ -186,7 +186,7 @@ impl Conv3 {
             r.copy_from_slice(&self.b);
         }
         if kernels == Kernels::Bf16 {
-            debug_assert!(cin % 2 == 0, "bf16 rows of the padded map need an even cin");
+            debug_assert!(cin.is_multiple_of(2), "bf16 rows of the padded map need an even cin");
             let packed = self.packed();
             PAD_PAIRS.with(|p| {
                 let mut pairs = p.borrow_mut();

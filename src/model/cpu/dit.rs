@@ -322,7 +322,17 @@ impl CpuDit {
 
     /// out += the per-pixel head of image x [C, H, W] with token features `feats` and (for a
     /// time-modulated head) its shift and scale `mods` [2 * H]; `wrap`: circular padding.
-    fn pixel_head(&self, kernels: Kernels, head: &Head, x: &[f32], feats: &[f32], mods: &[f32], wrap: bool, out: &mut [f32]) {
+    #[allow(clippy::too_many_arguments)]
+    fn pixel_head(
+        &self,
+        kernels: Kernels,
+        head: &Head,
+        x: &[f32],
+        feats: &[f32],
+        mods: &[f32],
+        wrap: bool,
+        out: &mut [f32],
+    ) {
         let (c, hid, s) = (self.channels, head.hidden, self.size);
         let plane = s * s;
         HEAD_WORKSPACE.with(|w| {
