@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::random_pipeline;
 use lediflow::pipeline::MAX_COUNT;
-use lediflow::{CancelToken, Error, Interpolation, Model, PriorKind, SampleOptions};
+use lediflow::{CancelToken, Error, Interpolation, Model, Precision, PriorKind, SampleOptions};
 
 fn model(prior: PriorKind) -> Model {
     Model::from_pipeline(random_pipeline(4, 16, prior, 3))
@@ -108,6 +108,47 @@ fn every_call_agrees_with_its_batched_self() {
             assert_eq!(filled[px..px + c], images[px..px + c]);
         }
     }
+}
+
+/// bf16 where the CPU has it: every call still agrees with its batched self (image i depends
+/// only on (seed, index) within one precision), differs from fp32 in a few levels, and auto
+/// runs it; without the instructions bf16 is refused before anything is written and auto is fp32.
+#[test]
+fn bf16_calls_agree_with_their_batched_selves() {
+    let m = model(PriorKind::Learned);
+    let info = m.info();
+    let bf16 = |seed, batch| SampleOptions { precision: Precision::Bf16, ..opts(seed, batch) };
+    let auto = SampleOptions { precision: Precision::Auto, ..opts(4, 0) };
+    let fp32 = m.sample(3, &opts(4, 0)).unwrap();
+    assert_eq!(info.auto_precision, if info.cpu.avx512_bf16 { Precision::Bf16 } else { Precision::Fp32 });
+    if !info.cpu.avx512_bf16 {
+        eprintln!("bf16 part skipped: this CPU has no AVX512-BF16");
+        let mut out = vec![0xAB; 3 * info.image_bytes()];
+        assert!(matches!(m.sample_into(3, &bf16(4, 0), &mut out), Err(Error::Unsupported(_))));
+        assert!(out.iter().all(|&b| b == 0xAB));
+        assert_eq!(m.sample(3, &auto).unwrap(), fp32);
+        return;
+    }
+    let images = m.sample(3, &bf16(4, 0)).unwrap();
+    assert_eq!(m.sample(3, &bf16(4, 1)).unwrap(), images);
+    assert_eq!(m.sample(3, &auto).unwrap(), images);
+    assert_ne!(images, fp32);
+    let mean: f64 = images.iter().zip(&fp32).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>() / images.len() as f64;
+    assert!(mean < 1.0, "bf16 images are {mean} levels from fp32's on average");
+    let z = m.sample_latents(3, &bf16(4, 0)).unwrap();
+    assert_eq!(m.generate(&z, &bf16(4, 0)).unwrap(), m.generate(&z, &bf16(4, 2)).unwrap());
+    let seeds = m.interpolate_seeds(1, 2, 5, &bf16(4, 0)).unwrap();
+    assert_eq!(m.interpolate_seeds(1, 2, 5, &bf16(4, 2)).unwrap(), seeds);
+    let masks = vec![1u8; 3 * info.mask_bytes()];
+    let mut half = masks.clone();
+    half.iter_mut().step_by(2).for_each(|k| *k = 0);
+    let filled = m.inpaint(&images, &half, &bf16(9, 0)).unwrap();
+    assert_eq!(m.inpaint(&images, &half, &bf16(9, 1)).unwrap(), filled);
+    assert_eq!(m.inpaint(&images, &masks, &bf16(9, 0)).unwrap(), images, "a full mask keeps every pixel");
+    let varied = m.vary(&images, 2, 0.5, &bf16(3, 0)).unwrap();
+    assert_eq!(m.vary(&images, 2, 0.5, &bf16(3, 1)).unwrap(), varied);
+    let tiles = SampleOptions { tileable: true, ..bf16(5, 0) };
+    assert_eq!(m.sample(3, &tiles).unwrap(), m.sample(3, &SampleOptions { batch_size: 1, ..tiles.clone() }).unwrap());
 }
 
 #[test]
