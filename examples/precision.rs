@@ -1,7 +1,8 @@
 //! bf16 against fp32 on the same seeds: for each model file, the same images sampled with
 //! `Precision::Fp32` and `Precision::Bf16` (unconditional, then each class of a class-conditional
 //! file), compared byte by byte: the share of 8-bit values that differ at all, by more than 1
-//! and by more than 8 levels, the mean absolute difference and the largest one.
+//! and by more than 8 levels (and, for RGBA, how many of those are alpha), the mean absolute
+//! difference and the largest one.
 //!
 //!     cargo run --release --example precision -- [--count 256] [--steps 4] [--seeds 0,1,2,3,4] MODEL...
 //!
@@ -18,18 +19,21 @@ struct Diff {
     differ: usize,
     above1: usize,
     above8: usize,
+    /// Of `above8`, those in the alpha channel (RGBA only).
+    above8_alpha: usize,
     sum: u64,
     max: u8,
 }
 
 impl Diff {
-    fn add(&mut self, a: &[u8], b: &[u8]) {
-        for (x, y) in a.iter().zip(b) {
+    fn add(&mut self, a: &[u8], b: &[u8], channels: usize) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
             let d = x.abs_diff(*y);
             self.bytes += 1;
             self.differ += usize::from(d > 0);
             self.above1 += usize::from(d > 1);
             self.above8 += usize::from(d > 8);
+            self.above8_alpha += usize::from(d > 8 && channels == 4 && i % 4 == 3);
             self.sum += d as u64;
             self.max = self.max.max(d);
         }
@@ -38,10 +42,11 @@ impl Diff {
     fn row(&self, name: &str, what: &str, images: usize) -> String {
         let pct = |n: usize| 100.0 * n as f64 / self.bytes as f64;
         format!(
-            "| {name} | {what} | {images} | {:.2}% | {:.2}% | {:.3}% | {:.3} | {} |",
+            "| {name} | {what} | {images} | {:.2}% | {:.2}% | {:.3}% | {:.0}% | {:.3} | {} |",
             pct(self.differ),
             pct(self.above1),
             pct(self.above8),
+            100.0 * self.above8_alpha as f64 / self.above8.max(1) as f64,
             self.sum as f64 / self.bytes as f64,
             self.max
         )
@@ -61,8 +66,8 @@ fn main() {
         }
     }
     assert!(!models.is_empty(), "usage: precision [--count N] [--steps S] [--seeds 0,1,..] MODEL...");
-    println!("| model | class | images | bytes that differ | by > 1 | by > 8 | mean abs diff | largest |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("| model | class | images | bytes that differ | by > 1 | by > 8 | of those, alpha | mean abs diff | largest |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for path in &models {
         let model = Model::load(path, Device::Cpu).unwrap_or_else(|e| panic!("{path}: {e}"));
         let name = Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
@@ -78,8 +83,9 @@ fn main() {
                     model.sample(n, &SampleOptions { precision, ..opts.clone() }).unwrap_or_else(|e| panic!("{e}"))
                 };
                 let (a, b) = (run(Precision::Fp32), run(Precision::Bf16));
-                diff.add(&a, &b);
-                total.add(&a, &b);
+                let c = model.info().channels;
+                diff.add(&a, &b, c);
+                total.add(&a, &b, c);
             }
             let what = class.map_or("none", |c| classes[c as usize].as_str());
             rows.push(diff.row(&name, what, n * seeds.len()));
