@@ -66,7 +66,9 @@ fn main() {
         }
     }
     assert!(!models.is_empty(), "usage: precision [--count N] [--steps S] [--seeds 0,1,..] MODEL...");
-    println!("| model | class | images | bytes that differ | by > 1 | by > 8 | of those, alpha | mean abs diff | largest |");
+    println!(
+        "| model | class | images | bytes that differ | by > 1 | by > 8 | of those, alpha | mean abs diff | largest |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for path in &models {
         let model = Model::load(path, Device::Cpu).unwrap_or_else(|e| panic!("{path}: {e}"));
