@@ -57,4 +57,7 @@ assert "lediflow_9_0" not in bpy.data.images, "a refused class made an image"
 assert bpy.ops.lediflow.generate(model_path=class_model, count=2, seed=6, steps=2, class_name="dark",
                                  guidance=2.0) == {"FINISHED"}
 dump("lediflow_6_1", out / "class-1.npy")
+# bf16 where this CPU has it (what the library's auto runs here).
+assert bpy.ops.lediflow.generate(model_path=model, count=2, seed=12, steps=2, precision="auto") == {"FINISHED"}
+dump("lediflow_12_1", out / "auto-1.npy")
 (out / "done").write_text("ok")

@@ -53,7 +53,10 @@ def main():
         assert np.array_equal(np.load(out / "shipped-tileable-0.npy"), want), "the shipped model's image differs"
         want = lediflow.Model(classes).sample(2, seed=6, steps=2, class_="dark", guidance=2.0)[1]
         assert np.array_equal(np.load(out / "class-1.npy"), want), "the class datablock differs"
-        print("blender_test: 5 image datablocks (one of a class) byte-equal to the library's; material and errors checked")
+        want = lediflow.Model(MODEL).sample(2, seed=12, steps=2, precision="auto")[1]
+        assert np.array_equal(np.load(out / "auto-1.npy"), want), "the auto-precision datablock differs"
+        print("blender_test: 6 image datablocks (one of a class, one in auto precision) byte-equal to the library's; "
+              "material and errors checked")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

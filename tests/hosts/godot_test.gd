@@ -37,6 +37,20 @@ func run() -> bool:
 		if not check(images[i].get_format() == Image.FORMAT_RGBA8, "not FORMAT_RGBA8"):
 			return false
 		images[i].save_png("%s/sample-%d.png" % [out, i])
+	# Precision: an unknown name is refused; "auto" is what the library's auto gives here.
+	if not check(ldf.set_precision("half") != 0 and "auto" in ldf.last_error(), "set_precision(\"half\"): " + ldf.last_error()):
+		return false
+	var info = ldf.info()
+	if not check(info["auto_precision"] in ["fp32", "bf16"] and info.has("cpu_features"), "info(): " + str(info)):
+		return false
+	if not check(ldf.set_precision("auto") == 0, "set_precision(\"auto\")"):
+		return false
+	var fast = ldf.sample(3, 5, 2)
+	if not check(fast.size() == 3, "auto sample: " + ldf.last_error()):
+		return false
+	for i in range(3):
+		fast[i].save_png("%s/auto-%d.png" % [out, i])
+	ldf.set_precision("fp32")
 
 	# The model shipped in the add-on, read through res:// (as in an exported game).
 	if not check(ldf.load_model("") == 0, "load_model(\"\"): " + ldf.last_error()):

@@ -50,6 +50,9 @@ def main():
         want = model.sample(3, seed=5, steps=2)
         for i in range(3):
             assert np.array_equal(read_png(out / f"sample-{i}.png"), want[i]), f"sample image {i} differs"
+        want = model.sample(3, seed=5, steps=2, precision="auto")
+        for i in range(3):
+            assert np.array_equal(read_png(out / f"auto-{i}.png"), want[i]), f"auto-precision image {i} differs"
         want = model.interpolate_seeds(9, 4, 4, steps=2)
         for i in range(4):
             assert np.array_equal(read_png(out / f"frame-{i}.png"), want[i]), f"frame {i} differs"
