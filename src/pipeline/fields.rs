@@ -34,8 +34,8 @@ pub(super) struct ImageField<'a, B: Backend> {
     pub condition: Condition,
 }
 
-/// Velocity of `net` at (x, t) with t given per image, through `fast` (with its kernels) when present; a
-/// data-predicting network's output is turned into the velocity it stands for. `wrap`: the
+/// Velocity of `net` at (x, t) with t given per image, through `fast` (with its kernels) when
+/// present; a data-predicting network's output is turned into the velocity it stands for. `wrap`: the
 /// per-pixel head pads circularly. `condition`: the class of every image, with guidance.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn velocity_at<B: Backend>(

@@ -1,13 +1,12 @@
-//! bf16 matrix products for CPU inference: weights rounded to bfloat16 once at load, activations
-//! rounded per product, every product accumulated in fp32 by AVX512-BF16's `vdpbf16ps` (two
-//! bf16 products and an fp32 add per lane and instruction, twice fp32 FMA's work per
-//! instruction on the same 512-bit units).
+//! bf16 matrix products for CPU inference: weights rounded to bfloat16 once (on first use),
+//! activations rounded per product, every product accumulated in fp32 by AVX512-BF16's
+//! `vdpbf16ps` (two bf16 products and an fp32 add per lane and instruction, twice fp32 FMA's
+//! work per instruction on the same 512-bit units).
 //!
-//! No crate offers a bf16 product for these instructions on stable Rust (`gemm`'s f16 path
-//! converts to f32 and multiplies there), and the kernel is small: B is packed at load into
-//! 16-column blocks of k/2 pairs, [n/16][k/2][16][2] bf16, so one 64-byte load is one pair of
-//! weight rows for 16 columns; A is converted to bf16 pairs (two consecutive k, one u32) and
-//! each pair broadcast to all 16 lanes; a register tile of 8 rows x 48 columns holds 24 fp32
+//! The `gemm` crate the fp32 passes use has no bf16 type, and the kernel is small: B is packed
+//! into 16-column blocks of k/2 pairs, `[n/16][k/2][16][2]` bf16, so one 64-byte load is one
+//! pair of weight rows for 16 columns; A is converted to bf16 pairs (two consecutive k, one u32)
+//! and each pair broadcast to all 16 lanes; a register tile of 8 rows x 48 columns holds 24 fp32
 //! accumulators. Layer norms, softmax, attention, the solver's state and every element-wise
 //! stage stay fp32 (see `dit`).
 //!

@@ -10,8 +10,9 @@
 //! through the `gemm` crate that burn's CPU backend itself uses (~165 GFLOP/s per core on these
 //! shapes), written into reused buffers, and every element-wise stage as one vectorised pass.
 //! They are built from a loaded burn module and checked against its forward pass in tests
-//! (the latent flow's too: [`latent::CpuLatentFlow`]). The networks being trained and every
-//! CUDA computation stay on burn.
+//! (the latent flow's too: [`latent::CpuLatentFlow`]). On CPUs with AVX512-BF16 the velocity
+//! network and the decoder can multiply in bf16 instead ([`Kernels`], [`bf16`]). The networks
+//! being trained and every CUDA computation stay on burn.
 
 use burn::nn::Linear;
 use burn::prelude::*;
