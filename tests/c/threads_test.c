@@ -1,8 +1,10 @@
 /* Eight threads on one model, built with -fsanitize=thread by tests/c/run.sh: each thread
  * samples, inpaints and varies with its own seed while one of them is cancelled from the main
- * thread part-way through a long call. No sanitizer report, every finished thread's images equal
- * the single-threaded ones byte for byte, the cancelled call writes nothing, and each thread's
- * last error is its own.
+ * thread part-way through a long call; the odd threads ask for LDF_PRECISION_AUTO (bf16 where
+ * the CPU has it), so on such a CPU the model's bf16 weights are first packed while several
+ * threads call at once. No sanitizer report, every finished thread's images equal the
+ * single-threaded ones (made on a second copy of the model) byte for byte, the cancelled call
+ * writes nothing, and each thread's last error is its own.
  * Usage: threads_test <model> */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,7 +18,7 @@
 #define COUNT 3
 #define VICTIM 5 /* the thread whose call is cancelled */
 
-static LdfModel *model;
+static LdfModel *model, *ref_model;
 static size_t per;
 static int failures;
 
@@ -46,16 +48,18 @@ static LdfSampleParams params(uint64_t seed) {
     return p;
 }
 
-/* The three calls one thread makes; the single-threaded reference makes the same ones. */
-static LdfStatus work(int index, unsigned char *sampled, unsigned char *filled, unsigned char *varied) {
+/* The three calls one thread makes on model m; the single-threaded reference makes the same
+ * ones on its own copy. */
+static LdfStatus work(LdfModel *m, int index, unsigned char *sampled, unsigned char *filled, unsigned char *varied) {
     LdfSampleParams p = params(1000 + (uint64_t)index);
-    LdfStatus s = ldf_sample(model, COUNT, &p, sampled, COUNT * per);
+    if (index % 2) p.precision = LDF_PRECISION_AUTO;
+    LdfStatus s = ldf_sample(m, COUNT, &p, sampled, COUNT * per);
     if (s != LDF_OK) return s;
     unsigned char mask[32 * 32];
     for (size_t k = 0; k < sizeof mask; k++) mask[k] = (k / 32) % 2;
-    s = ldf_inpaint(model, sampled, mask, 1, &p, filled, per);
+    s = ldf_inpaint(m, sampled, mask, 1, &p, filled, per);
     if (s != LDF_OK) return s;
-    return ldf_vary(model, sampled, 1, 2, 0.5f, &p, varied, 2 * per);
+    return ldf_vary(m, sampled, 1, 2, 0.5f, &p, varied, 2 * per);
 }
 
 static bool mark_started(uint32_t step, uint32_t total, void *user) {
@@ -77,7 +81,7 @@ static void *run_job(void *arg) {
         memset(j->sampled, 0xAB, COUNT * per);
         j->status = ldf_sample(model, COUNT, &p, j->sampled, COUNT * per);
     } else {
-        j->status = work(j->index, j->sampled, j->filled, j->varied);
+        j->status = work(model, j->index, j->sampled, j->filled, j->varied);
     }
     snprintf(j->error, sizeof j->error, "%s", ldf_last_error());
     return NULL;
@@ -88,7 +92,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s <model>\n", argv[0]);
         return 2;
     }
-    if (ldf_model_load(argv[1], LDF_DEVICE_CPU, &model) != LDF_OK) {
+    if (ldf_model_load(argv[1], LDF_DEVICE_CPU, &model) != LDF_OK ||
+        ldf_model_load(argv[1], LDF_DEVICE_CPU, &ref_model) != LDF_OK) {
         fprintf(stderr, "cannot load %s: %s\n", argv[1], ldf_last_error());
         return 1;
     }
@@ -103,7 +108,7 @@ int main(int argc, char **argv) {
         ref[i][0] = malloc(COUNT * per);
         ref[i][1] = malloc(per);
         ref[i][2] = malloc(2 * per);
-        if (i != VICTIM) CHECK(work(i, ref[i][0], ref[i][1], ref[i][2]) == LDF_OK);
+        if (i != VICTIM) CHECK(work(ref_model, i, ref[i][0], ref[i][1], ref[i][2]) == LDF_OK);
     }
 
     for (int round = 0; round < 2; round++) {
@@ -147,6 +152,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < THREADS; i++)
         for (int k = 0; k < 3; k++) free(ref[i][k]);
     ldf_model_free(model);
+    ldf_model_free(ref_model);
     printf("threads_test: %d threads x 2 rounds, %d failures\n", THREADS, failures);
     return failures ? 1 : 0;
 }
