@@ -144,8 +144,10 @@ unsafe fn pairs_avx512(src: &[f32], dst: &mut [u32]) {
 }
 
 /// Rows of one register tile.
+#[cfg(target_arch = "x86_64")]
 const TILE_R: usize = 8;
 /// 16-column blocks of one register tile.
+#[cfg(target_arch = "x86_64")]
 const TILE_Q: usize = 3;
 
 /// c[m x n] (row stride `ldc`) = (c if `accumulate`, else 0) + A W, with A as bf16 pairs
@@ -170,6 +172,8 @@ pub(crate) fn gemm(m: usize, a: &[u32], lda2: usize, w: &PackedBf16, c: &mut [f3
     unsafe {
         gemm_avx512(m, a, lda2, w, c, ldc, accumulate)
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (a, lda2, c, ldc, accumulate); // unreachable: the assert above fails off x86-64
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -206,6 +210,7 @@ unsafe fn gemm_avx512(m: usize, a: &[u32], lda2: usize, w: &PackedBf16, c: &mut 
 }
 
 /// One register tile's place in the product.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Tile {
     a: *const u32,
@@ -248,6 +253,7 @@ unsafe fn tile_dyn(rows: usize, qs: usize, t: Tile) {
 }
 
 /// The lanes of a 16-column block starting at column `col` that lie inside C's n columns.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn column_mask(n: usize, col: usize) -> u16 {
     let left = n.saturating_sub(col);
