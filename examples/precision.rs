@@ -74,6 +74,7 @@ fn main() {
         let model = Model::load(path, Device::Cpu).unwrap_or_else(|e| panic!("{path}: {e}"));
         let name = Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
         let classes = model.config().classes.names.clone();
+        let channels = model.info().channels;
         let mut total = Diff::default();
         let mut rows = Vec::new();
         for class in std::iter::once(None).chain((0..classes.len() as u32).map(Some)) {
@@ -85,9 +86,8 @@ fn main() {
                     model.sample(n, &SampleOptions { precision, ..opts.clone() }).unwrap_or_else(|e| panic!("{e}"))
                 };
                 let (a, b) = (run(Precision::Fp32), run(Precision::Bf16));
-                let c = model.info().channels;
-                diff.add(&a, &b, c);
-                total.add(&a, &b, c);
+                diff.add(&a, &b, channels);
+                total.add(&a, &b, channels);
             }
             let what = class.map_or("none", |c| classes[c as usize].as_str());
             rows.push(diff.row(&name, what, n * seeds.len()));

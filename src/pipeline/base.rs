@@ -130,6 +130,7 @@ impl<B: Backend> Pipeline<B> {
 
     pub fn info(&self) -> ModelInfo {
         let c = &self.meta.config;
+        let cpu = CpuSupport::detect();
         ModelInfo {
             channels: c.image.channels,
             width: c.image.size,
@@ -139,8 +140,8 @@ impl<B: Backend> Pipeline<B> {
             format_version: self.meta.format_version,
             parameters: self.nets.num_params(),
             time_shift: self.time_shift(&SampleOptions::default()),
-            cpu: CpuSupport::detect(),
-            auto_precision: Precision::auto_runs(is_cpu::<B>()),
+            cpu,
+            auto_precision: Precision::auto_runs(is_cpu::<B>(), cpu),
         }
     }
 

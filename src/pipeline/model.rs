@@ -166,8 +166,9 @@ impl Model {
     /// What the model is, with what the CPU offers now (the CPU fields follow
     /// [`super::BF16_ENV`] at the time of the call, as the generation calls do).
     pub fn info(&self) -> ModelInfo {
-        let auto_precision = Precision::auto_runs(matches!(self.device, Device::Cpu));
-        ModelInfo { cpu: CpuSupport::detect(), auto_precision, ..self.info.clone() }
+        let cpu = CpuSupport::detect();
+        let auto_precision = Precision::auto_runs(matches!(self.device, Device::Cpu), cpu);
+        ModelInfo { cpu, auto_precision, ..self.info.clone() }
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -214,9 +214,10 @@ impl Precision {
             .ok_or_else(|| crate::Error::InvalidArgument(format!("unknown precision '{s}' (fp32, bf16, auto)")))
     }
 
-    /// What [`Precision::Auto`] runs here (`cpu`: the model is on the CPU device): `Bf16` or `Fp32`.
-    pub fn auto_runs(cpu: bool) -> Precision {
-        match Precision::Auto.kernels(cpu) {
+    /// What [`Precision::Auto`] runs on a CPU offering `support` (`cpu`: the model is on the CPU
+    /// device): `Bf16` or `Fp32`.
+    pub fn auto_runs(cpu: bool, support: CpuSupport) -> Precision {
+        match Precision::Auto.kernels_with(cpu, support) {
             Ok(Kernels::Bf16) => Precision::Bf16,
             _ => Precision::Fp32,
         }

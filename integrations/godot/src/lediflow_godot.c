@@ -547,6 +547,14 @@ METHOD(m_image_size) {
   return from_int(((State *)user_data)->info.width);
 }
 
+/* d[key] = value; takes value. */
+static void dict_put(godot_dictionary *d, const char *key, godot_variant value) {
+  godot_variant k = from_cstr(key);
+  api->godot_dictionary_set(d, &k, &value);
+  api->godot_variant_destroy(&k);
+  api->godot_variant_destroy(&value);
+}
+
 METHOD(m_info) {
   UNUSED;
   State *s = user_data;
@@ -555,24 +563,12 @@ METHOD(m_info) {
   const char *keys[] = {"width", "height", "channels", "latent_dim", "prior", "parameters"};
   int64_t vals[] = {s->info.width, s->info.height, s->info.channels, s->info.latent_dim, s->info.prior,
                     (int64_t)s->info.parameters};
-  for (int i = 0; i < 6 && s->model; i++) {
-    godot_variant k = from_cstr(keys[i]), v = from_int(vals[i]);
-    api->godot_dictionary_set(&d, &k, &v);
-    api->godot_variant_destroy(&k);
-    api->godot_variant_destroy(&v);
-  }
+  for (int i = 0; i < 6 && s->model; i++) dict_put(&d, keys[i], from_int(vals[i]));
   /* What this CPU offers for bf16 now (LDF_CPU_* bits), and what "auto" runs. */
   LdfModelInfo now = {.struct_size = sizeof now};
   if (s->model && ldf_model_info(s->model, &now) == LDF_OK) {
-    godot_variant k = from_cstr("cpu_features"), v = from_int(now.cpu_features);
-    api->godot_dictionary_set(&d, &k, &v);
-    api->godot_variant_destroy(&k);
-    api->godot_variant_destroy(&v);
-    k = from_cstr("auto_precision");
-    v = from_cstr(now.auto_precision == LDF_PRECISION_BF16 ? "bf16" : "fp32");
-    api->godot_dictionary_set(&d, &k, &v);
-    api->godot_variant_destroy(&k);
-    api->godot_variant_destroy(&v);
+    dict_put(&d, "cpu_features", from_int(now.cpu_features));
+    dict_put(&d, "auto_precision", from_cstr(now.auto_precision == LDF_PRECISION_BF16 ? "bf16" : "fp32"));
   }
   godot_variant v;
   api->godot_variant_new_dictionary(&v, &d);

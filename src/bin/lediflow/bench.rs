@@ -143,7 +143,8 @@ fn cpu_name() -> String {
 pub fn bench(a: BenchArgs) -> Result<(), String> {
     let p = Pipeline::<B>::load(&a.model, &Default::default()).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let precision = Precision::parse(&a.precision).map_err(|e| e.to_string())?;
-    precision.kernels(true).map_err(|e| e.to_string())?;
+    // Refused here (a CPU without bf16) before anything is timed.
+    let kernels = precision.kernels(true).map_err(|e| e.to_string())?;
     if let Some(input) = &a.forward_input {
         return forward_io(&p, input, a.forward_output.as_deref().expect("clap requires it"), a.repeats, precision);
     }
@@ -171,9 +172,9 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         opts.steps,
         opts.solver,
         flops / 1e6,
-        match precision.kernels(true) {
-            Ok(lediflow::pipeline::Kernels::Bf16) => "bf16 products, fp32 sums",
-            _ => "fp32",
+        match kernels {
+            lediflow::pipeline::Kernels::Bf16 => "bf16 products, fp32 sums",
+            lediflow::pipeline::Kernels::Fp32 => "fp32",
         }
     );
     println!(
@@ -231,7 +232,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
             "cpu": cpu_name(),
             "threads": threads(),
             "precision": precision.name(),
-            "kernels": format!("{:?}", precision.kernels(true).map_err(|e| e.to_string())?),
+            "kernels": format!("{kernels:?}"),
             "solver": opts.solver.to_string(),
             "steps": opts.steps,
             "nfe": nfe,

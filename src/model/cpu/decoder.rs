@@ -15,12 +15,7 @@ use burn::prelude::*;
 use std::sync::OnceLock;
 
 use super::bf16::{PackedBf16, gemm, to_pairs};
-use super::{Dense, Kernels, bias_or_zeros, floats, matmul, product, silu_in_place};
-
-thread_local! {
-    /// A padded feature map as bf16 pairs ([`Conv3::forward_padded`] with bf16 kernels).
-    static PAD_PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-}
+use super::{Dense, Kernels, bias_or_zeros, floats, matmul, product, silu_in_place, with_pairs};
 use crate::model::AuxDecoder;
 use crate::model::aux::DEC_LOGVAR_OFFSET;
 
@@ -188,9 +183,8 @@ impl Conv3 {
         if kernels == Kernels::Bf16 {
             debug_assert!(cin.is_multiple_of(2), "bf16 rows of the padded map need an even cin");
             let packed = self.packed();
-            PAD_PAIRS.with(|p| {
-                let mut pairs = p.borrow_mut();
-                to_pairs(xp, 1, padded, padded, &mut pairs);
+            with_pairs(|pairs| {
+                to_pairs(xp, 1, padded, padded, pairs);
                 for (ky, wk) in packed.iter().enumerate() {
                     gemm(rows, &pairs[ky * pw * cin / 2..], cin / 2, wk, acc, cout, true);
                 }

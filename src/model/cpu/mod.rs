@@ -139,6 +139,12 @@ thread_local! {
     static PAIRS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Runs f on this thread's bf16-pair scratch buffer (contents left from earlier calls). Not
+/// re-entrant: f must not call [`product`] or another `with_pairs`.
+pub(super) fn with_pairs<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+    PAIRS.with(|p| f(&mut p.borrow_mut()))
+}
+
 /// out [rows, output] = (out if `accumulate`, else 0) + x W for the rows of x [rows, input]
 /// (row-major, contiguous), with the chosen kernels.
 pub(super) fn product(kernels: Kernels, l: &Dense, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
@@ -146,10 +152,9 @@ pub(super) fn product(kernels: Kernels, l: &Dense, x: &[f32], rows: usize, out: 
         Kernels::Fp32 => {
             matmul((rows, l.output, l.input), out, l.output, accumulate, x, (l.input, 1), &l.w, (l.output, 1), 1.0)
         }
-        Kernels::Bf16 => PAIRS.with(|p| {
-            let mut pairs = p.borrow_mut();
-            bf16::to_pairs(x, rows, l.input, l.input, &mut pairs);
-            bf16::gemm(rows, &pairs, l.input.div_ceil(2), l.packed(), out, l.output, accumulate);
+        Kernels::Bf16 => with_pairs(|pairs| {
+            bf16::to_pairs(x, rows, l.input, l.input, pairs);
+            bf16::gemm(rows, pairs, l.input.div_ceil(2), l.packed(), out, l.output, accumulate);
         }),
     }
 }
