@@ -1,7 +1,7 @@
 //! Training data: folders of PNG/JPEG images and the Dungeon Crawl Stone Soup tile atlases
 //! (Debian's `crawl-tiles-data`), as 8-bit interleaved images of one size and channel count.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
@@ -605,6 +605,18 @@ fn load_dcss_atlases(dir: &Path, channels: usize, find_fragments: bool) -> Resul
 /// for each (floors; walls and mineral veins; doors, stairs, shops, traps, rubble). Each tile is
 /// taken once, with the class of its first assignment; duplicates are dropped.
 pub fn load_angband(graf_dir: &Path, pref_dir: &Path, channels: usize) -> Result<Dataset> {
+    load_angband_with(graf_dir, pref_dir, channels, false)
+}
+
+/// The source text of the tiles [`load_angband_with`] labels by their row (after the cell).
+pub const ANGBAND_ROW_LABEL: &str = "(creature row)";
+
+/// [`load_angband`], and with `creature_rows` also the drawn cells that no pref line names in the
+/// atlas rows whose named cells are all creatures, labelled creature (the atlas draws monsters
+/// row by row, and its creature rows hold monsters the pref files do not use). These come after
+/// the pref-file tiles, with [`ANGBAND_ROW_LABEL`] at the end of their source, so
+/// [`Dataset::split_per_group`] holds out the same pref-file tiles either way.
+pub fn load_angband_with(graf_dir: &Path, pref_dir: &Path, channels: usize, creature_rows: bool) -> Result<Dataset> {
     check_geometry(32, channels)?;
     let atlas_path = graf_dir.join("32x32.png");
     if !atlas_path.exists() {
@@ -666,13 +678,41 @@ pub fn load_angband(graf_dir: &Path, pref_dir: &Path, channels: usize) -> Result
     ds.classes = TILE_CLASSES.iter().map(|c| c.to_string()).collect();
     let mut taken = HashSet::new();
     let (cols, rows) = (atlas.width() / 32, atlas.height() / 32);
-    for (row, col, class) in cells {
+    let crop = |col: u32, row: u32| {
+        let tile = image::imageops::crop_imm(&atlas, col * 32, row * 32, 32, 32).to_image();
+        (coverage(&tile) >= MIN_COVERAGE).then_some(tile)
+    };
+    for &(row, col, class) in &cells {
         if row >= rows || col >= cols || !taken.insert((row, col)) {
             continue;
         }
-        let tile = image::imageops::crop_imm(&atlas, col * 32, row * 32, 32, 32).to_image();
-        if coverage(&tile) >= MIN_COVERAGE {
+        if let Some(tile) = crop(col, row) {
             ds.push_labelled(&tile, format!("angband cell {col},{row}"), class);
+        }
+    }
+    if creature_rows {
+        // A row qualifies when the pref files name at least MIN_NAMED of its cells and every one
+        // of them is a creature (the last row, runes with a single monster, does not).
+        const MIN_NAMED: usize = 8;
+        let mut row_kind: HashMap<u32, (usize, bool)> = HashMap::new();
+        for &(row, col, class) in &cells {
+            if row < rows && col < cols {
+                let kind = row_kind.entry(row).or_insert((0, true));
+                *kind = (kind.0 + 1, kind.1 && class == CREATURE);
+            }
+        }
+        let mut creature_rows: Vec<u32> =
+            row_kind.into_iter().filter_map(|(r, (named, all))| (all && named >= MIN_NAMED).then_some(r)).collect();
+        creature_rows.sort_unstable();
+        for row in creature_rows {
+            for col in 0..cols {
+                if taken.contains(&(row, col)) {
+                    continue;
+                }
+                if let Some(tile) = crop(col, row) {
+                    ds.push_labelled(&tile, format!("angband cell {col},{row} {ANGBAND_ROW_LABEL}"), CREATURE);
+                }
+            }
         }
     }
     ds.dedup();

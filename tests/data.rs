@@ -247,6 +247,46 @@ fn angband_tiles_are_labelled_from_the_pref_files() {
 }
 
 #[test]
+fn angband_creature_rows_add_unnamed_cells_after_the_pref_tiles() {
+    use lediflow::data::{ANGBAND_ROW_LABEL, TILE_CLASSES, load_angband, load_angband_with};
+    let dir = std::env::temp_dir().join(format!("lediflow-angband-rows-{}", std::process::id()));
+    let (graf, pref) = (dir.join("graf"), dir.join("pref"));
+    std::fs::create_dir_all(&graf).unwrap();
+    std::fs::create_dir_all(&pref).unwrap();
+    // A 10x3-cell atlas, every cell a distinct flat square except cell 9,0 (empty).
+    let atlas = RgbaImage::from_fn(320, 96, |x, y| {
+        let (cx, cy) = (x / 32, y / 32);
+        if (cx, cy) == (9, 0) { Rgba([0, 0, 0, 0]) } else { Rgba([20 * cx as u8, 80 * cy as u8, 7, 255]) }
+    });
+    atlas.save(graf.join("32x32.png")).unwrap();
+    // Row 0: eight monsters named, cell 8 drawn but unnamed. Row 1: eight monsters and an object
+    // (mixed). Row 2: a single monster (too few named to say what the row holds).
+    let mut prf = String::new();
+    for col in 0..8 {
+        prf += &format!("R:{col}:0x80:0x{:x}\nR:{}:0x81:0x{:x}\n", 0x80 + col, 10 + col, 0x80 + col);
+    }
+    prf += "K:1:1:0x81:0x88\nR:30:0x82:0x80\n";
+    std::fs::write(pref.join("graf-dvg.prf"), prf).unwrap();
+    std::fs::write(pref.join("xtra-dvg.prf"), "").unwrap();
+    std::fs::write(pref.join("flvr-dvg.prf"), "").unwrap();
+    let plain = load_angband(&graf, &pref, 4).unwrap();
+    assert_eq!(plain.len(), 18);
+    let ds = load_angband_with(&graf, &pref, 4, true).unwrap();
+    assert_eq!(ds.len(), 19, "only the unnamed drawn cell of the all-creature row is added");
+    assert_eq!(ds.sources[18], format!("angband cell 8,0 {ANGBAND_ROW_LABEL}"));
+    assert_eq!(TILE_CLASSES[ds.label(18) as usize], "creature");
+    assert_eq!(&ds.image(18)[..4], &[160, 0, 7, 255]);
+    assert_eq!(ds.sources[..18], plain.sources[..]);
+    // The pref-file tiles keep their held-out split; the added one joins its group's count.
+    let held = |d: &Dataset| {
+        let (_, val) = d.split_per_group(5);
+        val.sources.iter().filter(|s| !s.ends_with(ANGBAND_ROW_LABEL)).cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(held(&ds), held(&plain));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn whole_dcss_sprites_leave_out_the_creature_atlas_parts() {
     use lediflow::data::load_dcss_whole;
     let dir = std::env::temp_dir().join(format!("lediflow-dcss-whole-{}", std::process::id()));

@@ -25,6 +25,11 @@ pub struct DataArgs {
     /// labelled like the DCSS tiles.
     #[arg(long, conflicts_with = "data")]
     pub angband: bool,
+    /// With --angband: also take the drawn cells no pref line names in the atlas rows whose named
+    /// cells are all creatures, as creatures (about 340 more monsters; the pref-file tiles keep
+    /// their held-out split).
+    #[arg(long, requires = "angband")]
+    pub angband_creature_rows: bool,
     /// Folder of the Angband tile images.
     #[arg(long, default_value = data::ANGBAND_GRAF_DIR)]
     pub angband_graf: PathBuf,
@@ -80,7 +85,15 @@ impl DataArgs {
         };
         if self.angband {
             sources.push(format!("angband:{}", self.angband_graf.display()));
-            let extra = data::load_angband(&self.angband_graf, &self.angband_pref, self.channels)?;
+            if self.angband_creature_rows {
+                sources.push(format!("angband creature rows:{}", self.angband_graf.display()));
+            }
+            let extra = data::load_angband_with(
+                &self.angband_graf,
+                &self.angband_pref,
+                self.channels,
+                self.angband_creature_rows,
+            )?;
             if ds.is_empty() {
                 ds.classes = extra.classes.clone();
             }

@@ -53,7 +53,8 @@ pub struct DataSheetArgs {
     #[arg(long, default_value_t = 32)]
     pub columns: usize,
     /// Also write one sheet per class into this folder (CLASS.png, every image of the class),
-    /// and dropped.png with what --whole left out.
+    /// dropped.png with what --whole left out and creature-rows.png with what
+    /// --angband-creature-rows adds.
     #[arg(long)]
     pub by_class: Option<PathBuf>,
     /// With --by-class: at most this many images per class sheet, spread over the class.
@@ -150,9 +151,16 @@ pub fn data_sheet(a: DataSheetArgs) -> Result<(), String> {
         if !dropped.is_empty() || a.data.whole {
             sheets.push(("dropped".into(), dropped.clone()));
         }
+        if a.data.angband_creature_rows {
+            let mut rows = ds.empty_like();
+            for i in (0..ds.len()).filter(|&i| ds.sources[i].ends_with(data::ANGBAND_ROW_LABEL)) {
+                rows.push_from(&ds, i);
+            }
+            sheets.push(("creature-rows".into(), rows));
+        }
         for (name, set) in sheets {
             let set = match a.per_class {
-                Some(n) if name != "dropped" => spread(&set, n),
+                Some(n) if name != "dropped" && name != "creature-rows" => spread(&set, n),
                 _ => set,
             };
             let path = dir.join(format!("{name}.png"));
