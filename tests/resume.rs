@@ -375,6 +375,19 @@ fn fine_tuning_starts_from_the_init_file() {
                 }
             }
             assert!(far > 5e-2, "a fresh latent flow ended {far} from the file's");
+            // A fresh latent flow may take another shape; the file's latent flow may not.
+            let mut wide = relat.clone();
+            wide.model.latent.hidden *= 2;
+            go(&wide, &data, &dir, "wide", false, RunControl::default()).unwrap();
+            let nets = params(&dir.join("m.safetensors"));
+            let grew = init_nets.iter().filter(|(n, _)| n.starts_with("latent")).any(|(n, (s, _))| nets[n].0 != *s);
+            assert!(grew, "the wider latent flow kept the file's shapes");
+            for (name, (_, v)) in init_nets.iter().filter(|(n, _)| !n.starts_with("latent")) {
+                assert_eq!(v, &nets[name].1, "{name}");
+            }
+            wide.init.as_mut().unwrap().fresh_latent = false;
+            let err = go(&wide, &data, &dir, "wide0", false, RunControl::default()).unwrap_err();
+            assert!(err.to_string().contains("holds different networks"), "{err}");
             relat.steps.latent = 0;
             let err = go(&relat, &data, &dir, "relat0", false, RunControl::default()).unwrap_err();
             assert!(err.to_string().contains("a fresh latent flow must be trained"), "{err}");

@@ -54,14 +54,17 @@ fn fine_tuning_starts_from_the_file_and_keeps_its_network_config() {
     std::fs::remove_dir_all(dir.join("run")).unwrap();
     ok(&mut finetune(&["--set", "dit.depth=2"], &tuned));
     assert_eq!(lediflow::checkpoint::read_meta(&std::fs::read(&tuned).unwrap()).unwrap().config.dit.depth, 2);
-    // Retraining only the latent flow: the one way is `train --init --fresh-latent`.
+    // A latent-flow key only with a fresh latent flow.
+    refused(&mut finetune(&["--set", "latent.hidden=16"], &never), "latent.* with --fresh-latent");
+    // Retraining only the latent flow: the one way is `train --init --fresh-latent`, which may
+    // also give it another shape.
     std::fs::remove_dir_all(dir.join("run")).unwrap();
     let relatent = dir.join("relatent.safetensors");
     let mut c = lediflow();
     c.args(["train", "--data"])
         .arg(&f.eval_data)
         .args(["--size", "16", "--steps-aux", "0", "--steps-latent", "4", "--steps-fm", "0", "--fresh-latent"])
-        .args(["--set", "train.latent_batch=8", "--init"])
+        .args(["--set", "train.latent_batch=8", "--set", "latent.hidden=24", "--init"])
         .arg(&f.model)
         .arg("--run-dir")
         .arg(dir.join("run"))
@@ -69,6 +72,7 @@ fn fine_tuning_starts_from_the_file_and_keeps_its_network_config() {
         .arg(&relatent);
     ok(&mut c);
     let m = lediflow::Pipeline::<lediflow::CpuBackend>::load(&relatent, &Default::default()).unwrap();
+    assert_eq!(m.meta().config.latent.hidden, 24);
     let o = lediflow::SampleOptions { steps: 1, ..Default::default() };
     assert_eq!(m.sample(2, &o).unwrap().dims(), [2, 4, 16, 16]);
 }

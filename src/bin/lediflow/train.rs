@@ -44,7 +44,8 @@ pub struct TrainArgs {
     #[arg(long, requires = "init")]
     pub fresh_velocity: bool,
     /// With --init: train the latent flow from random weights on the file's encoder (with
-    /// --steps-latent N; --steps-aux 0 --steps-fm 0 retrains only the latent flow).
+    /// --steps-latent N; --steps-aux 0 --steps-fm 0 retrains only the latent flow), which may
+    /// take another shape: --set latent.hidden=N --set latent.blocks=N.
     #[arg(long, requires = "init")]
     pub fresh_latent: bool,
     /// Override any config field: --set dit.depth=6 --set train.beta_kl=0.01 --set train.fm.lr=2e-4
@@ -176,10 +177,11 @@ pub fn train(args: TrainArgs) -> Result<(), String> {
         let (k, v) = o.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{o}'"))?;
         match k.strip_prefix("train.") {
             Some(tk) => set_path(&mut tv, tk, v)?,
-            None if init.is_some() && !k.starts_with("dit.") => {
+            None if init.is_some() && !k.starts_with("dit.") && !(args.fresh_latent && k.starts_with("latent.")) => {
                 return Err(format!(
                     "--set {k}: a fine-tuning run (--init) keeps the model file's network config \
-                     (only dit.* may change: a new velocity network, trained from scratch)"
+                     (only dit.* may change: a new velocity network, trained from scratch; \
+                     latent.* with --fresh-latent)"
                 ));
             }
             None => set_path(&mut mv, k, v)?,

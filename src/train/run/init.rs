@@ -67,13 +67,15 @@ impl InitFrom {
         // An unconditional file may start a class-conditional run: its networks get class
         // tables of zeros, so they start out computing what the file's did.
         let classes = if meta.config.classes.is_unconditional() { &model.classes } else { &meta.config.classes };
+        // A fresh latent flow (`fresh_latent`) may take another shape (`latent`) too.
+        let latent = if self.fresh_latent { model.latent.clone() } else { meta.config.latent.clone() };
         let same_but_velocity =
-            ModelConfig { dit: model.dit.clone(), classes: classes.clone(), ..meta.config.clone() } == *model;
+            ModelConfig { dit: model.dit.clone(), classes: classes.clone(), latent, ..meta.config.clone() } == *model;
         if !same_but_velocity {
             return Err(Error::InvalidArgument(format!(
                 "starting model {path} holds different networks from the ones this run trains \
                  ({} vs {}); a fine-tuning run keeps the file's network config (only `dit` may change, \
-                 and an unconditional file may gain classes)",
+                 `latent` with a fresh latent flow, and an unconditional file may gain classes)",
                 serde_json::to_string(&meta.config).unwrap_or_default(),
                 serde_json::to_string(model).unwrap_or_default()
             )));
