@@ -213,19 +213,32 @@ fn labels_follow_their_images_through_dedup_split_and_mirrors() {
     assert_eq!((train2, val2), (train, val), "the split is deterministic");
 }
 
-#[test]
-fn angband_tiles_are_labelled_from_the_pref_files() {
-    use lediflow::data::{TILE_CLASSES, load_angband};
-    let dir = std::env::temp_dir().join(format!("lediflow-angband-{}", std::process::id()));
+/// A scratch folder with `graf/32x32.png`, an atlas of `cells` (columns, rows) 32x32 cells, each
+/// a flat square of colour (step.0 * column, step.1 * row, 7) except the transparent `empty`
+/// cell, and an empty `pref/` folder. Returns (folder, graf, pref).
+fn angband_atlas(
+    name: &str,
+    cells: (u32, u32),
+    empty: (u32, u32),
+    step: (u8, u8),
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lediflow-{name}-{}", std::process::id()));
     let (graf, pref) = (dir.join("graf"), dir.join("pref"));
     std::fs::create_dir_all(&graf).unwrap();
     std::fs::create_dir_all(&pref).unwrap();
-    // A 4x2-cell atlas: every cell a distinct flat square (cell 3,1 left empty).
-    let atlas = RgbaImage::from_fn(128, 64, |x, y| {
+    let atlas = RgbaImage::from_fn(32 * cells.0, 32 * cells.1, |x, y| {
         let (cx, cy) = (x / 32, y / 32);
-        if (cx, cy) == (3, 1) { Rgba([0, 0, 0, 0]) } else { Rgba([40 * cx as u8, 100 * cy as u8, 7, 255]) }
+        if (cx, cy) == empty { Rgba([0, 0, 0, 0]) } else { Rgba([step.0 * cx as u8, step.1 * cy as u8, 7, 255]) }
     });
     atlas.save(graf.join("32x32.png")).unwrap();
+    (dir, graf, pref)
+}
+
+#[test]
+fn angband_tiles_are_labelled_from_the_pref_files() {
+    use lediflow::data::{TILE_CLASSES, load_angband};
+    // A 4x2-cell atlas: every cell a distinct flat square (cell 3,1 left empty).
+    let (dir, graf, pref) = angband_atlas("angband", (4, 2), (3, 1), (40, 100));
     std::fs::write(
         pref.join("graf-dvg.prf"),
         "# <darkness>\nF:0:all:0x80:0x80\n# open floor\nF:1:lit:0x80:0x81\n# granite wall\nF:56:lit:0x80:0x82\n\
@@ -249,16 +262,8 @@ fn angband_tiles_are_labelled_from_the_pref_files() {
 #[test]
 fn angband_creature_rows_add_unnamed_cells_after_the_pref_tiles() {
     use lediflow::data::{ANGBAND_ROW_LABEL, TILE_CLASSES, load_angband, load_angband_with};
-    let dir = std::env::temp_dir().join(format!("lediflow-angband-rows-{}", std::process::id()));
-    let (graf, pref) = (dir.join("graf"), dir.join("pref"));
-    std::fs::create_dir_all(&graf).unwrap();
-    std::fs::create_dir_all(&pref).unwrap();
     // A 10x3-cell atlas, every cell a distinct flat square except cell 9,0 (empty).
-    let atlas = RgbaImage::from_fn(320, 96, |x, y| {
-        let (cx, cy) = (x / 32, y / 32);
-        if (cx, cy) == (9, 0) { Rgba([0, 0, 0, 0]) } else { Rgba([20 * cx as u8, 80 * cy as u8, 7, 255]) }
-    });
-    atlas.save(graf.join("32x32.png")).unwrap();
+    let (dir, graf, pref) = angband_atlas("angband-rows", (10, 3), (9, 0), (20, 80));
     // Row 0: eight monsters named, cell 8 drawn but unnamed. Row 1: eight monsters and an object
     // (mixed). Row 2: a single monster (too few named to say what the row holds).
     let mut prf = String::new();
